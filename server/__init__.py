@@ -1,0 +1,1 @@
+"""The Experiments service: domain rules, use cases, storage adapters and entrypoints."""

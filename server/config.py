@@ -1,0 +1,52 @@
+"""Settings from the environment, read once, with defaults that run on a laptop."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+# The checkout's git-ignored data folder holds the embedded SQLite database.
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+DEFAULT_DATABASE_URL = f"sqlite:///{DATA_DIR / 'experiments.sqlite3'}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    grpc_host: str
+    grpc_port: int
+    http_host: str
+    http_port: int
+    workers: int
+    # Where list pages point when a request came without x-forwarded-host (plain gRPC).
+    public_base_url: str
+    log_level: str
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        http_host = env.get("EXPERIMENTS_HTTP_HOST", "127.0.0.1")
+        http_port = _int(env, "EXPERIMENTS_HTTP_PORT", 8080)
+        return cls(
+            database_url=env.get("EXPERIMENTS_DATABASE_URL") or DEFAULT_DATABASE_URL,
+            grpc_host=env.get("EXPERIMENTS_GRPC_HOST", "127.0.0.1"),
+            grpc_port=_int(env, "EXPERIMENTS_GRPC_PORT", 50051),
+            http_host=http_host,
+            http_port=http_port,
+            workers=_int(env, "EXPERIMENTS_WORKERS", os.cpu_count() or 1),
+            public_base_url=env.get(
+                "EXPERIMENTS_PUBLIC_BASE_URL", f"http://{http_host}:{http_port}"
+            ).rstrip("/"),
+            log_level=env.get("EXPERIMENTS_LOG_LEVEL", "INFO"),
+        )
+
+
+def _int(env: os._Environ[str], name: str, default: int) -> int:
+    value = env.get(name)
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise SystemExit(f"{name} must be an integer, got {value!r}") from None

@@ -1,0 +1,1 @@
+"""Business rules in plain Python: no gRPC, no protobuf, no database."""

@@ -1,0 +1,142 @@
+"""The experiment aggregate and the organization objects it refers to, as plain values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+# A treatment is stored and returned as the client sent it (name, actions, conditions).
+Treatment = dict[str, Any]
+
+
+class GroupType(StrEnum):
+    CONTROL = "control"
+    USER_DEFINED = "user_defined"
+    TARGET_ALGORITHM = "target_algorithm"
+    TARGET_RANDOM = "target_random"
+
+
+class ResetInterval(StrEnum):
+    FULL = "full"
+    WEEK = "1w"
+    DAY = "1d"
+
+
+DEFAULT_RESET_INTERVAL = ResetInterval.FULL
+
+
+@dataclass(frozen=True)
+class Organization:
+    id: UUID
+    name: str
+    has_active_subscription: bool = True
+
+
+@dataclass(frozen=True)
+class User:
+    id: UUID
+    first_name: str
+    last_name: str
+    organization_id: UUID
+    is_bot: bool = False
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller: a user, its organization and what it may do."""
+
+    user: User
+    organization: Organization
+    can_manage_settings: bool
+
+
+@dataclass(frozen=True)
+class Goal:
+    id: UUID
+    name: str
+    organization: Organization
+
+
+@dataclass(frozen=True)
+class Room:
+    id: UUID
+    name: str
+    organization_id: UUID
+
+
+@dataclass(frozen=True)
+class Group:
+    id: UUID
+    order: int
+    name: str | None
+    percentage: int | None
+    group_type: GroupType | None
+    treatment: Treatment | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """An experiment as stored, with everything a response shows about it."""
+
+    id: UUID
+    organization: Organization
+    is_draft: bool
+    name: str | None
+    goal: Goal | None
+    starts_at: datetime | None
+    ends_at: datetime | None
+    group_reset_interval: ResetInterval
+    rooms: tuple[Room, ...]
+    groups: tuple[Group, ...]
+    created_at: datetime
+    created_by: User
+    updated_at: datetime
+    updated_by: User
+
+    @property
+    def goal_id(self) -> UUID | None:
+        return self.goal.id if self.goal else None
+
+    @property
+    def room_ids(self) -> tuple[UUID, ...]:
+        return tuple(room.id for room in self.rooms)
+
+    def has_started(self, now: datetime) -> bool:
+        """A published experiment whose start has passed; a draft never runs, so never starts."""
+        return not self.is_draft and self.starts_at is not None and self.starts_at <= now
+
+    def has_ended(self, now: datetime) -> bool:
+        return self.ends_at is not None and self.ends_at <= now
+
+
+@dataclass(frozen=True)
+class GroupState:
+    """The writable attributes of a group after validation."""
+
+    name: str | None
+    percentage: int | None
+    group_type: GroupType | None
+    treatment: Treatment | None
+
+
+@dataclass(frozen=True)
+class ExperimentState:
+    """The writable attributes of an experiment after validation: what gets stored."""
+
+    is_draft: bool
+    name: str | None
+    goal_id: UUID | None
+    starts_at: datetime | None
+    ends_at: datetime | None
+    group_reset_interval: ResetInterval
+    room_ids: tuple[UUID, ...]
+    groups: tuple[GroupState, ...] = field(default_factory=tuple)

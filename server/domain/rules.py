@@ -1,0 +1,294 @@
+"""The rules of creating and updating an experiment, checked all at once.
+
+The use case hands in what the client sent (ExperimentInput, unparsed values) and
+the facts that need storage (which referenced goal and room IDs exist in the
+organization, the current experiment, the time); the rules answer with the
+state to store, or raise InvalidArgument listing every offending field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final, TypeVar
+from uuid import UUID
+
+from server.domain import messages
+from server.domain.errors import FieldViolation, InvalidArgument
+from server.domain.model import (
+    DEFAULT_RESET_INTERVAL,
+    Experiment,
+    ExperimentState,
+    Group,
+    GroupState,
+    GroupType,
+    ResetInterval,
+    Treatment,
+)
+
+_S = TypeVar("_S")
+_T = TypeVar("_T")
+
+NAME_MAX_LENGTH: Final = 255
+MAX_GROUPS: Final = 100
+
+
+class _Missing:
+    """An attribute the client did not send, told apart from one sent as null."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Final = _Missing()
+
+
+@dataclass(frozen=True)
+class GroupInput:
+    name: str | None = None
+    percentage: int | None = None
+    group_type: str | None | _Missing = MISSING
+    treatment: Treatment | None = None
+
+
+@dataclass(frozen=True)
+class ExperimentInput:
+    """What a client sent for an experiment, before any check. None means not sent (or null)."""
+
+    is_draft: bool | None = None
+    name: str | None = None
+    goal_id: str | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    group_reset_interval: str | None = None
+    room_ids: tuple[str, ...] = ()
+    groups: tuple[GroupInput, ...] = ()
+
+
+@dataclass(frozen=True)
+class References:
+    """Which of the goal and room IDs a request refers to exist in the experiment's organization."""
+
+    goal_ids: frozenset[UUID] = frozenset()
+    room_ids: frozenset[UUID] = frozenset()
+
+
+def parse_uuid(value: str) -> UUID | None:
+    try:
+        return UUID(value.strip())
+    except (ValueError, AttributeError):
+        return None
+
+
+def referenced_ids(data: ExperimentInput) -> tuple[set[UUID], set[UUID]]:
+    """The well-formed goal and room IDs of a request, for the use case to look up."""
+    goal_ids = {g for g in [parse_uuid(data.goal_id or "")] if g}
+    room_ids = {r for r in map(parse_uuid, data.room_ids) if r}
+    return goal_ids, room_ids
+
+
+def validate_new(data: ExperimentInput, refs: References) -> ExperimentState:
+    """The state of a new experiment, or InvalidArgument with every violation."""
+    return _Check(data, refs, current=None, now=None).run()
+
+
+def validate_update(
+    current: Experiment, data: ExperimentInput, refs: References, now: datetime
+) -> ExperimentState:
+    """The new state of an existing experiment, or InvalidArgument with every violation.
+
+    Attributes that are read-only once the experiment has started keep their
+    current value when omitted and are rejected when sent with another value.
+    """
+    if current.has_ended(now):
+        raise InvalidArgument([FieldViolation("ends_at", messages.EXPERIMENT_ENDED)])
+    return _Check(data, refs, current=current, now=now).run()
+
+
+class _Check:
+    def __init__(
+        self,
+        data: ExperimentInput,
+        refs: References,
+        current: Experiment | None,
+        now: datetime | None,
+    ) -> None:
+        self.data = data
+        self.refs = refs
+        self.current = current
+        self.started = current is not None and now is not None and current.has_started(now)
+        self.published = data.is_draft is False
+        self.violations: list[FieldViolation] = []
+
+    def fail(self, field: str, description: str) -> None:
+        self.violations.append(FieldViolation(field, description))
+
+    def run(self) -> ExperimentState:
+        self._check_is_draft()
+        state = ExperimentState(
+            is_draft=self.data.is_draft is not False,
+            name=self._name("name", self.data.name),
+            goal_id=self._goal_id(),
+            starts_at=self._starts_at(),
+            ends_at=self.data.ends_at,
+            group_reset_interval=self._group_reset_interval(),
+            room_ids=self._room_ids(),
+            groups=self._groups(),
+        )
+        if state.starts_at and state.ends_at and state.ends_at < state.starts_at:
+            self.fail("ends_at", messages.ENDS_BEFORE_START)
+        if self.violations:
+            raise InvalidArgument(self.violations)
+        return state
+
+    def _check_is_draft(self) -> None:
+        if self.data.is_draft is None:
+            self.fail("is_draft", messages.REQUIRED)
+        elif self.data.is_draft and self.current is not None and not self.current.is_draft:
+            self.fail("is_draft", messages.CANNOT_RETURN_TO_DRAFT)
+
+    def _name(self, field: str, value: str | None) -> str | None:
+        if value is None:
+            if self.published:
+                self.fail(field, messages.REQUIRED_WHEN_PUBLISHED)
+            return None
+        if len(value) > NAME_MAX_LENGTH:
+            self.fail(field, messages.TOO_LONG.format(limit=NAME_MAX_LENGTH))
+        elif self.published and not value.strip():
+            self.fail(field, messages.BLANK)
+        return value
+
+    def _goal_id(self) -> UUID | None:
+        sent = self.data.goal_id
+        if self.current is not None and self.started:
+            return self._unchanged("goal_id", sent, self.current.goal_id, parse_uuid)
+        if sent is None:
+            if self.published:
+                self.fail("goal_id", messages.REQUIRED_WHEN_PUBLISHED)
+            return None
+        goal_id = parse_uuid(sent)
+        if goal_id is None:
+            self.fail("goal_id", messages.NOT_A_UUID)
+        elif goal_id not in self.refs.goal_ids:
+            self.fail("goal_id", messages.GOAL_NOT_IN_ORGANIZATION)
+        return goal_id
+
+    def _starts_at(self) -> datetime | None:
+        sent = self.data.starts_at
+        if self.current is not None and self.started:
+            return self._unchanged("starts_at", sent, self.current.starts_at, lambda v: v)
+        if sent is None and self.published:
+            self.fail("starts_at", messages.REQUIRED_WHEN_PUBLISHED)
+        return sent
+
+    def _group_reset_interval(self) -> ResetInterval:
+        sent = self.data.group_reset_interval
+        interval: ResetInterval | None = None
+        if sent is not None:
+            try:
+                interval = ResetInterval(sent)
+            except ValueError:
+                self.fail("group_reset_interval", messages.RESET_INTERVAL_CHOICES)
+                return DEFAULT_RESET_INTERVAL
+        if self.current is not None and self.started:
+            current = self.current.group_reset_interval
+            return self._unchanged("group_reset_interval", interval, current, lambda v: v)
+        return interval or DEFAULT_RESET_INTERVAL
+
+    def _room_ids(self) -> tuple[UUID, ...]:
+        sent = self.data.room_ids
+        if self.current is not None and self.started:
+            current = self.current.room_ids
+            # proto3 cannot tell an omitted list from an empty one: empty keeps the rooms.
+            if sent and {parse_uuid(r) for r in sent} != set(current):
+                self.fail("room_ids", messages.READ_ONLY_AFTER_START)
+            return current
+        room_ids: list[UUID] = []
+        for index, raw in enumerate(sent):
+            field = f"room_ids[{index}]"
+            room_id = parse_uuid(raw)
+            if room_id is None:
+                self.fail(field, messages.NOT_A_UUID)
+            elif room_id in room_ids:
+                self.fail(field, messages.DUPLICATE_ROOM)
+            elif room_id not in self.refs.room_ids:
+                self.fail(field, messages.ROOM_NOT_IN_ORGANIZATION)
+            else:
+                room_ids.append(room_id)
+        return tuple(room_ids)
+
+    def _groups(self) -> tuple[GroupState, ...]:
+        sent = self.data.groups
+        if len(sent) > MAX_GROUPS:
+            self.fail("groups", messages.TOO_MANY_GROUPS.format(limit=MAX_GROUPS))
+            return ()
+        current: tuple[Group, ...] | None = None
+        if self.current is not None and self.started:
+            current = self.current.groups
+            if len(sent) != len(current):
+                self.fail("groups", messages.GROUPS_FIXED_AFTER_START.format(count=len(current)))
+                current = None
+        groups = tuple(
+            self._group(index, group, current[index] if current else None)
+            for index, group in enumerate(sent)
+        )
+        self._check_total(groups)
+        return groups
+
+    def _group(self, index: int, sent: GroupInput, current: Group | None) -> GroupState:
+        prefix = f"groups[{index}]"
+        percentage = sent.percentage
+        if percentage is None:
+            if self.published:
+                self.fail(f"{prefix}.percentage", messages.REQUIRED_WHEN_PUBLISHED)
+        elif not 0 <= percentage <= 100:
+            self.fail(f"{prefix}.percentage", messages.PERCENTAGE_RANGE)
+        group_type = self._group_type(f"{prefix}.group_type", sent.group_type, current)
+        treatment = sent.treatment
+        if current is not None:
+            treatment = self._unchanged(
+                f"{prefix}.treatment", treatment, current.treatment, lambda v: v
+            )
+        return GroupState(
+            name=self._name(f"{prefix}.name", sent.name),
+            percentage=percentage,
+            group_type=group_type,
+            treatment=treatment,
+        )
+
+    def _group_type(
+        self, field: str, sent: str | None | _Missing, current: Group | None
+    ) -> GroupType | None:
+        if isinstance(sent, _Missing):
+            if current is not None:
+                return current.group_type
+            if self.published:
+                self.fail(field, messages.REQUIRED_WHEN_PUBLISHED)
+            return None
+        group_type: GroupType | None = None
+        if sent is not None:
+            try:
+                group_type = GroupType(sent)
+            except ValueError:
+                self.fail(field, messages.GROUP_TYPE_CHOICES)
+                return None
+        if current is not None and group_type != current.group_type:
+            self.fail(field, messages.READ_ONLY_AFTER_START)
+        return group_type
+
+    def _check_total(self, groups: Iterable[GroupState]) -> None:
+        percentages = [g.percentage for g in groups]
+        if not self.published or any(p is None or not 0 <= p <= 100 for p in percentages):
+            return  # missing or out-of-range percentages are reported on their own
+        total = sum(p for p in percentages if p is not None)
+        if total != 100:
+            self.fail("groups", messages.PERCENTAGES_TOTAL.format(total=total))
+
+    def _unchanged(
+        self, field: str, sent: _S | None, current: _T | None, parse: Callable[[_S], _T | None]
+    ) -> _T | None:
+        """A read-only attribute: omitted or equal keeps the current value, else a violation."""
+        if sent is not None and parse(sent) != current:
+            self.fail(field, messages.READ_ONLY_AFTER_START)
+        return current

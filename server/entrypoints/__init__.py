@@ -1,0 +1,1 @@
+"""Entrypoints: the gRPC server and servicer, the admin CLI."""

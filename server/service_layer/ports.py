@@ -1,0 +1,74 @@
+"""What the use cases need from storage; server/adapters implements it with SQLAlchemy."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol, Self
+from uuid import UUID
+
+from server.domain.model import Experiment, ExperimentState, Principal
+from server.domain.pagination import Position
+
+
+class ExperimentRepository(Protocol):
+    def get(self, organization_id: UUID, experiment_id: UUID) -> Experiment | None:
+        """The experiment with everything a response shows, in a fixed number of queries."""
+
+    def list_page(
+        self, organization_id: UUID, limit: int, start: Position | None, backwards: bool
+    ) -> tuple[list[Experiment], bool]:
+        """Up to `limit` experiments of the organization, newest first (by created_at, id).
+
+        Forwards: those strictly older than `start` (all when None). Backwards: the
+        `limit` ones strictly newer than `start`, still returned newest first. The
+        bool says whether more exist beyond the page in the direction fetched.
+        """
+
+    def add(
+        self,
+        experiment_id: UUID,
+        organization_id: UUID,
+        state: ExperimentState,
+        user_id: UUID,
+        now: datetime,
+    ) -> None:
+        """Stores a new experiment; its groups get `order` 0..n-1 in the given order."""
+
+    def update(
+        self, current: Experiment, state: ExperimentState, user_id: UUID, now: datetime
+    ) -> None:
+        """Stores the new state. Group i updates the current group of order i (keeping its id
+        and created_at), extra groups are created, groups beyond the new count are deleted."""
+
+    def delete(self, organization_id: UUID, experiment_id: UUID) -> bool:
+        """Deletes the experiment with its groups and room links; False if there was none."""
+
+    def existing_goal_ids(self, organization_id: UUID, ids: set[UUID]) -> frozenset[UUID]:
+        """Those of `ids` that are goals of the organization."""
+
+    def existing_room_ids(self, organization_id: UUID, ids: set[UUID]) -> frozenset[UUID]:
+        """Those of `ids` that are rooms of the organization."""
+
+
+class PrincipalRepository(Protocol):
+    def by_key_hash(self, key_hash: str) -> Principal | None:
+        """The user owning the API key with this hash, with its organization."""
+
+
+class UnitOfWork(Protocol):
+    """One transaction: rolled back on exit unless committed."""
+
+    experiments: ExperimentRepository
+    principals: PrincipalRepository
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def commit(self) -> None: ...
