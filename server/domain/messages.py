@@ -1,6 +1,9 @@
 """Every message a client can read in an error, in one place so tests can assert on them."""
 
-UNAUTHENTICATED = "Authentication credentials were not provided or are invalid: send 'authorization: Token <key>'."
+UNAUTHENTICATED = (
+    "Authentication credentials were not provided or are invalid: "
+    "send the header 'Authorization: Token <key>'."
+)
 NO_ORGANIZATION_ACCESS = "You do not have access to this organization."
 NO_ACTIVE_SUBSCRIPTION = "This organization does not have an active subscription."
 NO_SETTINGS_PERMISSION = "You do not have the settings permission needed to change experiments."
@@ -9,7 +12,9 @@ INVALID_REQUEST = "The request has invalid attributes; see the field violations.
 INTERNAL = "Internal error."
 
 REQUIRED = "This attribute is required."
-REQUIRED_WHEN_PUBLISHED = "This attribute is required when the experiment is published (is_draft is false)."
+REQUIRED_WHEN_PUBLISHED = (
+    "This attribute is required when the experiment is published (is_draft is false)."
+)
 NOT_A_UUID = "Must be a UUID."
 BLANK = "Must not be blank."
 TOO_LONG = "Must be at most {limit} characters."
@@ -18,13 +23,19 @@ GOAL_NOT_IN_ORGANIZATION = "No goal with this ID exists in the organization."
 ROOM_NOT_IN_ORGANIZATION = "No room with this ID exists in the organization."
 PERCENTAGE_RANGE = "Must be an integer from 0 to 100."
 PERCENTAGES_TOTAL = "Group percentages must add up to 100 (they add up to {total})."
-GROUP_TYPE_CHOICES = "Must be one of control, user_defined, target_algorithm, target_random or null."
+GROUP_TYPE_CHOICES = (
+    "Must be one of control, user_defined, target_algorithm, target_random or null."
+)
 RESET_INTERVAL_CHOICES = "Must be one of full, 1w or 1d."
 ENDS_BEFORE_START = "ends_at must not be before starts_at."
 EXPERIMENT_ENDED = "The experiment has ended and can no longer be updated."
 CANNOT_RETURN_TO_DRAFT = "A published experiment cannot be changed back to a draft."
-READ_ONLY_AFTER_START = "Read-only once the experiment has started; send the current value or omit it."
-GROUPS_FIXED_AFTER_START = "Groups cannot be added or removed once the experiment has started ({count} groups)."
+READ_ONLY_AFTER_START = (
+    "Read-only once the experiment has started; send the current value or omit it."
+)
+GROUPS_FIXED_AFTER_START = (
+    "Groups cannot be added or removed once the experiment has started ({count} groups)."
+)
 TOO_MANY_GROUPS = "At most {limit} groups are allowed."
 PAGE_SIZE_NEGATIVE = "Must not be negative."
 INVALID_CURSOR = "This cursor is not valid; use a next or previous URL from a list response."

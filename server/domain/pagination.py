@@ -94,8 +94,11 @@ def page_of(
     if not items:
         # An empty page past the end: point back to where the client came from.
         back = Cursor(cursor.position, backwards=not cursor.backwards) if cursor else None
-        return Page((), next=back if cursor and cursor.backwards else None,
-                    previous=back if cursor and not cursor.backwards else None)
+        return Page(
+            (),
+            next=back if cursor and cursor.backwards else None,
+            previous=back if cursor and not cursor.backwards else None,
+        )
     newer = Cursor(positions[0], backwards=True)
     older = Cursor(positions[-1], backwards=False)
     if cursor is not None and cursor.backwards:

@@ -34,21 +34,21 @@ NAME_MAX_LENGTH: Final = 255
 MAX_GROUPS: Final = 100
 
 
-class _Missing:
+class Missing:
     """An attribute the client did not send, told apart from one sent as null."""
 
     def __repr__(self) -> str:
         return "MISSING"
 
 
-MISSING: Final = _Missing()
+MISSING: Final = Missing()
 
 
 @dataclass(frozen=True)
 class GroupInput:
     name: str | None = None
     percentage: int | None = None
-    group_type: str | None | _Missing = MISSING
+    group_type: str | Missing | None = MISSING
     treatment: Treatment | None = None
 
 
@@ -258,9 +258,9 @@ class _Check:
         )
 
     def _group_type(
-        self, field: str, sent: str | None | _Missing, current: Group | None
+        self, field: str, sent: str | Missing | None, current: Group | None
     ) -> GroupType | None:
-        if isinstance(sent, _Missing):
+        if isinstance(sent, Missing):
             if current is not None:
                 return current.group_type
             if self.published:

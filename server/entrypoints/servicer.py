@@ -1,0 +1,98 @@
+"""The gRPC servicer: request message -> plain values -> one use case -> response message."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import grpc
+from experiments.v5 import experiments_pb2 as pb
+from experiments.v5 import experiments_pb2_grpc
+from google.protobuf import empty_pb2
+
+from server.domain.pagination import Cursor, encode_cursor
+from server.entrypoints.translate import experiment_input, experiment_message
+from server.service_layer.experiments import ExperimentService
+
+# Read by the gateway's Lua filter: the REST status of a successful call, when not 200.
+HTTP_CODE_HEADER = "x-http-code"
+
+
+class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
+    def __init__(self, service: ExperimentService, public_base_url: str) -> None:
+        self._service = service
+        self._public_base_url = public_base_url
+
+    def ListExperiments(
+        self, request: pb.ListExperimentsRequest, context: grpc.ServicerContext
+    ) -> pb.ListExperimentsResponse:
+        page = self._service.list(
+            _authorization(context), request.organization_id, request.page_size, request.cursor
+        )
+        base = f"{self._base_url(context)}/api/v5/orgs/{request.organization_id}/experiments"
+
+        def url(cursor: Cursor | None) -> str:
+            if cursor is None:
+                return ""
+            query = {"cursor": encode_cursor(cursor)}
+            if request.page_size:
+                query["page_size"] = str(request.page_size)
+            return f"{base}?{urlencode(query)}"
+
+        return pb.ListExperimentsResponse(
+            next=url(page.next),
+            previous=url(page.previous),
+            results=[experiment_message(e) for e in page.items],
+        )
+
+    def GetExperiment(
+        self, request: pb.GetExperimentRequest, context: grpc.ServicerContext
+    ) -> pb.Experiment:
+        experiment = self._service.get(
+            _authorization(context), request.organization_id, request.experiment_id
+        )
+        return experiment_message(experiment)
+
+    def CreateExperiment(
+        self, request: pb.CreateExperimentRequest, context: grpc.ServicerContext
+    ) -> pb.Experiment:
+        experiment = self._service.create(
+            _authorization(context), request.organization_id, experiment_input(request.experiment)
+        )
+        context.send_initial_metadata(((HTTP_CODE_HEADER, "201"),))
+        return experiment_message(experiment)
+
+    def UpdateExperiment(
+        self, request: pb.UpdateExperimentRequest, context: grpc.ServicerContext
+    ) -> pb.Experiment:
+        experiment = self._service.update(
+            _authorization(context),
+            request.organization_id,
+            request.experiment_id,
+            experiment_input(request.experiment),
+        )
+        return experiment_message(experiment)
+
+    def DeleteExperiment(
+        self, request: pb.DeleteExperimentRequest, context: grpc.ServicerContext
+    ) -> empty_pb2.Empty:
+        self._service.delete(
+            _authorization(context), request.organization_id, request.experiment_id
+        )
+        context.send_initial_metadata(((HTTP_CODE_HEADER, "204"),))
+        return empty_pb2.Empty()
+
+    def _base_url(self, context: grpc.ServicerContext) -> str:
+        # Behind the gateway, pages point at the host and scheme the REST client used.
+        metadata = dict(context.invocation_metadata())
+        host = metadata.get("x-forwarded-host")
+        if isinstance(host, str) and host:
+            scheme = metadata.get("x-forwarded-proto")
+            return f"{scheme if scheme in ('http', 'https') else 'http'}://{host}"
+        return self._public_base_url
+
+
+def _authorization(context: grpc.ServicerContext) -> str | None:
+    for key, value in context.invocation_metadata():
+        if key == "authorization":
+            return value if isinstance(value, str) else None
+    return None
