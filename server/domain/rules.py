@@ -193,7 +193,8 @@ class _Check:
                 return DEFAULT_RESET_INTERVAL
         if self.current is not None and self.started:
             current = self.current.group_reset_interval
-            return self._unchanged("group_reset_interval", interval, current, lambda v: v)
+            self._unchanged("group_reset_interval", interval, current, lambda v: v)
+            return current
         return interval or DEFAULT_RESET_INTERVAL
 
     def _room_ids(self) -> tuple[UUID, ...]:

@@ -1,0 +1,1 @@
+"""The test suite: unit, integration and end-to-end tiers."""

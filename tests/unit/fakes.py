@@ -1,0 +1,249 @@
+"""In-memory stand-ins for the storage ports (server/service_layer/ports.py), for the use cases.
+
+They keep the contract of the real adapters that a use case relies on: reads see the
+transaction's own writes, nothing survives a unit of work that was not committed, and
+rows are scoped to their organization. They also record what was written and committed,
+so a test can tell "rejected before writing" from "written, then rolled back".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from types import TracebackType
+from typing import Self, TypeVar
+from uuid import UUID, uuid4
+
+from server.domain.access import hash_api_key
+from server.domain.model import (
+    Experiment,
+    ExperimentState,
+    Goal,
+    Group,
+    Organization,
+    Principal,
+    Room,
+    User,
+)
+from server.domain.pagination import Position
+from server.service_layer.ports import ExperimentRepository, PrincipalRepository
+
+_Row = TypeVar("_Row")
+
+
+def keyset_page(
+    rows: Sequence[_Row],
+    position: Callable[[_Row], Position],
+    limit: int,
+    start: Position | None,
+    backwards: bool,
+) -> tuple[list[_Row], bool]:
+    """The ExperimentRepository.list_page contract over rows in any order."""
+    newest_first = sorted(rows, key=position, reverse=True)
+    if start is None:
+        beyond = newest_first
+    elif backwards:
+        # The `limit` rows just newer than start, still shown newest first.
+        newer = [row for row in newest_first if position(row) > start]
+        return newer[-limit:], len(newer) > limit
+    else:
+        beyond = [row for row in newest_first if position(row) < start]
+    return beyond[:limit], len(beyond) > limit
+
+
+class ManualClock:
+    """The service's clock: it reads `now`, which only the test moves."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class FakeStore:
+    """What the database would hold: shared by every unit of work of one test."""
+
+    organizations: dict[UUID, Organization] = field(default_factory=dict)
+    goals: dict[UUID, Goal] = field(default_factory=dict)
+    rooms: dict[UUID, Room] = field(default_factory=dict)
+    users: dict[UUID, User] = field(default_factory=dict)
+    principals: dict[str, Principal] = field(default_factory=dict)
+    experiments: dict[UUID, Experiment] = field(default_factory=dict)
+    writes: list[tuple[str, UUID]] = field(default_factory=list)
+    commits: int = 0
+
+    def add_principal(self, key: str, principal: Principal) -> None:
+        self.organizations[principal.organization.id] = principal.organization
+        self.users[principal.user.id] = principal.user
+        self.principals[hash_api_key(key)] = principal
+
+    def add_goal(self, goal: Goal) -> None:
+        self.goals[goal.id] = goal
+
+    def add_room(self, room: Room) -> None:
+        self.rooms[room.id] = room
+
+    def put(self, experiment: Experiment) -> Experiment:
+        """Stores an experiment as if a previous, committed request had created it."""
+        self.organizations[experiment.organization.id] = experiment.organization
+        self.experiments[experiment.id] = experiment
+        return experiment
+
+    def unit_of_work(self) -> FakeUnitOfWork:
+        return FakeUnitOfWork(self)
+
+
+class FakeExperimentRepository:
+    def __init__(self, store: FakeStore) -> None:
+        self._store = store
+
+    def get(self, organization_id: UUID, experiment_id: UUID) -> Experiment | None:
+        experiment = self._store.experiments.get(experiment_id)
+        if experiment is None or experiment.organization.id != organization_id:
+            return None
+        return experiment
+
+    def list_page(
+        self, organization_id: UUID, limit: int, start: Position | None, backwards: bool
+    ) -> tuple[list[Experiment], bool]:
+        rows = [e for e in self._store.experiments.values() if e.organization.id == organization_id]
+        return keyset_page(rows, lambda e: Position(e.created_at, e.id), limit, start, backwards)
+
+    def add(
+        self,
+        experiment_id: UUID,
+        organization_id: UUID,
+        state: ExperimentState,
+        user_id: UUID,
+        now: datetime,
+    ) -> None:
+        self._store.writes.append(("add", experiment_id))
+        user = self._store.users[user_id]
+        self._store.experiments[experiment_id] = Experiment(
+            id=experiment_id,
+            organization=self._store.organizations[organization_id],
+            is_draft=state.is_draft,
+            name=state.name,
+            goal=self._goal(organization_id, state.goal_id),
+            starts_at=state.starts_at,
+            ends_at=state.ends_at,
+            group_reset_interval=state.group_reset_interval,
+            rooms=self._rooms(organization_id, state.room_ids),
+            groups=self._groups(state, (), now),
+            created_at=now,
+            created_by=user,
+            updated_at=now,
+            updated_by=user,
+        )
+
+    def update(
+        self, current: Experiment, state: ExperimentState, user_id: UUID, now: datetime
+    ) -> None:
+        self._store.writes.append(("update", current.id))
+        organization_id = current.organization.id
+        self._store.experiments[current.id] = replace(
+            current,
+            is_draft=state.is_draft,
+            name=state.name,
+            goal=self._goal(organization_id, state.goal_id),
+            starts_at=state.starts_at,
+            ends_at=state.ends_at,
+            group_reset_interval=state.group_reset_interval,
+            rooms=self._rooms(organization_id, state.room_ids),
+            groups=self._groups(state, current.groups, now),
+            updated_at=now,
+            updated_by=self._store.users[user_id],
+        )
+
+    def delete(self, organization_id: UUID, experiment_id: UUID) -> bool:
+        if self.get(organization_id, experiment_id) is None:
+            return False
+        self._store.writes.append(("delete", experiment_id))
+        del self._store.experiments[experiment_id]
+        return True
+
+    def existing_goal_ids(self, organization_id: UUID, ids: set[UUID]) -> frozenset[UUID]:
+        goals = self._store.goals
+        return frozenset(
+            i for i in ids if i in goals and goals[i].organization.id == organization_id
+        )
+
+    def existing_room_ids(self, organization_id: UUID, ids: set[UUID]) -> frozenset[UUID]:
+        rooms = self._store.rooms
+        return frozenset(
+            i for i in ids if i in rooms and rooms[i].organization_id == organization_id
+        )
+
+    # A foreign key would refuse a goal or room of another organization: so does the fake.
+
+    def _goal(self, organization_id: UUID, goal_id: UUID | None) -> Goal | None:
+        if goal_id is None:
+            return None
+        goal = self._store.goals[goal_id]
+        assert goal.organization.id == organization_id, "stored another organization's goal"
+        return goal
+
+    def _rooms(self, organization_id: UUID, room_ids: tuple[UUID, ...]) -> tuple[Room, ...]:
+        rooms = tuple(self._store.rooms[room_id] for room_id in room_ids)
+        assert all(r.organization_id == organization_id for r in rooms), "stored a foreign room"
+        return rooms
+
+    @staticmethod
+    def _groups(
+        state: ExperimentState, current: tuple[Group, ...], now: datetime
+    ) -> tuple[Group, ...]:
+        groups = []
+        for order, group in enumerate(state.groups):
+            existing = current[order] if order < len(current) else None
+            groups.append(
+                Group(
+                    id=existing.id if existing else uuid4(),
+                    order=order,
+                    name=group.name,
+                    percentage=group.percentage,
+                    group_type=group.group_type,
+                    treatment=group.treatment,
+                    created_at=existing.created_at if existing else now,
+                    updated_at=now,
+                )
+            )
+        return tuple(groups)
+
+
+class FakePrincipalRepository:
+    def __init__(self, store: FakeStore) -> None:
+        self._store = store
+
+    def by_key_hash(self, key_hash: str) -> Principal | None:
+        return self._store.principals.get(key_hash)
+
+
+class FakeUnitOfWork:
+    """One transaction over the store: rolled back on exit unless committed."""
+
+    def __init__(self, store: FakeStore) -> None:
+        self._store = store
+        self._last_committed = dict(store.experiments)
+        # Typed as the ports, so that mypy checks the fakes implement them.
+        self.experiments: ExperimentRepository = FakeExperimentRepository(store)
+        self.principals: PrincipalRepository = FakePrincipalRepository(store)
+
+    def __enter__(self) -> Self:
+        self._last_committed = dict(self._store.experiments)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Whatever was written since the last commit is lost, as in a rollback.
+        self._store.experiments = self._last_committed
+
+    def commit(self) -> None:
+        self._last_committed = dict(self._store.experiments)
+        self._store.commits += 1

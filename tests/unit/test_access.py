@@ -1,0 +1,133 @@
+"""Who may do what: the token header, organization access, subscription, settings permission."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.domain import messages
+from server.domain.access import Action, authorize, hash_api_key, new_api_key, token_from_header
+from server.domain.errors import PermissionDenied, Unauthenticated
+from server.domain.model import Organization, Principal
+from tests.unit.builders import (
+    ORGANIZATION,
+    OTHER_ORGANIZATION,
+    UNSUBSCRIBED_ORGANIZATION,
+    USER,
+)
+
+
+def principal(
+    organization: Organization = ORGANIZATION, can_manage_settings: bool = True
+) -> Principal:
+    return Principal(USER, organization, can_manage_settings)
+
+
+def denial(who: Principal, organization: Organization, action: Action) -> str:
+    with pytest.raises(PermissionDenied) as caught:
+        authorize(who, str(organization.id), action)
+    return caught.value.message
+
+
+# --- The authorization header ---------------------------------------------------------------
+
+
+def test_token_header_gives_the_key() -> None:
+    assert token_from_header("Token abc123") == "abc123"
+
+
+@pytest.mark.parametrize("header", ["token abc123", "TOKEN abc123", "  Token   abc123  "])
+def test_token_scheme_is_case_insensitive_and_spaces_around_are_ignored(header: str) -> None:
+    assert token_from_header(header) == "abc123"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        "   ",
+        "Token",
+        "Token ",
+        "Bearer abc123",
+        "Basic YWxhZGRpbjpvcGVu",
+        "Tokenabc123",
+        "abc123",
+        "Token abc 123",
+    ],
+)
+def test_missing_or_malformed_token_header_is_unauthenticated(header: str | None) -> None:
+    with pytest.raises(Unauthenticated) as caught:
+        token_from_header(header)
+
+    assert caught.value.message == messages.UNAUTHENTICATED
+
+
+def test_api_keys_are_fresh_and_stored_only_as_a_stable_hash() -> None:
+    key, other_key = new_api_key(), new_api_key()
+
+    assert key != other_key
+    assert token_from_header(f"Token {key}") == key
+    assert hash_api_key(key) == hash_api_key(key)
+    assert hash_api_key(key) != hash_api_key(other_key)
+    assert key not in hash_api_key(key)
+
+
+# --- Authorization, in the documented order -------------------------------------------------
+
+
+@pytest.mark.parametrize("action", [Action.READ, Action.WRITE])
+def test_member_with_settings_permission_may_read_and_write(action: Action) -> None:
+    authorize(principal(), str(ORGANIZATION.id), action)
+
+
+def test_organization_id_is_matched_whatever_its_case() -> None:
+    authorize(principal(), f" {str(ORGANIZATION.id).upper()} ", Action.WRITE)
+
+
+@pytest.mark.parametrize("action", [Action.READ, Action.WRITE])
+def test_user_of_another_organization_has_no_access(action: Action) -> None:
+    assert denial(principal(), OTHER_ORGANIZATION, action) == messages.NO_ORGANIZATION_ACCESS
+
+
+def test_no_access_is_reported_before_subscription_and_permission() -> None:
+    lapsed_viewer = principal(UNSUBSCRIBED_ORGANIZATION, can_manage_settings=False)
+
+    assert (
+        denial(lapsed_viewer, OTHER_ORGANIZATION, Action.WRITE) == messages.NO_ORGANIZATION_ACCESS
+    )
+
+
+@pytest.mark.parametrize("action", [Action.READ, Action.WRITE])
+def test_organization_without_active_subscription_is_denied(action: Action) -> None:
+    who = principal(UNSUBSCRIBED_ORGANIZATION)
+
+    assert denial(who, UNSUBSCRIBED_ORGANIZATION, action) == messages.NO_ACTIVE_SUBSCRIPTION
+
+
+def test_missing_subscription_is_reported_before_missing_permission() -> None:
+    lapsed_viewer = principal(UNSUBSCRIBED_ORGANIZATION, can_manage_settings=False)
+
+    assert (
+        denial(lapsed_viewer, UNSUBSCRIBED_ORGANIZATION, Action.WRITE)
+        == messages.NO_ACTIVE_SUBSCRIPTION
+    )
+
+
+def test_user_without_settings_permission_may_read() -> None:
+    authorize(principal(can_manage_settings=False), str(ORGANIZATION.id), Action.READ)
+
+
+def test_user_without_settings_permission_may_not_write() -> None:
+    viewer = principal(can_manage_settings=False)
+
+    assert denial(viewer, ORGANIZATION, Action.WRITE) == messages.NO_SETTINGS_PERMISSION
+
+
+def test_each_denial_has_its_own_message() -> None:
+    reasons = {
+        messages.NO_ORGANIZATION_ACCESS,
+        messages.NO_ACTIVE_SUBSCRIPTION,
+        messages.NO_SETTINGS_PERMISSION,
+    }
+
+    assert len(reasons) == 3
