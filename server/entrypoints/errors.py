@@ -26,7 +26,7 @@ STATUS_OF: dict[type[DomainError], grpc.StatusCode] = {
 def status_code(error: DomainError) -> grpc.StatusCode:
     for kind in type(error).__mro__:
         if kind in STATUS_OF:
-            return STATUS_OF[kind]  # type: ignore[index]
+            return STATUS_OF[kind]
     return grpc.StatusCode.INTERNAL
 
 

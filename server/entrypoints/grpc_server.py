@@ -63,13 +63,17 @@ class RunningServer:
 def build_server(settings: Settings, *, reuse_port: bool = False) -> RunningServer:
     """Builds and starts a server on settings.grpc_host:grpc_port (0 picks a free port)."""
     engine = make_engine(settings.database_url, pool_size=THREADS_PER_WORKER)
-    service = ExperimentService(lambda: SqlAlchemyUnitOfWork(session_factory(engine)))
+    sessions = session_factory(engine)
+    service = ExperimentService(
+        lambda: SqlAlchemyUnitOfWork(sessions),
+        read_only_unit_of_work=lambda: SqlAlchemyUnitOfWork(sessions, read_only=True),
+    )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=THREADS_PER_WORKER),
         interceptors=[RpcInterceptor()],
         options=[("grpc.so_reuseport", 1 if reuse_port else 0)],
     )
-    experiments_pb2_grpc.add_ExperimentServiceServicer_to_server(
+    experiments_pb2_grpc.add_ExperimentServiceServicer_to_server(  # type: ignore[no-untyped-call]
         ExperimentServicer(service, settings.public_base_url), server
     )
     health_servicer = health.HealthServicer()

@@ -31,14 +31,21 @@ def utc_now() -> datetime:
 class ExperimentService:
     """Each method is one RPC's work; `authorization` is the caller's header as sent, unchecked."""
 
-    def __init__(self, unit_of_work: Callable[[], UnitOfWork], clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        unit_of_work: Callable[[], UnitOfWork],
+        clock: Clock = utc_now,
+        read_only_unit_of_work: Callable[[], UnitOfWork] | None = None,
+    ) -> None:
         self._unit_of_work = unit_of_work
         self._clock = clock
+        # Reads may use a cheaper transaction that takes no write lock (SQLite).
+        self._read_unit_of_work = read_only_unit_of_work or unit_of_work
 
     def list(
         self, authorization: str | None, organization_id: str, requested_page_size: int, cursor: str
     ) -> Page[Experiment]:
-        with self._unit_of_work() as uow:
+        with self._read_unit_of_work() as uow:
             organization = self._authorize(uow, authorization, organization_id, Action.READ)
             limit = page_size(requested_page_size)
             start = decode_cursor(cursor)

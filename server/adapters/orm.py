@@ -1,0 +1,195 @@
+"""The database tables, as typed SQLAlchemy models; Alembic migrations are written from them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    TypeDecorator,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Named constraints let later migrations drop or alter them by name on every database.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+NAME_LENGTH = 255
+KEY_HASH_LENGTH = 64  # hex SHA-256, see server.domain.access.hash_api_key
+RESET_INTERVAL_LENGTH = 8
+GROUP_TYPE_LENGTH = 32
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A point in time, stored in UTC and always read back as an aware UTC datetime.
+
+    PostgreSQL keeps it as timestamptz. SQLite has no time zones and would hand
+    back naive values, so they are stored as naive UTC (which also keeps its text
+    representation sortable) and marked UTC again when read.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: give it a time zone")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class OrganizationRecord(Base):
+    __tablename__ = "organizations"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    has_active_subscription: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False, default=utc_now)
+
+
+class UserRecord(Base):
+    __tablename__ = "users"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("organizations.id"), nullable=False, index=True
+    )
+    first_name: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    last_name: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    is_bot: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    can_manage_settings: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False, default=utc_now)
+
+
+class ApiKeyRecord(Base):
+    """An API key, known only by its hash: the key itself is shown once, when created."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    key_hash: Mapped[str] = mapped_column(
+        String(KEY_HASH_LENGTH), nullable=False, unique=True, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False, default=utc_now)
+
+
+class GoalRecord(Base):
+    __tablename__ = "goals"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("organizations.id"), nullable=False, index=True
+    )
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+
+
+class RoomRecord(Base):
+    __tablename__ = "rooms"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("organizations.id"), nullable=False, index=True
+    )
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+
+
+class ExperimentRecord(Base):
+    __tablename__ = "experiments"
+    __table_args__ = (
+        # Lists are pages of one organization ordered by (created_at, id): keyset pagination.
+        Index(
+            "ix_experiments_organization_id_created_at_id", "organization_id", "created_at", "id"
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("organizations.id"), nullable=False
+    )
+    is_draft: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    name: Mapped[str | None] = mapped_column(String(NAME_LENGTH), nullable=True)
+    goal_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("goals.id"), nullable=True, index=True
+    )
+    starts_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    ends_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    group_reset_interval: Mapped[str] = mapped_column(String(RESET_INTERVAL_LENGTH), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    created_by_user_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("users.id"), nullable=False, index=True
+    )
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    updated_by_user_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("users.id"), nullable=False, index=True
+    )
+
+
+class ExperimentGroupRecord(Base):
+    """A group of an experiment; `position` is the group's documented `order`."""
+
+    __tablename__ = "experiment_groups"
+    __table_args__ = (UniqueConstraint("experiment_id", "position"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    experiment_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("experiments.id", ondelete="CASCADE"), nullable=False
+    )
+    position: Mapped[int] = mapped_column(Integer, nullable=False)
+    name: Mapped[str | None] = mapped_column(String(NAME_LENGTH), nullable=True)
+    percentage: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    group_type: Mapped[str | None] = mapped_column(String(GROUP_TYPE_LENGTH), nullable=True)
+    # none_as_null: a group without a treatment is SQL NULL, not the JSON text 'null'.
+    treatment: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+
+
+class ExperimentRoomRecord(Base):
+    """A room an experiment is limited to; `position` keeps the order the client gave."""
+
+    __tablename__ = "experiment_rooms"
+
+    experiment_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True
+    )
+    room_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("rooms.id"), primary_key=True, index=True
+    )
+    position: Mapped[int] = mapped_column(Integer, nullable=False)

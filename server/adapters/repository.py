@@ -1,0 +1,506 @@
+"""The storage ports (server.service_layer.ports) implemented with SQLAlchemy.
+
+Reads are prebuilt Core statements, compiled once and cached by SQLAlchemy, and
+load an experiment or a whole page in three queries whatever its size: the
+experiments with their organization, goal and users (joins), then the groups
+and the rooms of all of them (IN). Everything runs on the connection of the
+Session handed in, inside the unit of work's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from sqlalchemy import (
+    Connection,
+    Row,
+    Uuid,
+    bindparam,
+    delete,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import BindParameter
+
+from server.adapters.orm import (
+    ApiKeyRecord,
+    Base,
+    ExperimentGroupRecord,
+    ExperimentRecord,
+    ExperimentRoomRecord,
+    GoalRecord,
+    OrganizationRecord,
+    RoomRecord,
+    UserRecord,
+    UtcDateTime,
+)
+from server.domain import messages
+from server.domain.errors import NotFound
+from server.domain.model import (
+    Experiment,
+    ExperimentState,
+    Goal,
+    Group,
+    GroupState,
+    GroupType,
+    Organization,
+    Principal,
+    ResetInterval,
+    Room,
+    User,
+)
+from server.domain.pagination import Position
+
+_tables = Base.metadata.tables
+_organizations = _tables[OrganizationRecord.__tablename__]
+_users = _tables[UserRecord.__tablename__]
+_api_keys = _tables[ApiKeyRecord.__tablename__]
+_goals = _tables[GoalRecord.__tablename__]
+_rooms = _tables[RoomRecord.__tablename__]
+_experiments = _tables[ExperimentRecord.__tablename__]
+_groups = _tables[ExperimentGroupRecord.__tablename__]
+_experiment_rooms = _tables[ExperimentRoomRecord.__tablename__]
+
+_organization = _organizations.alias("organization")
+_goal = _goals.alias("goal")
+_goal_organization = _organizations.alias("goal_organization")
+_creator = _users.alias("creator")
+_updater = _users.alias("updater")
+
+_EXPERIMENT_ROWS = select(
+    _experiments.c.id,
+    _experiments.c.is_draft,
+    _experiments.c.name,
+    _experiments.c.starts_at,
+    _experiments.c.ends_at,
+    _experiments.c.group_reset_interval,
+    _experiments.c.created_at,
+    _experiments.c.updated_at,
+    _organization.c.id.label("organization_id"),
+    _organization.c.name.label("organization_name"),
+    _organization.c.has_active_subscription.label("organization_active"),
+    _goal.c.id.label("goal_id"),
+    _goal.c.name.label("goal_name"),
+    _goal_organization.c.id.label("goal_organization_id"),
+    _goal_organization.c.name.label("goal_organization_name"),
+    _goal_organization.c.has_active_subscription.label("goal_organization_active"),
+    _creator.c.id.label("creator_id"),
+    _creator.c.first_name.label("creator_first_name"),
+    _creator.c.last_name.label("creator_last_name"),
+    _creator.c.organization_id.label("creator_organization_id"),
+    _creator.c.is_bot.label("creator_is_bot"),
+    _updater.c.id.label("updater_id"),
+    _updater.c.first_name.label("updater_first_name"),
+    _updater.c.last_name.label("updater_last_name"),
+    _updater.c.organization_id.label("updater_organization_id"),
+    _updater.c.is_bot.label("updater_is_bot"),
+).select_from(
+    _experiments.join(_organization, _organization.c.id == _experiments.c.organization_id)
+    .join(_creator, _creator.c.id == _experiments.c.created_by_user_id)
+    .join(_updater, _updater.c.id == _experiments.c.updated_by_user_id)
+    .outerjoin(_goal, _goal.c.id == _experiments.c.goal_id)
+    .outerjoin(_goal_organization, _goal_organization.c.id == _goal.c.organization_id)
+)
+
+_GET = _EXPERIMENT_ROWS.where(
+    _experiments.c.organization_id == bindparam("organization_id"),
+    _experiments.c.id == bindparam("experiment_id"),
+)
+
+# Keyset pagination over (created_at, id). The comparison of the pair is spelled out
+# (SQLite and PostgreSQL alike), with a plain bound on created_at that an index range uses.
+_start_at = bindparam("start_at", type_=UtcDateTime())
+_start_id = bindparam("start_id", type_=Uuid())
+_in_organization = _experiments.c.organization_id == bindparam("organization_id")
+_newest_first = (_experiments.c.created_at.desc(), _experiments.c.id.desc())
+_FIRST_PAGE = (
+    _EXPERIMENT_ROWS.where(_in_organization).order_by(*_newest_first).limit(bindparam("limit"))
+)
+_OLDER_PAGE = (
+    _EXPERIMENT_ROWS.where(
+        _in_organization,
+        _experiments.c.created_at <= _start_at,
+        or_(_experiments.c.created_at < _start_at, _experiments.c.id < _start_id),
+    )
+    .order_by(*_newest_first)
+    .limit(bindparam("limit"))
+)
+_NEWER_PAGE = (
+    _EXPERIMENT_ROWS.where(
+        _in_organization,
+        _experiments.c.created_at >= _start_at,
+        or_(_experiments.c.created_at > _start_at, _experiments.c.id > _start_id),
+    )
+    .order_by(_experiments.c.created_at.asc(), _experiments.c.id.asc())
+    .limit(bindparam("limit"))
+)
+
+_of_experiments: BindParameter[Any] = bindparam("experiment_ids", expanding=True)
+_GROUPS = (
+    select(
+        _groups.c.experiment_id,
+        _groups.c.id,
+        _groups.c.position,
+        _groups.c.name,
+        _groups.c.percentage,
+        _groups.c.group_type,
+        _groups.c.treatment,
+        _groups.c.created_at,
+        _groups.c.updated_at,
+    )
+    .where(_groups.c.experiment_id.in_(_of_experiments))
+    .order_by(_groups.c.experiment_id, _groups.c.position)
+)
+_ROOMS = (
+    select(
+        _experiment_rooms.c.experiment_id,
+        _rooms.c.id,
+        _rooms.c.name,
+        _rooms.c.organization_id,
+    )
+    .join_from(_experiment_rooms, _rooms, _rooms.c.id == _experiment_rooms.c.room_id)
+    .where(_experiment_rooms.c.experiment_id.in_(_of_experiments))
+    .order_by(_experiment_rooms.c.experiment_id, _experiment_rooms.c.position)
+)
+
+_of_experiment: BindParameter[Any] = bindparam("experiment_id")
+_INSERT_EXPERIMENT = insert(_experiments)
+# Bound parameters of an UPDATE must not be named after columns: those name the values to SET.
+_UPDATE_EXPERIMENT = update(_experiments).where(
+    _experiments.c.organization_id == bindparam("of_organization"),
+    _experiments.c.id == _of_experiment,
+)
+_DELETE_EXPERIMENT = delete(_experiments).where(
+    _experiments.c.organization_id == bindparam("organization_id"),
+    _experiments.c.id == _of_experiment,
+)
+_STORED_GROUPS = select(
+    _groups.c.id,
+    _groups.c.position,
+    _groups.c.name,
+    _groups.c.percentage,
+    _groups.c.group_type,
+    _groups.c.treatment,
+).where(_groups.c.experiment_id == _of_experiment)
+_INSERT_GROUP = insert(_groups)
+# Run with many parameter sets, one per group; the keys besides group_id are the columns to SET.
+_UPDATE_GROUP = update(_groups).where(_groups.c.id == bindparam("group_id"))
+_DELETE_GROUPS_FROM = delete(_groups).where(
+    _groups.c.experiment_id == _of_experiment, _groups.c.position >= bindparam("count")
+)
+_INSERT_ROOM_LINK = insert(_experiment_rooms)
+_DELETE_ROOM_LINKS = delete(_experiment_rooms).where(
+    _experiment_rooms.c.experiment_id == _of_experiment
+)
+
+_ids: BindParameter[Any] = bindparam("ids", expanding=True)
+_EXISTING_GOALS = select(_goals.c.id).where(
+    _goals.c.organization_id == bindparam("organization_id"), _goals.c.id.in_(_ids)
+)
+_EXISTING_ROOMS = select(_rooms.c.id).where(
+    _rooms.c.organization_id == bindparam("organization_id"), _rooms.c.id.in_(_ids)
+)
+
+_PRINCIPAL = (
+    select(
+        _users.c.id,
+        _users.c.first_name,
+        _users.c.last_name,
+        _users.c.is_bot,
+        _users.c.can_manage_settings,
+        _organizations.c.id.label("organization_id"),
+        _organizations.c.name.label("organization_name"),
+        _organizations.c.has_active_subscription,
+    )
+    .select_from(
+        _api_keys.join(_users, _users.c.id == _api_keys.c.user_id).join(
+            _organizations, _organizations.c.id == _users.c.organization_id
+        )
+    )
+    .where(_api_keys.c.key_hash == bindparam("key_hash"))
+)
+
+
+class SqlAlchemyExperimentRepository:
+    """Experiments of organizations, read and written through one Session's transaction."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    @property
+    def _connection(self) -> Connection:
+        return self._session.connection()
+
+    def get(self, organization_id: UUID, experiment_id: UUID) -> Experiment | None:
+        row = self._connection.execute(
+            _GET, {"organization_id": organization_id, "experiment_id": experiment_id}
+        ).first()
+        return self._assemble([row])[0] if row is not None else None
+
+    def list_page(
+        self, organization_id: UUID, limit: int, start: Position | None, backwards: bool
+    ) -> tuple[list[Experiment], bool]:
+        # One row beyond the page tells whether there is more in that direction.
+        params: dict[str, Any] = {"organization_id": organization_id, "limit": limit + 1}
+        if start is None:
+            statement = _FIRST_PAGE
+        else:
+            statement = _NEWER_PAGE if backwards else _OLDER_PAGE
+            params.update(start_at=start.created_at, start_id=start.id)
+        rows = list(self._connection.execute(statement, params))
+        has_more = len(rows) > limit
+        del rows[limit:]
+        if backwards:
+            rows.reverse()  # fetched oldest first, shown newest first
+        return self._assemble(rows), has_more
+
+    def add(
+        self,
+        experiment_id: UUID,
+        organization_id: UUID,
+        state: ExperimentState,
+        user_id: UUID,
+        now: datetime,
+    ) -> None:
+        connection = self._connection
+        connection.execute(
+            _INSERT_EXPERIMENT,
+            {
+                "id": experiment_id,
+                "organization_id": organization_id,
+                **_experiment_values(state),
+                "created_at": now,
+                "created_by_user_id": user_id,
+                "updated_at": now,
+                "updated_by_user_id": user_id,
+            },
+        )
+        self._insert_groups(connection, experiment_id, enumerate(state.groups), now)
+        self._insert_room_links(connection, experiment_id, state.room_ids)
+
+    def update(
+        self, current: Experiment, state: ExperimentState, user_id: UUID, now: datetime
+    ) -> None:
+        connection = self._connection
+        # Updating the experiment row first locks it (PostgreSQL), so a concurrent update
+        # of the same experiment waits here; the groups are then read as they now are.
+        updated = connection.execute(
+            _UPDATE_EXPERIMENT,
+            {
+                "of_organization": current.organization.id,
+                "experiment_id": current.id,
+                **_experiment_values(state),
+                "updated_at": now,
+                "updated_by_user_id": user_id,
+            },
+        )
+        if updated.rowcount == 0:
+            raise NotFound(messages.EXPERIMENT_NOT_FOUND)  # deleted since it was read
+        self._replace_groups(connection, current.id, state.groups, now)
+        connection.execute(_DELETE_ROOM_LINKS, {"experiment_id": current.id})
+        self._insert_room_links(connection, current.id, state.room_ids)
+
+    def delete(self, organization_id: UUID, experiment_id: UUID) -> bool:
+        # Groups and room links go with it: their foreign keys cascade.
+        result = self._connection.execute(
+            _DELETE_EXPERIMENT,
+            {"organization_id": organization_id, "experiment_id": experiment_id},
+        )
+        return result.rowcount > 0
+
+    def existing_goal_ids(self, organization_id: UUID, ids: set[UUID]) -> frozenset[UUID]:
+        return self._existing(_EXISTING_GOALS, organization_id, ids)
+
+    def existing_room_ids(self, organization_id: UUID, ids: set[UUID]) -> frozenset[UUID]:
+        return self._existing(_EXISTING_ROOMS, organization_id, ids)
+
+    def _existing(self, statement: Any, organization_id: UUID, ids: set[UUID]) -> frozenset[UUID]:
+        if not ids:
+            return frozenset()
+        params = {"organization_id": organization_id, "ids": list(ids)}
+        return frozenset(self._connection.execute(statement, params).scalars())
+
+    def _assemble(self, rows: Sequence[Row[Any]]) -> list[Experiment]:
+        """The experiments of `rows`, with their groups and rooms loaded in one query each."""
+        if not rows:
+            return []
+        ids = [row.id for row in rows]
+        groups: dict[UUID, list[Group]] = {experiment_id: [] for experiment_id in ids}
+        rooms: dict[UUID, list[Room]] = {experiment_id: [] for experiment_id in ids}
+        connection = self._connection
+        for group in connection.execute(_GROUPS, {"experiment_ids": ids}):
+            groups[group.experiment_id].append(_group(group))
+        for room in connection.execute(_ROOMS, {"experiment_ids": ids}):
+            rooms[room.experiment_id].append(Room(room.id, room.name, room.organization_id))
+        return [_experiment(row, tuple(groups[row.id]), tuple(rooms[row.id])) for row in rows]
+
+    def _replace_groups(
+        self,
+        connection: Connection,
+        experiment_id: UUID,
+        groups: Sequence[GroupState],
+        now: datetime,
+    ) -> None:
+        """Group i updates the stored group at position i; the rest are created or deleted."""
+        stored = {
+            row.position: row
+            for row in connection.execute(_STORED_GROUPS, {"experiment_id": experiment_id})
+        }
+        count = len(groups)
+        if any(position >= count for position in stored):
+            connection.execute(
+                _DELETE_GROUPS_FROM, {"experiment_id": experiment_id, "count": count}
+            )
+        # Only groups that change get a new updated_at.
+        changed = [
+            {"group_id": stored[position].id, **_group_values(group), "updated_at": now}
+            for position, group in enumerate(groups)
+            if position in stored and _group_values(group) != _stored_group_values(stored[position])
+        ]
+        if changed:
+            connection.execute(_UPDATE_GROUP, changed)
+        added = [(position, g) for position, g in enumerate(groups) if position not in stored]
+        self._insert_groups(connection, experiment_id, added, now)
+
+    @staticmethod
+    def _insert_groups(
+        connection: Connection,
+        experiment_id: UUID,
+        groups: Iterable[tuple[int, GroupState]],
+        now: datetime,
+    ) -> None:
+        values = [
+            {
+                "id": uuid4(),
+                "experiment_id": experiment_id,
+                "position": position,
+                **_group_values(group),
+                "created_at": now,
+                "updated_at": now,
+            }
+            for position, group in groups
+        ]
+        if values:
+            connection.execute(_INSERT_GROUP, values)
+
+    @staticmethod
+    def _insert_room_links(
+        connection: Connection, experiment_id: UUID, room_ids: Sequence[UUID]
+    ) -> None:
+        if room_ids:
+            connection.execute(
+                _INSERT_ROOM_LINK,
+                [
+                    {"experiment_id": experiment_id, "room_id": room_id, "position": position}
+                    for position, room_id in enumerate(room_ids)
+                ],
+            )
+
+
+class SqlAlchemyPrincipalRepository:
+    """API keys, looked up by their hash."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def by_key_hash(self, key_hash: str) -> Principal | None:
+        row = self._session.connection().execute(_PRINCIPAL, {"key_hash": key_hash}).first()
+        if row is None:
+            return None
+        user = User(row.id, row.first_name, row.last_name, row.organization_id, row.is_bot)
+        organization = Organization(
+            row.organization_id, row.organization_name, row.has_active_subscription
+        )
+        return Principal(user, organization, row.can_manage_settings)
+
+
+def _experiment_values(state: ExperimentState) -> dict[str, Any]:
+    return {
+        "is_draft": state.is_draft,
+        "name": state.name,
+        "goal_id": state.goal_id,
+        "starts_at": state.starts_at,
+        "ends_at": state.ends_at,
+        # Plain strings: drivers may adapt enum members by name rather than value.
+        "group_reset_interval": str(state.group_reset_interval.value),
+    }
+
+
+def _group_values(group: GroupState) -> dict[str, Any]:
+    return {
+        "name": group.name,
+        "percentage": group.percentage,
+        "group_type": str(group.group_type.value) if group.group_type else None,
+        "treatment": group.treatment,
+    }
+
+
+def _stored_group_values(row: Row[Any]) -> dict[str, Any]:
+    return {
+        "name": row.name,
+        "percentage": row.percentage,
+        "group_type": row.group_type,
+        "treatment": row.treatment,
+    }
+
+
+def _group(row: Row[Any]) -> Group:
+    return Group(
+        id=row.id,
+        order=row.position,
+        name=row.name,
+        percentage=row.percentage,
+        group_type=GroupType(row.group_type) if row.group_type is not None else None,
+        treatment=row.treatment,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _experiment(row: Row[Any], groups: tuple[Group, ...], rooms: tuple[Room, ...]) -> Experiment:
+    organization = Organization(row.organization_id, row.organization_name, row.organization_active)
+    goal = None
+    if row.goal_id is not None:
+        goal = Goal(
+            row.goal_id,
+            row.goal_name,
+            Organization(
+                row.goal_organization_id,
+                row.goal_organization_name,
+                row.goal_organization_active,
+            ),
+        )
+    return Experiment(
+        id=row.id,
+        organization=organization,
+        is_draft=row.is_draft,
+        name=row.name,
+        goal=goal,
+        starts_at=row.starts_at,
+        ends_at=row.ends_at,
+        group_reset_interval=ResetInterval(row.group_reset_interval),
+        rooms=rooms,
+        groups=groups,
+        created_at=row.created_at,
+        created_by=User(
+            row.creator_id,
+            row.creator_first_name,
+            row.creator_last_name,
+            row.creator_organization_id,
+            row.creator_is_bot,
+        ),
+        updated_at=row.updated_at,
+        updated_by=User(
+            row.updater_id,
+            row.updater_first_name,
+            row.updater_last_name,
+            row.updater_organization_id,
+            row.updater_is_bot,
+        ),
+    )

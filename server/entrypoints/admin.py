@@ -1,0 +1,145 @@
+"""The `experiments-admin` command: migrate the database and create organizations, users and keys.
+
+Every subcommand prints its result as JSON on stdout, for people and scripts alike.
+The database is EXPERIMENTS_DATABASE_URL (server.config), as for the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from server.adapters import admin, schema
+from server.adapters.database import make_engine, session_factory
+from server.config import Settings
+
+logger = logging.getLogger(__name__)
+
+Command = Callable[[Session, argparse.Namespace], Any]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = Settings.from_env()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        stream=sys.stderr,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if args.command == "migrate":
+        schema.upgrade(settings.database_url)
+        url = make_url(settings.database_url).render_as_string(hide_password=True)
+        _print({"database_url": url, "revision": schema.head_revision()})
+        return 0
+    engine = make_engine(settings.database_url)
+    try:
+        with session_factory(engine).begin() as session:
+            if args.command == "demo" and args.if_empty and admin.any_organization_exists(session):
+                logger.info("The database already has organizations: no demo data added")
+                return 0
+            result = args.run(session, args)
+    except admin.UnknownRecord as error:
+        raise SystemExit(f"experiments-admin {args.command}: {error}") from None
+    finally:
+        engine.dispose()
+    _print(result)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="experiments-admin",
+        description="Administer the Experiments service database (EXPERIMENTS_DATABASE_URL).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser("migrate", help="apply the Alembic migrations (upgrade to head)")
+
+    def command(name: str, run: Command, help: str) -> argparse.ArgumentParser:
+        subparser = commands.add_parser(name, help=help, description=help)
+        subparser.set_defaults(run=run)
+        return subparser
+
+    organization = command("create-organization", _create_organization, "create an organization")
+    organization.add_argument("--name", required=True)
+    organization.add_argument(
+        "--inactive", action="store_true", help="without an active subscription"
+    )
+
+    user = command("create-user", _create_user, "create a user of an organization")
+    user.add_argument("--organization-id", required=True, type=UUID)
+    user.add_argument("--first-name", required=True)
+    user.add_argument("--last-name", required=True)
+    user.add_argument("--no-settings", action="store_true", help="without the settings permission")
+    user.add_argument("--bot", action="store_true", help="an integration rather than a person")
+
+    key = command(
+        "create-api-key",
+        _create_api_key,
+        "create an API key for a user; it is shown only this once",
+    )
+    key.add_argument("--user-id", required=True, type=UUID)
+
+    for name, run in (("goal", _create_goal), ("room", _create_room)):
+        named = command(f"create-{name}", run, f"create a {name} of an organization")
+        named.add_argument("--organization-id", required=True, type=UUID)
+        named.add_argument("--name", required=True)
+
+    demo = command(
+        "demo",
+        _demo,
+        "create a fresh demo world: organizations, goal, rooms, users and their API keys",
+    )
+    demo.add_argument(
+        "--if-empty", action="store_true", help="do nothing if any organization exists"
+    )
+    return parser
+
+
+def _create_organization(session: Session, args: argparse.Namespace) -> dict[str, str]:
+    return {"id": str(admin.create_organization(session, args.name, active=not args.inactive))}
+
+
+def _create_user(session: Session, args: argparse.Namespace) -> dict[str, str]:
+    user_id = admin.create_user(
+        session,
+        args.organization_id,
+        args.first_name,
+        args.last_name,
+        can_manage_settings=not args.no_settings,
+        is_bot=args.bot,
+    )
+    return {"id": str(user_id)}
+
+
+def _create_api_key(session: Session, args: argparse.Namespace) -> dict[str, str]:
+    return {"user_id": str(args.user_id), "api_key": admin.create_api_key(session, args.user_id)}
+
+
+def _create_goal(session: Session, args: argparse.Namespace) -> dict[str, str]:
+    return {"id": str(admin.create_goal(session, args.organization_id, args.name))}
+
+
+def _create_room(session: Session, args: argparse.Namespace) -> dict[str, str]:
+    return {"id": str(admin.create_room(session, args.organization_id, args.name))}
+
+
+def _demo(session: Session, args: argparse.Namespace) -> admin.DemoWorld:
+    return admin.create_demo_world(session)
+
+
+def _print(result: Any) -> None:
+    json.dump(result, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Integration tests: the storage layer and the gRPC server on real SQLite and PostgreSQL."""

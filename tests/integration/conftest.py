@@ -1,0 +1,44 @@
+"""Database fixtures of the integration tests: every test gets its own empty database.
+
+`database_url` runs a test on SQLite and on PostgreSQL (skipped unless
+EXPERIMENTS_TEST_POSTGRES_URL is set); `migrated_url` is the same database with the
+schema made by the Alembic migrations; `engine` and `session_factory` connect to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from server.adapters import database, schema
+from tests.integration.databases import backend_params, temporary_database
+
+
+@pytest.fixture(params=backend_params())
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database, without tables, of each backend in turn."""
+    with temporary_database(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def migrated_url(database_url: str) -> str:
+    """An empty database whose schema the Alembic migrations made (upgraded to head)."""
+    schema.upgrade(database_url)
+    return database_url
+
+
+@pytest.fixture
+def engine(migrated_url: str) -> Iterator[Engine]:
+    engine = database.make_engine(migrated_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return database.session_factory(engine)

@@ -1,0 +1,79 @@
+"""Throwaway databases for tests: a fresh SQLite file, or a fresh PostgreSQL database.
+
+PostgreSQL runs only when EXPERIMENTS_TEST_POSTGRES_URL names a server to create
+databases on (for example postgresql+psycopg://postgres@127.0.0.1:5432/test); each
+database gets a random name and is dropped afterwards, so no test sees another's rows.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from server.adapters.database import engine_url
+
+POSTGRES_URL_VARIABLE = "EXPERIMENTS_TEST_POSTGRES_URL"
+SQLITE = "sqlite"
+POSTGRESQL = "postgresql"
+
+
+def postgres_server_url() -> str | None:
+    return os.environ.get(POSTGRES_URL_VARIABLE) or None
+
+
+def backend_params() -> list[Any]:
+    """pytest parameters for each database: PostgreSQL skipped (saying why) when not configured."""
+    return [
+        pytest.param(SQLITE, id=SQLITE),
+        pytest.param(
+            POSTGRESQL,
+            id=POSTGRESQL,
+            marks=[
+                pytest.mark.postgres,
+                pytest.mark.skipif(
+                    postgres_server_url() is None,
+                    reason=f"PostgreSQL tests need {POSTGRES_URL_VARIABLE}, e.g. "
+                    "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+                ),
+            ],
+        ),
+    ]
+
+
+@contextmanager
+def temporary_database(backend: str, directory: Path) -> Iterator[str]:
+    """The URL of an empty database of `backend`, removed afterwards."""
+    if backend == SQLITE:
+        # A folder that does not exist yet: make_engine must create it.
+        yield f"sqlite:///{directory / 'database' / 'experiments.sqlite3'}"
+        return
+    server = postgres_server_url()
+    if server is None:
+        pytest.skip(f"{POSTGRES_URL_VARIABLE} is not set")
+    with temporary_postgres_database(server) as url:
+        yield url
+
+
+@contextmanager
+def temporary_postgres_database(server_url: str) -> Iterator[str]:
+    """A new database on the server of `server_url`, dropped (with its connections) afterwards."""
+    name = f"experiments_test_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(engine_url(server_url), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield engine_url(server_url).set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as connection:
+                # FORCE: a test that failed may have left a connection open.
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()

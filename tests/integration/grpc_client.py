@@ -1,0 +1,114 @@
+"""A real experiments gRPC server on port 0 over a migrated database, and a client for it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from experiments.v5 import experiments_pb2 as pb
+from experiments.v5 import experiments_pb2_grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from sqlalchemy.orm import Session
+
+from server.adapters.admin import create_demo_world
+from server.adapters.database import make_engine
+from server.adapters.orm import GoalRecord
+from server.config import Settings
+from server.entrypoints.grpc_server import RunningServer, build_server
+
+PUBLIC_BASE_URL = "http://gateway.test"
+
+
+@dataclass
+class Client:
+    stub: experiments_pb2_grpc.ExperimentServiceStub
+    channel: grpc.Channel
+    world: dict[str, Any]
+    server: RunningServer
+
+    def metadata(self, who: str = "settings") -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Token {self.world['tokens'][who]}"),)
+
+    @property
+    def org(self) -> str:
+        return str(self.world["organization_id"])
+
+
+@contextmanager
+def running_client(database_url: str) -> Iterator[Client]:
+    engine = make_engine(database_url)
+    with Session(engine) as session:
+        world: dict[str, Any] = dict(create_demo_world(session))
+        session.commit()
+        # The demo JSON names the other organization only through its goal.
+        world["other_organization_id"] = str(
+            session.get_one(
+                GoalRecord, uuid.UUID(world["other_organization_goal_id"])
+            ).organization_id
+        )
+    engine.dispose()
+    settings = Settings(
+        database_url=database_url,
+        grpc_host="127.0.0.1",
+        grpc_port=0,
+        http_host="127.0.0.1",
+        http_port=0,
+        workers=1,
+        public_base_url=PUBLIC_BASE_URL,
+        log_level="INFO",
+    )
+    server = build_server(settings)
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    try:
+        yield Client(experiments_pb2_grpc.ExperimentServiceStub(channel), channel, world, server)
+    finally:
+        channel.close()
+        server.stop(grace=1)
+
+
+def field_violations(error: grpc.RpcError) -> dict[str, str]:
+    """The google.rpc.BadRequest field violations of a failed call, by field."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None, "INVALID_ARGUMENT without google.rpc.Status details"
+    violations: dict[str, str] = {}
+    for detail in status.details:
+        bad_request = error_details_pb2.BadRequest()
+        if detail.Unpack(bad_request):
+            violations.update({v.field: v.description for v in bad_request.field_violations})
+    return violations
+
+
+def published(world: dict[str, Any], **overrides: Any) -> pb.Experiment:
+    """A valid published experiment of the demo organization, starting in the future."""
+    fields: dict[str, Any] = {
+        "is_draft": False,
+        "name": "Hello experiment",
+        "goal_id": str(world["goal_id"]),
+        "room_ids": [str(r) for r in world["room_ids"]],
+        "group_reset_interval": "1w",
+        "groups": [
+            pb.Group(
+                name="A",
+                percentage=90,
+                group_type=_string("control"),
+                treatment=pb.Treatment(name="Rule-A"),
+            ),
+            pb.Group(name="B", percentage=10, group_type=_string("user_defined")),
+        ],
+    }
+    fields.update(overrides)
+    experiment = pb.Experiment(**fields)
+    if "starts_at" not in overrides:
+        experiment.starts_at.FromJsonString("2099-05-08T13:02:35.123Z")
+    return experiment
+
+
+def _string(value: str) -> Any:
+    from google.protobuf import struct_pb2
+
+    return struct_pb2.Value(string_value=value)

@@ -1,0 +1,98 @@
+"""The Alembic migrations build and remove the whole schema, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+
+from server.adapters import database, schema
+from server.adapters.orm import Base
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+TABLES = {
+    "organizations",
+    "users",
+    "api_keys",
+    "goals",
+    "rooms",
+    "experiments",
+    "experiment_groups",
+    "experiment_rooms",
+}
+
+
+def _tables(url: str) -> set[str]:
+    engine = database.make_engine(url)
+    try:
+        return set(inspect(engine).get_table_names()) - {"alembic_version"}
+    finally:
+        engine.dispose()
+
+
+def _revision(url: str) -> str | None:
+    engine = database.make_engine(url)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_from_an_empty_database_creates_every_table(database_url: str) -> None:
+    assert _tables(database_url) == set()
+
+    schema.upgrade(database_url)
+
+    assert _tables(database_url) == TABLES
+    assert _revision(database_url) == schema.head_revision()
+
+
+def test_upgrading_an_up_to_date_database_changes_nothing(migrated_url: str) -> None:
+    schema.upgrade(migrated_url)
+
+    assert _tables(migrated_url) == TABLES
+    assert _revision(migrated_url) == schema.head_revision()
+
+
+def test_downgrade_to_base_removes_every_table(migrated_url: str) -> None:
+    schema.downgrade(migrated_url, "base")
+
+    assert _tables(migrated_url) == set()
+    assert _revision(migrated_url) is None
+
+
+def test_upgrade_after_a_downgrade_builds_the_schema_again(migrated_url: str) -> None:
+    schema.downgrade(migrated_url, "base")
+    schema.upgrade(migrated_url)
+
+    assert _tables(migrated_url) == TABLES
+
+
+def test_migrated_schema_is_what_the_models_describe(migrated_url: str) -> None:
+    engine = database.make_engine(migrated_url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            differences = compare_metadata(context, Base.metadata)
+    finally:
+        engine.dispose()
+
+    assert differences == []
+
+
+def test_alembic_command_line_migrates_the_database_named_in_the_environment(
+    database_url: str, tmp_path: Path
+) -> None:
+    # From another folder: alembic.ini must not depend on the working directory.
+    environment = {**os.environ, "EXPERIMENTS_DATABASE_URL": database_url}
+    command = [sys.executable, "-m", "alembic", "-c", str(REPOSITORY / "alembic.ini")]
+
+    subprocess.run([*command, "upgrade", "head"], env=environment, cwd=tmp_path, check=True)
+
+    assert _tables(database_url) == TABLES
