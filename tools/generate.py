@@ -68,8 +68,11 @@ def buf_lint(buf: str) -> None:
     # copied into a git-ignored module of the workspace (see buf.yaml).
     deps = ROOT / "build" / "googleapis"
     shutil.rmtree(deps, ignore_errors=True)
-    for name in ["google/api/annotations.proto", "google/api/http.proto",
-                 "google/api/field_behavior.proto"]:
+    for name in [
+        "google/api/annotations.proto",
+        "google/api/http.proto",
+        "google/api/field_behavior.proto",
+    ]:
         (deps / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(GOOGLEAPIS / name, deps / name)
     subprocess.run([buf, "lint"], cwd=ROOT, check=True)
@@ -89,8 +92,12 @@ def main() -> None:
         if args.check:
             problems = _differences(fresh / "experiments", GENERATED / "experiments")
             if problems:
-                print("generated/ is stale; run `make generate` and commit it:", *problems,
-                      sep="\n  ", file=sys.stderr)
+                print(
+                    "generated/ is stale; run `make generate` and commit it:",
+                    *problems,
+                    sep="\n  ",
+                    file=sys.stderr,
+                )
                 raise SystemExit(1)
             print("generated/ is current")
             return
