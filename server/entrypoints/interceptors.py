@@ -15,6 +15,8 @@ from server.entrypoints.errors import rich_status, status_code
 
 log = logging.getLogger("experiments.rpc")
 
+_HEALTH = "/grpc.health.v1.Health/"
+
 Behavior = Callable[[Any, grpc.ServicerContext], Any]
 
 
@@ -55,7 +57,9 @@ def _wrap(method: str, behavior: Behavior) -> Behavior:
             log.exception("rpc %s failed", method)
             context.abort(grpc.StatusCode.INTERNAL, messages.INTERNAL)
         finally:
-            log.info(
+            # Envoy health-checks every second; only real calls deserve an INFO line.
+            log.log(
+                logging.DEBUG if method.startswith(_HEALTH) else logging.INFO,
                 "rpc method=%s status=%s duration_ms=%.2f",
                 method,
                 code.name,

