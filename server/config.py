@@ -22,6 +22,8 @@ class Settings:
     # Where list pages point when a request came without x-forwarded-host (plain gRPC).
     public_base_url: str
     log_level: str
+    # How long a worker may reuse an API key's user, organization and permissions.
+    auth_cache_seconds: float = 5.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -39,6 +41,7 @@ class Settings:
                 "EXPERIMENTS_PUBLIC_BASE_URL", f"http://{http_host}:{http_port}"
             ).rstrip("/"),
             log_level=env.get("EXPERIMENTS_LOG_LEVEL", "INFO"),
+            auth_cache_seconds=_float(env, "EXPERIMENTS_AUTH_CACHE_SECONDS", 5.0),
         )
 
 
@@ -50,3 +53,13 @@ def _int(env: os._Environ[str], name: str, default: int) -> int:
         return int(value)
     except ValueError:
         raise SystemExit(f"{name} must be an integer, got {value!r}") from None
+
+
+def _float(env: os._Environ[str], name: str, default: float) -> float:
+    value = env.get(name)
+    if not value:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise SystemExit(f"{name} must be a number, got {value!r}") from None

@@ -1,31 +1,41 @@
-"""The storage ports (server.service_layer.ports) implemented with SQLAlchemy.
+"""The storage ports (server.service_layer.ports) implemented with SQLAlchemy Core.
 
 Reads are prebuilt Core statements, compiled once and cached by SQLAlchemy, and
-load an experiment or a whole page in three queries whatever its size: the
-experiments with their organization, goal and users (joins), then the groups
-and the rooms of all of them (IN). Everything runs on the connection of the
-Session handed in, inside the unit of work's transaction.
+load an experiment or a whole page in ONE statement whatever its size: the
+experiments joined with their organization, goal and users, each row carrying
+its groups and rooms as JSON arrays built by the database (json_group_array on
+SQLite, json_agg on PostgreSQL). One statement is one round trip and is
+consistent on its own, so reads need no transaction. Everything runs on the
+connection the unit of work hands in.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from operator import itemgetter
 from typing import Any
 from uuid import UUID, uuid4
 
 from sqlalchemy import (
+    JSON,
+    ColumnElement,
     Connection,
     Row,
+    Select,
     Uuid,
     bindparam,
     delete,
+    func,
     insert,
+    literal_column,
     or_,
     select,
+    type_coerce,
     update,
 )
-from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import BindParameter
 
 from server.adapters.orm import (
@@ -73,7 +83,7 @@ _goal_organization = _organizations.alias("goal_organization")
 _creator = _users.alias("creator")
 _updater = _users.alias("updater")
 
-_EXPERIMENT_ROWS = select(
+_EXPERIMENT_COLUMNS = (
     _experiments.c.id,
     _experiments.c.is_draft,
     _experiments.c.name,
@@ -100,7 +110,8 @@ _EXPERIMENT_ROWS = select(
     _updater.c.last_name.label("updater_last_name"),
     _updater.c.organization_id.label("updater_organization_id"),
     _updater.c.is_bot.label("updater_is_bot"),
-).select_from(
+)
+_EXPERIMENT_JOINS = (
     _experiments.join(_organization, _organization.c.id == _experiments.c.organization_id)
     .join(_creator, _creator.c.id == _experiments.c.created_by_user_id)
     .join(_updater, _updater.c.id == _experiments.c.updated_by_user_id)
@@ -108,10 +119,66 @@ _EXPERIMENT_ROWS = select(
     .outerjoin(_goal_organization, _goal_organization.c.id == _goal.c.organization_id)
 )
 
-_GET = _EXPERIMENT_ROWS.where(
-    _experiments.c.organization_id == bindparam("organization_id"),
-    _experiments.c.id == bindparam("experiment_id"),
-)
+
+def _json_children(dialect: str) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+    """The experiment's groups and rooms as JSON arrays, one scalar subquery each."""
+    if dialect == "postgresql":
+        array, item = func.json_agg, func.json_build_object
+        treatment: ColumnElement[Any] = _groups.c.treatment
+    else:  # SQLite keeps JSON as text: json() embeds it as JSON rather than as a string.
+        array, item = func.json_group_array, func.json_object
+        treatment = func.json(_groups.c.treatment)
+
+    def key(name: str) -> ColumnElement[Any]:
+        return literal_column(f"'{name}'")  # inlined: no bound parameter per key and row
+
+    groups = (
+        select(
+            array(
+                item(
+                    key("id"),
+                    _groups.c.id,
+                    key("position"),
+                    _groups.c.position,
+                    key("name"),
+                    _groups.c.name,
+                    key("percentage"),
+                    _groups.c.percentage,
+                    key("group_type"),
+                    _groups.c.group_type,
+                    key("treatment"),
+                    treatment,
+                    key("created_at"),
+                    _groups.c.created_at,
+                    key("updated_at"),
+                    _groups.c.updated_at,
+                )
+            )
+        )
+        .where(_groups.c.experiment_id == _experiments.c.id)
+        .scalar_subquery()
+    )
+    rooms = (
+        select(
+            array(
+                item(
+                    key("id"),
+                    _rooms.c.id,
+                    key("name"),
+                    _rooms.c.name,
+                    key("organization_id"),
+                    _rooms.c.organization_id,
+                    key("position"),
+                    _experiment_rooms.c.position,
+                )
+            )
+        )
+        .join_from(_experiment_rooms, _rooms, _rooms.c.id == _experiment_rooms.c.room_id)
+        .where(_experiment_rooms.c.experiment_id == _experiments.c.id)
+        .scalar_subquery()
+    )
+    return type_coerce(groups, JSON).label("groups"), type_coerce(rooms, JSON).label("rooms")
+
 
 # Keyset pagination over (created_at, id). The comparison of the pair is spelled out
 # (SQLite and PostgreSQL alike), with a plain bound on created_at that an index range uses.
@@ -119,55 +186,41 @@ _start_at = bindparam("start_at", type_=UtcDateTime())
 _start_id = bindparam("start_id", type_=Uuid())
 _in_organization = _experiments.c.organization_id == bindparam("organization_id")
 _newest_first = (_experiments.c.created_at.desc(), _experiments.c.id.desc())
-_FIRST_PAGE = (
-    _EXPERIMENT_ROWS.where(_in_organization).order_by(*_newest_first).limit(bindparam("limit"))
-)
-_OLDER_PAGE = (
-    _EXPERIMENT_ROWS.where(
-        _in_organization,
-        _experiments.c.created_at <= _start_at,
-        or_(_experiments.c.created_at < _start_at, _experiments.c.id < _start_id),
-    )
-    .order_by(*_newest_first)
-    .limit(bindparam("limit"))
-)
-_NEWER_PAGE = (
-    _EXPERIMENT_ROWS.where(
-        _in_organization,
-        _experiments.c.created_at >= _start_at,
-        or_(_experiments.c.created_at > _start_at, _experiments.c.id > _start_id),
-    )
-    .order_by(_experiments.c.created_at.asc(), _experiments.c.id.asc())
-    .limit(bindparam("limit"))
-)
 
-_of_experiments: BindParameter[Any] = bindparam("experiment_ids", expanding=True)
-_GROUPS = (
-    select(
-        _groups.c.experiment_id,
-        _groups.c.id,
-        _groups.c.position,
-        _groups.c.name,
-        _groups.c.percentage,
-        _groups.c.group_type,
-        _groups.c.treatment,
-        _groups.c.created_at,
-        _groups.c.updated_at,
+
+@dataclass(frozen=True)
+class _Reads:
+    """The read statements for one SQL dialect."""
+
+    get: Select[Any]
+    first_page: Select[Any]
+    older_page: Select[Any]
+    newer_page: Select[Any]
+
+
+@cache
+def _reads(dialect: str) -> _Reads:
+    rows = select(*_EXPERIMENT_COLUMNS, *_json_children(dialect)).select_from(_EXPERIMENT_JOINS)
+    limit: BindParameter[int] = bindparam("limit")
+    return _Reads(
+        get=rows.where(_in_organization, _experiments.c.id == bindparam("experiment_id")),
+        first_page=rows.where(_in_organization).order_by(*_newest_first).limit(limit),
+        older_page=rows.where(
+            _in_organization,
+            _experiments.c.created_at <= _start_at,
+            or_(_experiments.c.created_at < _start_at, _experiments.c.id < _start_id),
+        )
+        .order_by(*_newest_first)
+        .limit(limit),
+        newer_page=rows.where(
+            _in_organization,
+            _experiments.c.created_at >= _start_at,
+            or_(_experiments.c.created_at > _start_at, _experiments.c.id > _start_id),
+        )
+        .order_by(_experiments.c.created_at.asc(), _experiments.c.id.asc())
+        .limit(limit),
     )
-    .where(_groups.c.experiment_id.in_(_of_experiments))
-    .order_by(_groups.c.experiment_id, _groups.c.position)
-)
-_ROOMS = (
-    select(
-        _experiment_rooms.c.experiment_id,
-        _rooms.c.id,
-        _rooms.c.name,
-        _rooms.c.organization_id,
-    )
-    .join_from(_experiment_rooms, _rooms, _rooms.c.id == _experiment_rooms.c.room_id)
-    .where(_experiment_rooms.c.experiment_id.in_(_of_experiments))
-    .order_by(_experiment_rooms.c.experiment_id, _experiment_rooms.c.position)
-)
+
 
 _of_experiment: BindParameter[Any] = bindparam("experiment_id")
 _INSERT_EXPERIMENT = insert(_experiments)
@@ -228,20 +281,17 @@ _PRINCIPAL = (
 
 
 class SqlAlchemyExperimentRepository:
-    """Experiments of organizations, read and written through one Session's transaction."""
+    """Experiments of organizations, read and written on the unit of work's connection."""
 
-    def __init__(self, session: Session) -> None:
-        self._session = session
-
-    @property
-    def _connection(self) -> Connection:
-        return self._session.connection()
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self._reads = _reads(connection.dialect.name)
 
     def get(self, organization_id: UUID, experiment_id: UUID) -> Experiment | None:
         row = self._connection.execute(
-            _GET, {"organization_id": organization_id, "experiment_id": experiment_id}
+            self._reads.get, {"organization_id": organization_id, "experiment_id": experiment_id}
         ).first()
-        return self._assemble([row])[0] if row is not None else None
+        return _experiment(row) if row is not None else None
 
     def list_page(
         self, organization_id: UUID, limit: int, start: Position | None, backwards: bool
@@ -249,16 +299,16 @@ class SqlAlchemyExperimentRepository:
         # One row beyond the page tells whether there is more in that direction.
         params: dict[str, Any] = {"organization_id": organization_id, "limit": limit + 1}
         if start is None:
-            statement = _FIRST_PAGE
+            statement = self._reads.first_page
         else:
-            statement = _NEWER_PAGE if backwards else _OLDER_PAGE
+            statement = self._reads.newer_page if backwards else self._reads.older_page
             params.update(start_at=start.created_at, start_id=start.id)
         rows = list(self._connection.execute(statement, params))
         has_more = len(rows) > limit
         del rows[limit:]
         if backwards:
             rows.reverse()  # fetched oldest first, shown newest first
-        return self._assemble(rows), has_more
+        return [_experiment(row) for row in rows], has_more
 
     def add(
         self,
@@ -326,20 +376,6 @@ class SqlAlchemyExperimentRepository:
         params = {"organization_id": organization_id, "ids": list(ids)}
         return frozenset(self._connection.execute(statement, params).scalars())
 
-    def _assemble(self, rows: Sequence[Row[Any]]) -> list[Experiment]:
-        """The experiments of `rows`, with their groups and rooms loaded in one query each."""
-        if not rows:
-            return []
-        ids = [row.id for row in rows]
-        groups: dict[UUID, list[Group]] = {experiment_id: [] for experiment_id in ids}
-        rooms: dict[UUID, list[Room]] = {experiment_id: [] for experiment_id in ids}
-        connection = self._connection
-        for group in connection.execute(_GROUPS, {"experiment_ids": ids}):
-            groups[group.experiment_id].append(_group(group))
-        for room in connection.execute(_ROOMS, {"experiment_ids": ids}):
-            rooms[room.experiment_id].append(Room(room.id, room.name, room.organization_id))
-        return [_experiment(row, tuple(groups[row.id]), tuple(rooms[row.id])) for row in rows]
-
     def _replace_groups(
         self,
         connection: Connection,
@@ -406,11 +442,11 @@ class SqlAlchemyExperimentRepository:
 class SqlAlchemyPrincipalRepository:
     """API keys, looked up by their hash."""
 
-    def __init__(self, session: Session) -> None:
-        self._session = session
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
 
     def by_key_hash(self, key_hash: str) -> Principal | None:
-        row = self._session.connection().execute(_PRINCIPAL, {"key_hash": key_hash}).first()
+        row = self._connection.execute(_PRINCIPAL, {"key_hash": key_hash}).first()
         if row is None:
             return None
         user = User(row.id, row.first_name, row.last_name, row.organization_id, row.is_bot)
@@ -450,20 +486,36 @@ def _stored_group_values(row: Row[Any]) -> dict[str, Any]:
     }
 
 
-def _group(row: Row[Any]) -> Group:
-    return Group(
-        id=row.id,
-        order=row.position,
-        name=row.name,
-        percentage=row.percentage,
-        group_type=GroupType(row.group_type) if row.group_type is not None else None,
-        treatment=row.treatment,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
+def _groups_of(items: list[dict[str, Any]] | None) -> tuple[Group, ...]:
+    return tuple(
+        Group(
+            id=UUID(item["id"]),
+            order=item["position"],
+            name=item["name"],
+            percentage=item["percentage"],
+            group_type=GroupType(item["group_type"]) if item["group_type"] is not None else None,
+            treatment=item["treatment"],
+            created_at=_timestamp(item["created_at"]),
+            updated_at=_timestamp(item["updated_at"]),
+        )
+        for item in sorted(items or (), key=itemgetter("position"))
     )
 
 
-def _experiment(row: Row[Any], groups: tuple[Group, ...], rooms: tuple[Room, ...]) -> Experiment:
+def _rooms_of(items: list[dict[str, Any]] | None) -> tuple[Room, ...]:
+    return tuple(
+        Room(UUID(item["id"]), item["name"], UUID(item["organization_id"]))
+        for item in sorted(items or (), key=itemgetter("position"))
+    )
+
+
+def _timestamp(value: str) -> datetime:
+    """A timestamp inside JSON: ISO text, naive UTC on SQLite, with an offset on PostgreSQL."""
+    parsed = datetime.fromisoformat(value)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _experiment(row: Row[Any]) -> Experiment:
     organization = Organization(row.organization_id, row.organization_name, row.organization_active)
     goal = None
     if row.goal_id is not None:
@@ -485,8 +537,8 @@ def _experiment(row: Row[Any], groups: tuple[Group, ...], rooms: tuple[Room, ...
         starts_at=row.starts_at,
         ends_at=row.ends_at,
         group_reset_interval=ResetInterval(row.group_reset_interval),
-        rooms=rooms,
-        groups=groups,
+        rooms=_rooms_of(row.rooms),
+        groups=_groups_of(row.groups),
         created_at=row.created_at,
         created_by=User(
             row.creator_id,

@@ -1,40 +1,57 @@
-"""The unit of work: one Session and one transaction per use case, rolled back unless committed."""
+"""The unit of work: one connection and transaction per use case, rolled back unless committed."""
 
 from __future__ import annotations
 
 from types import TracebackType
 from typing import Self
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Connection, Engine
 
-from server.adapters.database import READ_ONLY
+from server.adapters.database import read_only_options
+from server.adapters.principal_cache import CachingPrincipalRepository, PrincipalCache
 from server.adapters.repository import SqlAlchemyExperimentRepository, SqlAlchemyPrincipalRepository
 from server.service_layer.ports import ExperimentRepository, PrincipalRepository
 
 
 class SqlAlchemyUnitOfWork:
-    """Implements server.service_layer.ports.UnitOfWork.
+    """Implements server.service_layer.ports.UnitOfWork on a pooled Core connection.
 
-    `read_only=True` promises the transaction will not write. On SQLite it then does not
-    take the write lock up front, so such transactions run alongside each other and a
-    writer; left False, any transaction may write, and writers queue (see database.py).
+    The repositories speak SQLAlchemy Core, so no ORM Session is needed: that keeps
+    per-request overhead low on the hot read path. `read_only=True` promises the
+    work will not write; each of its statements then runs on its own without an
+    enclosing transaction (see database.read_only_options), which is consistent
+    because every read of the repositories is a single statement.
     """
 
     experiments: ExperimentRepository
     principals: PrincipalRepository
 
-    def __init__(self, session_factory: sessionmaker[Session], *, read_only: bool = False) -> None:
-        self._session_factory = session_factory
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        read_only: bool = False,
+        principal_cache: PrincipalCache | None = None,
+    ) -> None:
+        self._engine = engine
         self._read_only = read_only
-        self._session: Session | None = None
+        self._principal_cache = principal_cache
+        self._connection: Connection | None = None
 
     def __enter__(self) -> Self:
-        session = self._session_factory()
-        # Begin now, with the options the engine's BEGIN hook reads, not at the first query.
-        session.connection(execution_options={READ_ONLY: self._read_only})
-        self._session = session
-        self.experiments = SqlAlchemyExperimentRepository(session)
-        self.principals = SqlAlchemyPrincipalRepository(session)
+        connection = self._engine.connect()
+        if self._read_only:
+            connection.execution_options(**read_only_options(connection.dialect.name))
+        else:
+            connection.begin()  # now, so that SQLite takes the write lock up front
+        self._connection = connection
+        self.experiments = SqlAlchemyExperimentRepository(connection)
+        principals = SqlAlchemyPrincipalRepository(connection)
+        self.principals = (
+            CachingPrincipalRepository(principals, self._principal_cache)
+            if self._principal_cache is not None
+            else principals
+        )
         return self
 
     def __exit__(
@@ -43,17 +60,17 @@ class SqlAlchemyUnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        session = self._require_session()
-        self._session = None
+        connection = self._require_connection()
+        self._connection = None
         try:
-            session.rollback()  # a no-op after commit()
+            connection.rollback()  # a no-op after commit()
         finally:
-            session.close()
+            connection.close()
 
     def commit(self) -> None:
-        self._require_session().commit()
+        self._require_connection().commit()
 
-    def _require_session(self) -> Session:
-        if self._session is None:
+    def _require_connection(self) -> Connection:
+        if self._connection is None:
             raise RuntimeError("the unit of work is used outside its `with` block")
-        return self._session
+        return self._connection

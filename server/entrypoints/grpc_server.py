@@ -25,7 +25,8 @@ from experiments.v5 import experiments_pb2, experiments_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from server.adapters.database import make_engine, session_factory
+from server.adapters.database import make_engine
+from server.adapters.principal_cache import PrincipalCache
 from server.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from server.config import Settings
 from server.entrypoints.interceptors import RpcInterceptor
@@ -63,10 +64,12 @@ class RunningServer:
 def build_server(settings: Settings, *, reuse_port: bool = False) -> RunningServer:
     """Builds and starts a server on settings.grpc_host:grpc_port (0 picks a free port)."""
     engine = make_engine(settings.database_url, pool_size=THREADS_PER_WORKER)
-    sessions = session_factory(engine)
+    principals = PrincipalCache(settings.auth_cache_seconds)
     service = ExperimentService(
-        lambda: SqlAlchemyUnitOfWork(sessions),
-        read_only_unit_of_work=lambda: SqlAlchemyUnitOfWork(sessions, read_only=True),
+        lambda: SqlAlchemyUnitOfWork(engine, principal_cache=principals),
+        read_only_unit_of_work=lambda: SqlAlchemyUnitOfWork(
+            engine, read_only=True, principal_cache=principals
+        ),
     )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=THREADS_PER_WORKER),

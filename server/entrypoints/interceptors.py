@@ -53,6 +53,10 @@ def _wrap(method: str, behavior: Behavior) -> Behavior:
             code = status_code(error)
             context.abort_with_status(rich_status(error))
         except Exception:
+            if not context.is_active():
+                # The client went away (cancelled or timed out): nothing to answer, no bug.
+                code = grpc.StatusCode.CANCELLED
+                return None
             code = grpc.StatusCode.INTERNAL
             log.exception("rpc %s failed", method)
             context.abort(grpc.StatusCode.INTERNAL, messages.INTERNAL)

@@ -102,8 +102,37 @@ def _group(group: Group) -> pb.Group:
     if group.percentage is not None:
         message.percentage = group.percentage
     if group.treatment is not None:
-        json_format.ParseDict(group.treatment, message.treatment, ignore_unknown_fields=True)
+        _fill_treatment(message.treatment, group.treatment)
     return message
+
+
+def _fill_treatment(message: pb.Treatment, treatment: Treatment) -> None:
+    # Hot path (every group of every response): set fields directly, not via ParseDict.
+    message.SetInParent()
+    name = treatment.get("name")
+    if isinstance(name, str):
+        message.name = name
+    for target, values in (
+        (message.actions, treatment.get("actions")),
+        (message.conditions, treatment.get("conditions")),
+    ):
+        for value in values or ():
+            _set_value(target.add(), value)
+
+
+def _set_value(message: struct_pb2.Value, value: Any) -> None:
+    if value is None:
+        message.null_value = struct_pb2.NULL_VALUE
+    elif isinstance(value, bool):
+        message.bool_value = value
+    elif isinstance(value, int | float):
+        message.number_value = value
+    elif isinstance(value, str):
+        message.string_value = value
+    elif isinstance(value, dict):
+        message.struct_value.update(value)
+    else:
+        message.list_value.extend(value)
 
 
 def _user(user: User) -> pb.User:

@@ -61,7 +61,7 @@ class ExperimentService:
     def get(
         self, authorization: str | None, organization_id: str, experiment_id: str
     ) -> Experiment:
-        with self._unit_of_work() as uow:
+        with self._read_unit_of_work() as uow:
             organization = self._authorize(uow, authorization, organization_id, Action.READ)
             return self._existing(uow, organization, experiment_id)
 

@@ -122,7 +122,7 @@ def test_created_user_authenticates_with_the_created_key_which_is_stored_only_ha
     engine = database.make_engine(migrated_url)
     factory = database.session_factory(engine)
     try:
-        with SqlAlchemyUnitOfWork(factory, read_only=True) as uow:
+        with SqlAlchemyUnitOfWork(factory.kw["bind"], read_only=True) as uow:
             principal = uow.principals.by_key_hash(hash_api_key(str(key["api_key"])))
             goals = uow.experiments.existing_goal_ids(
                 UUID(str(organization["id"])), {UUID(str(goal["id"]))}
