@@ -239,6 +239,7 @@ class _Check:
 
     def _group(self, index: int, sent: GroupInput, current: Group | None) -> GroupState:
         prefix = f"groups[{index}]"
+        name = self._name(f"{prefix}.name", sent.name)
         percentage = sent.percentage
         if percentage is None:
             if self.published:
@@ -251,12 +252,7 @@ class _Check:
             treatment = self._unchanged(
                 f"{prefix}.treatment", treatment, current.treatment, lambda v: v
             )
-        return GroupState(
-            name=self._name(f"{prefix}.name", sent.name),
-            percentage=percentage,
-            group_type=group_type,
-            treatment=treatment,
-        )
+        return GroupState(name, percentage, group_type, treatment)
 
     def _group_type(
         self, field: str, sent: str | Missing | None, current: Group | None
