@@ -62,5 +62,9 @@ test-unit: $(STAMP) ## Unit tests only (rules, no I/O)
 	$(BIN)/pytest -q tests/unit
 
 .PHONY: bench
-bench: $(STAMP) ## Load benchmark (h2load/wrk): gRPC and REST against an echo ceiling
+bench: $(STAMP) ## Load benchmark (h2load): gRPC and REST against an echo ceiling; BENCH_* vars in bench/README.md
 	$(PY) bench/run.py
+
+.PHONY: bench-scale
+bench-scale: $(STAMP) ## Get/List latency at 1,000 vs 100,000 experiments
+	$(PY) bench/run.py --sizes 1000,100000

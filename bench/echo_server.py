@@ -1,0 +1,105 @@
+"""A bare gRPC echo server: the ceiling the service's throughput is compared with.
+
+Same process model as `experiments-server`: the synchronous grpc.server with a
+thread pool, one process per worker, all sharing one port with SO_REUSEPORT.
+No interceptor, no logging, no protobuf: the method handler returns the request
+bytes as they came (serializers are None, so grpcio passes bytes through). What
+is left is the cost of HTTP/2, gRPC framing and Python in grpcio, the floor every
+RPC of the real server pays.
+
+    python bench/echo_server.py --workers 2 [--threads 16] [--port 0]
+
+Prints `port <n>` once the port is held, then `ready <pid>` per worker. SIGTERM
+or SIGINT stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import threading
+from concurrent import futures
+from types import FrameType
+from typing import Any
+
+import grpc
+
+SERVICE = "bench.Echo"
+METHOD = "Echo"
+PATH = f"/{SERVICE}/{METHOD}"
+
+
+def _echo(request: bytes, _context: Any) -> bytes:
+    return request
+
+
+def _serve(host: str, port: int, threads: int, ready: Any) -> None:
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=threads),
+        options=[("grpc.so_reuseport", 1)],
+    )
+    handler = grpc.method_handlers_generic_handler(
+        SERVICE, {METHOD: grpc.unary_unary_rpc_method_handler(_echo)}
+    )
+    server.add_generic_rpc_handlers((handler,))
+    server.add_insecure_port(f"{host}:{port}")
+    server.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    ready.put(os.getpid())
+    stop.wait()
+    server.stop(1).wait()
+
+
+def _hold_port(host: str, port: int) -> socket.socket:
+    """Like experiments-server: a bound, never-listening SO_REUSEPORT socket keeps the port."""
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    holder.bind((host, port))
+    return holder
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--threads", type=int, default=16, help="thread pool size per worker")
+    args = parser.parse_args(argv)
+
+    holder = _hold_port(args.host, args.port)
+    port = holder.getsockname()[1]
+    print(f"port {port}", flush=True)
+    context = multiprocessing.get_context("spawn")
+    ready = context.Queue()
+    workers = [
+        context.Process(target=_serve, args=(args.host, port, args.threads, ready), daemon=True)
+        for _ in range(args.workers)
+    ]
+    stopping = threading.Event()
+
+    def forward(_signum: int, _frame: FrameType | None) -> None:
+        stopping.set()
+        for worker in workers:
+            if worker.pid is not None:
+                worker.terminate()
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for worker in workers:
+        worker.start()
+    for _ in workers:
+        print(f"ready {ready.get(timeout=60)}", flush=True)
+    for worker in workers:
+        worker.join()
+    holder.close()
+    sys.exit(0 if stopping.is_set() else 1)
+
+
+if __name__ == "__main__":
+    main()

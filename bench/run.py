@@ -1,0 +1,382 @@
+"""`make bench`: the service's throughput and latency against a bare gRPC echo ceiling.
+
+One run seeds a fresh database (10,000 experiments over 100 organizations by default),
+measures a bare gRPC echo server with the service's process model (the ceiling), then starts
+experiments-server and Envoy on free ports and drives, each for a fixed time at 32 requests
+in flight after a warm-up: gRPC GetExperiment, ListExperiments (a page of 25),
+UpdateExperiment and CreateExperiment, and the REST Get and List through Envoy. It checks
+that every call succeeded and prints one table with the targets. See bench/README.md.
+
+    .venv/bin/python bench/run.py [--quick] [--duration S] [--workers N] [--experiments N]
+                                  [--database-url URL] [--sizes 1000,100000] [--profile S]
+
+Every flag also reads an environment variable (BENCH_DURATION, BENCH_WORKERS,
+BENCH_EXPERIMENTS, BENCH_DATABASE_URL, BENCH_SIZES, BENCH_PROFILE, BENCH_QUICK=1), so that
+`make bench BENCH_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test` works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# gateway/launcher.py, which starts Envoy for `make run` and the e2e tests too, lives in a
+# folder of the checkout rather than an installed package.
+sys.path.append(str(ROOT))
+
+import loadgen  # noqa: E402
+import phases  # noqa: E402
+import profiling  # noqa: E402
+import report  # noqa: E402
+import seed  # noqa: E402
+import stack  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+from gateway import launcher  # noqa: E402
+from server.adapters.database import make_engine  # noqa: E402
+from server.adapters.schema import upgrade  # noqa: E402
+from server.entrypoints.grpc_server import THREADS_PER_WORKER  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+
+
+@dataclass(frozen=True)
+class Options:
+    duration: float
+    warmup: float
+    workers: int
+    experiments: int
+    database_url: str | None
+    sizes: tuple[int, ...]
+    profile: float
+    envoy_concurrency: int | None
+    keep: bool
+    command: str
+
+    @property
+    def backend(self) -> str:
+        url = self.database_url
+        return "sqlite" if url is None else make_url(url).get_backend_name()
+
+
+def parse_options(argv: Sequence[str] | None = None) -> Options:
+    env = os.environ
+    parser = argparse.ArgumentParser(
+        description="Load benchmark of the Experiments service against a gRPC echo ceiling."
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        default=env.get("BENCH_QUICK", "") not in ("", "0"),
+        help="a smoke run: 3 s per phase after 1 s of warm-up, 1,000 experiments",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=float(env.get("BENCH_DURATION", 0)) or None,
+        help="measured seconds per phase (default 10)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=float(env.get("BENCH_WARMUP", 0)) or None,
+        help="warm-up seconds before each phase (default 2)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(env.get("BENCH_WORKERS", 0)) or os.cpu_count() or 1,
+        help="server processes, for the service and the echo ceiling alike (default: CPUs)",
+    )
+    parser.add_argument(
+        "--experiments",
+        type=int,
+        default=int(env.get("BENCH_EXPERIMENTS", 0)) or None,
+        help="experiments to seed (default 10,000)",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=env.get("BENCH_DATABASE_URL") or None,
+        help="SQLite (default: a file in the run folder) or a PostgreSQL server, "
+        "postgresql+psycopg://user@host:5432/db, where a fresh database is created and dropped",
+    )
+    parser.add_argument(
+        "--sizes",
+        default=env.get("BENCH_SIZES", ""),
+        help="e.g. 1000,100000: only Get and List, at each table size, and whether p50 stays flat",
+    )
+    parser.add_argument(
+        "--profile",
+        type=float,
+        default=float(env.get("BENCH_PROFILE", 0)),
+        help="after the phases, profile the workers with py-spy for this many seconds of Get "
+        "load, then as long under List load (reported below the table)",
+    )
+    parser.add_argument(
+        "--envoy-concurrency",
+        type=int,
+        default=None,
+        help="Envoy worker threads (default: Envoy's own, one per CPU, as `make run`)",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the database (the run folder keeps the logs)"
+    )
+    args = parser.parse_args(argv)
+    sizes = tuple(int(size.replace("_", "")) for size in args.sizes.split(",") if size.strip())
+    return Options(
+        duration=args.duration or (3.0 if args.quick else 10.0),
+        warmup=args.warmup or (1.0 if args.quick else 2.0),
+        workers=args.workers,
+        experiments=args.experiments or (1_000 if args.quick else 10_000),
+        database_url=args.database_url,
+        sizes=sizes,
+        profile=args.profile,
+        envoy_concurrency=args.envoy_concurrency,
+        keep=args.keep,
+        command=" ".join(["bench/run.py", *(sys.argv[1:] if argv is None else argv)]),
+    )
+
+
+def ensure_tools(options: Options) -> None:
+    """h2load (Debian's nghttp2-client) is installed when missing; Envoy comes with the
+    `gateway` extra of `make install`, py-spy with `dev`."""
+    if shutil.which("h2load") is None:
+        if os.geteuid() != 0 or shutil.which("apt-get") is None:
+            raise SystemExit("bench: h2load is missing: install nghttp2-client (apt-get, as root)")
+        say("installing nghttp2-client (h2load) with apt-get")
+        apt = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=apt)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "nghttp2-client"], check=True, env=apt)
+    launcher.envoy_binary()
+    if options.profile and shutil.which(profiling.py_spy()) is None:
+        raise SystemExit("bench: py-spy is missing: `make install` installs it")
+
+
+def database_processes(options: Options) -> str | None:
+    """The command name of the database server's processes, whose CPU is counted apart."""
+    return "postgres" if options.backend == "postgresql" else None
+
+
+def say(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def prepare(database: str, experiments: int) -> seed.World:
+    started = time.perf_counter()
+    upgrade(database)
+    engine = make_engine(database)
+    try:
+        world = seed.seed(engine, experiments)
+    finally:
+        engine.dispose()
+    say(
+        f"seeded {experiments:,} experiments over {seed.ORGANIZATIONS} organizations "
+        f"in {time.perf_counter() - started:.1f} s; the measured organization has "
+        f"{world.organization_experiments:,}"
+    )
+    return world
+
+
+def measure_echo(options: Options, world: seed.World, workdir: Path) -> phases.Measurement:
+    echo = stack.start_echo(options.workers, THREADS_PER_WORKER)
+    try:
+        target = phases.Target(echo.processes, echo.workers, echo.port)
+        return run_phase(phases.echo_phase(echo.port, world), target, options, workdir)
+    finally:
+        echo.stop()
+
+
+def run_phase(
+    phase: phases.Phase, target: phases.Target, options: Options, workdir: Path, name: str = ""
+) -> phases.Measurement:
+    m = phases.measure(phase, target, options.duration, options.warmup, workdir, name)
+    say(
+        f"{phase.title}: {m.rps:,.0f} req/s, p50 {m.result.percentile_ms(0.5):.2f} ms, "
+        f"p99 {m.result.percentile_ms(0.99):.2f} ms, connections per worker "
+        f"{'/'.join(map(str, m.connections))}, {'verified' if m.verified else 'FAILED'}"
+    )
+    for problem in m.problems:
+        say(f"  {problem}")
+    for note in m.notes:
+        say(f"  note: {note}")
+    return m
+
+
+def full_run(options: Options, workdir: Path) -> tuple[str, bool]:
+    with stack.fresh_database(options.database_url, workdir, "db", options.keep) as database:
+        world = prepare(database, options.experiments)
+        db_processes = database_processes(options)
+        echo = measure_echo(options, world, workdir)
+        measurements = [echo]
+        server = stack.start_server(database, options.workers, workdir, "server")
+        envoy: launcher.Envoy | None = None
+        profiles = ""
+        try:
+            envoy = stack.start_gateway(server, workdir, "gateway", options.envoy_concurrency)
+            grpc_target = phases.Target(
+                server.processes, server.workers, server.port, server.log, None, db_processes
+            )
+            rest_target = replace(grpc_target, gateway_pid=envoy.process.pid)
+            for make in phases.service_phases(server.port, envoy.http_port, world):
+                phase = make()
+                target = rest_target if phase.rest else grpc_target
+                measurements.append(run_phase(phase, target, options, workdir))
+            if options.profile:
+                profiles = profile(server, world, options, workdir)
+        finally:
+            if envoy is not None:
+                envoy.stop()
+            server.stop()
+    verdicts = report.targets(measurements, echo.rps, options.backend, options.experiments)
+    text = [
+        report.table(measurements, echo.rps),
+        "",
+        f"Targets ({options.backend}, {options.experiments:,} experiments, "
+        f"{options.workers} workers):",
+        *(v.line() for v in verdicts),
+    ]
+    if profiles:
+        text.append(profiles)
+    save(workdir, measurements)
+    return finish(text, measurements)
+
+
+def sizes_run(options: Options, workdir: Path) -> tuple[str, bool]:
+    by_size: dict[int, list[phases.Measurement]] = {}
+    echo: phases.Measurement | None = None
+    for size in options.sizes:
+        label = f"db{size}"
+        with stack.fresh_database(options.database_url, workdir, label, options.keep) as database:
+            world = prepare(database, size)
+            if echo is None:
+                echo = measure_echo(options, world, workdir)
+            server = stack.start_server(database, options.workers, workdir, f"server{size}")
+            try:
+                target = phases.Target(
+                    server.processes,
+                    server.workers,
+                    server.port,
+                    server.log,
+                    None,
+                    database_processes(options),
+                )
+                by_size[size] = []
+                for make in phases.service_phases(server.port, None, world, reads_only=True):
+                    phase = make()
+                    name = f"{phase.key}-{size}"
+                    by_size[size].append(run_phase(phase, target, options, workdir, name))
+            finally:
+                server.stop()
+    assert echo is not None
+    flat_table, verdicts = report.flatness(by_size)
+    text = [flat_table, ""]
+    for size, measurements in by_size.items():
+        text += [f"{size:,} experiments:", report.table([echo, *measurements], echo.rps), ""]
+    text += [f"Targets ({options.backend}, {options.workers} workers):"]
+    text += [v.line() for v in verdicts]
+    everything = [echo, *(m for ms in by_size.values() for m in ms)]
+    save(workdir, everything)
+    return finish(text, everything)
+
+
+def profile(server: stack.Server, world: seed.World, options: Options, workdir: Path) -> str:
+    """Get, then List load while py-spy samples every worker; not part of the table."""
+    sections = []
+    for make in phases.service_phases(server.port, None, world, reads_only=True):
+        phase = make()
+        raw = workdir / f"profile-{phase.key}.txt"
+        say(f"profiling {phase.title} for {options.profile:g} s with py-spy")
+        recorder = profiling.record(server.process.pid, options.profile, raw)
+        loadgen.run(phase.load, options.profile + 1, workdir, f"profile-{phase.key}")
+        _, errors = recorder.communicate()
+        if recorder.returncode != 0:
+            summary = f"py-spy failed ({recorder.returncode}): {errors.decode(errors='replace')}"
+        else:
+            summary = profiling.summarize(raw)
+        (workdir / f"profile-{phase.key}-summary.txt").write_text(summary + "\n")
+        sections += ["", f"Profile of the workers under {phase.title} load (py-spy):", summary]
+    return "\n".join(sections)
+
+
+def finish(text: list[str], measurements: Sequence[phases.Measurement]) -> tuple[str, bool]:
+    notes = [f"{m.phase.title}: {note}" for m in measurements for note in m.notes]
+    if notes:
+        text += ["", "Notes:", *(f"  {note}" for note in notes)]
+    problems = report.problems(measurements)
+    if problems:
+        text += ["", "FAILED verification (see bench/README.md, 'Verification'):"]
+        text += [f"  {p}" for p in problems]
+    return "\n".join(text), not problems
+
+
+def save(workdir: Path, measurements: Sequence[phases.Measurement]) -> None:
+    rows = [
+        {
+            "phase": m.phase.title,
+            "key": m.phase.key,
+            "rps": m.rps,
+            "p50_ms": m.result.percentile_ms(0.5),
+            "p99_ms": m.result.percentile_ms(0.99),
+            "requests": m.result.succeeded,
+            "seconds": m.result.seconds,
+            "server_cpu_us_per_request": m.per_request_us(m.server_cpu_seconds),
+            "gateway_cpu_us_per_request": m.per_request_us(m.gateway_cpu_seconds),
+            "server_cores": m.server_cores,
+            "database_cpu_us_per_request": m.per_request_us(m.database_cpu_seconds),
+            "machine_busy_cores": m.machine_cores,
+            "other_programs_cores": m.other_cores,
+            "h2load_cpu_percent": m.client_cpu_percent,
+            "peak_rss_mb": m.peak_rss_mb,
+            "connections_per_worker": m.connections,
+            "problems": m.problems,
+            "notes": m.notes,
+        }
+        for m in measurements
+    ]
+    (workdir / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_options(argv)
+    try:
+        ensure_tools(options)
+    except launcher.StartupError as error:
+        say(str(error))
+        return 1
+    workdir = RESULTS / time.strftime("%Y%m%d-%H%M%S")
+    workdir.mkdir(parents=True, exist_ok=True)
+    machine = report.machine()
+    header = [
+        f"Machine: {machine['nproc']} CPUs, {machine['cpu']}, Python {machine['python']}, "
+        f"Linux {machine['kernel']}, SQLite {machine['sqlite']}, h2load {machine['h2load']}",
+        f"Code: {machine['code']}; command: {options.command}",
+        f"Each phase: {options.duration:g} s measured after {options.warmup:g} s of warm-up, "
+        f"{phases.IN_FLIGHT} requests in flight (gRPC: {phases.GRPC_CLIENTS} connections x "
+        f"{phases.GRPC_STREAMS} streams; REST: {phases.IN_FLIGHT} HTTP/1.1 connections), "
+        f"{options.workers} server workers; database: {options.backend}",
+        "",
+    ]
+    say(f"run folder: {workdir.relative_to(ROOT)}")
+    try:
+        body, ok = sizes_run(options, workdir) if options.sizes else full_run(options, workdir)
+    except (launcher.StartupError, loadgen.H2loadError, RuntimeError) as error:
+        say(f"failed: {error}")
+        return 1
+    text = "\n".join([*header, body])
+    (workdir / "report.md").write_text(text + "\n")
+    print(text)
+    say(f"report, logs and h2load output in {workdir.relative_to(ROOT)}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

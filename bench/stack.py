@@ -1,0 +1,267 @@
+"""The processes under test: a fresh database, the echo ceiling, experiments-server and Envoy.
+
+Processes are started and stopped with the gateway's launcher (gateway/launcher.py), as
+`make run` and the end-to-end tests do.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import procstats
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from gateway import launcher
+
+BENCH_DIR = Path(__file__).resolve().parent
+HOST = "127.0.0.1"
+
+
+@contextmanager
+def fresh_database(url: str | None, workdir: Path, label: str, keep: bool) -> Iterator[str]:
+    """A new, empty database for one run, removed afterwards unless `keep`.
+
+    SQLite: a file in the run's folder (or the file of an SQLite `url`, which must not
+    exist yet). PostgreSQL: a new database on the server of `url`, created through its
+    `postgres` database and dropped at the end; `url`'s own database is never touched.
+    """
+    if url is None or make_url(url).get_backend_name() == "sqlite":
+        path = Path(make_url(url).database or "") if url else workdir / f"{label}.sqlite3"
+        if url and path.exists():
+            raise SystemExit(f"bench: {path} exists; the benchmark needs a fresh database")
+        try:
+            yield f"sqlite:///{path}"
+        finally:
+            if not keep:
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{path}{suffix}").unlink(missing_ok=True)
+        return
+    server = make_url(url)
+    if server.drivername == "postgresql":
+        server = server.set(drivername="postgresql+psycopg")  # the driver the service ships
+    name = f"experiments_bench_{os.getpid()}_{label}".lower()
+    admin = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        if not keep:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class Echo:
+    process: subprocess.Popen[str]
+    port: int
+    workers: tuple[int, ...]
+
+    @property
+    def processes(self) -> procstats.ProcessGroup:
+        return procstats.ProcessGroup("echo", (self.process.pid, *self.workers))
+
+    def stop(self) -> None:
+        launcher.stop(self.process)
+
+
+def start_echo(workers: int, threads: int) -> Echo:
+    """The echo ceiling; returns once every worker serves."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(BENCH_DIR / "echo_server.py"),
+            f"--workers={workers}",
+            f"--threads={threads}",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    port = 0
+    pids: list[int] = []
+    for line in process.stdout:
+        kind, _, value = line.partition(" ")
+        if kind == "port":
+            port = int(value)
+        elif kind == "ready":
+            pids.append(int(value))
+        if port and len(pids) == workers:
+            break
+    else:
+        raise launcher.StartupError(f"echo server exited with {process.wait()}")
+    return Echo(process, port, tuple(pids))
+
+
+# The interceptor's line per RPC (server/entrypoints/interceptors.py).
+_RPC_LINE = re.compile(rb"rpc method=(\S+) status=(\w+)")
+_SERVICE_RPC = b"rpc method=/experiments."
+# What each worker logs once it serves (server/entrypoints/grpc_server.py).
+_WORKER_SERVING = re.compile(rb"^.* serving gRPC on \S+$", re.M)
+
+
+class RpcLog:
+    """The server's log, where each RPC leaves `rpc method=... status=...` (at INFO)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def size(self) -> int:
+        return self.path.stat().st_size
+
+    def settle(self, quiet: float = 0.3, timeout: float = 30.0) -> int:
+        """Waits until no RPC of the service has been logged for `quiet` seconds (calls
+        still running when a load stopped have finished); returns the log's size then.
+        Health checks (Envoy's, every second) do not count."""
+        deadline = time.monotonic() + timeout
+        size = self.size()
+        while time.monotonic() < deadline:
+            time.sleep(quiet)
+            now = self.size()
+            with self.path.open("rb") as log:
+                log.seek(size)
+                fresh = log.read(now - size)
+            size = now
+            if _SERVICE_RPC not in fresh:
+                return size
+        return size
+
+    def calls(self, start: int, end: int) -> list[tuple[str, str]]:
+        """(method, status) of every RPC logged between two sizes of the log, in order."""
+        with self.path.open("rb") as log:
+            log.seek(start)
+            chunk = log.read(end - start)
+        return [(method.decode(), status.decode()) for method, status in _RPC_LINE.findall(chunk)]
+
+    def workers_serving(self) -> int:
+        return len(_WORKER_SERVING.findall(self.path.read_bytes()))
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[str]
+    port: int
+    log: RpcLog
+    workers: tuple[int, ...]
+
+    @property
+    def processes(self) -> procstats.ProcessGroup:
+        pids = {self.process.pid, *self.workers}
+        return procstats.ProcessGroup("server", tuple(sorted(pids)))
+
+    def stop(self) -> int:
+        return launcher.stop(self.process)
+
+
+def start_server(database: str, workers: int, workdir: Path, label: str) -> Server:
+    """experiments-server with `workers` processes; returns once each of them serves."""
+    port = free_port()
+    log_path = workdir / f"{label}.server.log"
+    env = {
+        **os.environ,
+        "EXPERIMENTS_DATABASE_URL": database,
+        "EXPERIMENTS_GRPC_HOST": HOST,
+        "EXPERIMENTS_GRPC_PORT": str(port),
+        "EXPERIMENTS_WORKERS": str(workers),
+        # One line per RPC with its status: how the benchmark knows every call succeeded.
+        "EXPERIMENTS_LOG_LEVEL": "INFO",
+    }
+    with log_path.open("a") as output:
+        process = launcher.spawn(
+            [launcher.console_script("experiments-server"), f"--workers={workers}"],
+            env=env,
+            output=output,
+        )
+    log = RpcLog(log_path)
+    try:
+        launcher.wait_for_grpc(HOST, port, process, log=log_path)
+        # Health answers from whichever worker got the connection; wait for all of them.
+        launcher.poll(
+            lambda: True if log.workers_serving() >= workers else None,
+            what=f"{workers} server workers",
+            process=process,
+            log=log_path,
+        )
+        # One worker is the server process itself (experiments-server does not fork then).
+        pids = [process.pid]
+        if workers > 1:
+            pids = launcher.poll(
+                lambda: _exactly(procstats.spawned_workers(process.pid), workers),
+                what="server worker processes",
+                process=process,
+                log=log_path,
+            )
+    except BaseException:
+        launcher.stop(process)
+        raise
+    return Server(process, port, log, tuple(pids))
+
+
+def _exactly(pids: list[int], count: int) -> list[int] | None:
+    return pids if len(pids) == count else None
+
+
+def start_gateway(
+    server: Server, workdir: Path, label: str, concurrency: int | None
+) -> launcher.Envoy:
+    """Envoy from gateway/envoy.yaml in front of `server`, on a free port, upstream healthy."""
+    config = launcher.render_config(
+        http_host=HOST, http_port=0, grpc_host=HOST, grpc_port=server.port
+    )
+    log_path = workdir / f"{label}.envoy.log"
+    with log_path.open("a") as output:
+        envoy = launcher.start_envoy(
+            config, workdir / f"{label}-envoy", output=output, log=log_path, concurrency=concurrency
+        )
+    envoy.wait_upstream_healthy()
+    return envoy
+
+
+def connections_per_worker(workers: tuple[int, ...], port: int) -> list[int]:
+    """Established TCP connections to `port` held by each worker process.
+
+    SO_REUSEPORT hands each new connection to one listening process by a hash of its
+    addresses, so a load of few connections can leave a worker idle; this shows it.
+    """
+    established = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for row in rows:
+            fields = row.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == "01":  # 01: ESTABLISHED
+                established.add(fields[9])  # the socket's inode
+    counts = []
+    for pid in workers:
+        inodes = set()
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+        counts.append(len(inodes & established))
+    return counts
