@@ -44,7 +44,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from gateway import launcher  # noqa: E402
 from server.adapters.database import make_engine  # noqa: E402
 from server.adapters.schema import upgrade  # noqa: E402
-from server.entrypoints.grpc_server import THREADS_PER_WORKER  # noqa: E402
+from server.config import Settings  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -187,7 +187,8 @@ def prepare(database: str, experiments: int) -> seed.World:
 
 
 def measure_echo(options: Options, world: seed.World, workdir: Path) -> phases.Measurement:
-    echo = stack.start_echo(options.workers, THREADS_PER_WORKER)
+    # The ceiling runs the same process and thread model as the server.
+    echo = stack.start_echo(options.workers, Settings.from_env().threads)
     try:
         target = phases.Target(echo.processes, echo.workers, echo.port)
         return run_phase(phases.echo_phase(echo.port, world), target, options, workdir)

@@ -22,6 +22,8 @@ class Settings:
     # Where list pages point when a request came without x-forwarded-host (plain gRPC).
     public_base_url: str
     log_level: str
+    # Threads per worker process: enough to overlap database waits, few enough for the GIL.
+    threads: int = 8
     # How long a worker may reuse an API key's user, organization and permissions.
     auth_cache_seconds: float = 5.0
 
@@ -41,6 +43,7 @@ class Settings:
                 "EXPERIMENTS_PUBLIC_BASE_URL", f"http://{http_host}:{http_port}"
             ).rstrip("/"),
             log_level=env.get("EXPERIMENTS_LOG_LEVEL", "INFO"),
+            threads=_int(env, "EXPERIMENTS_THREADS", 8),
             auth_cache_seconds=_float(env, "EXPERIMENTS_AUTH_CACHE_SECONDS", 5.0),
         )
 

@@ -7,7 +7,7 @@ from typing import Self
 
 from sqlalchemy import Connection, Engine
 
-from server.adapters.database import read_only_options
+from server.adapters.database import WriterLock, read_only_options, writer_lock_for
 from server.adapters.principal_cache import CachingPrincipalRepository, PrincipalCache
 from server.adapters.repository import SqlAlchemyExperimentRepository, SqlAlchemyPrincipalRepository
 from server.service_layer.ports import ExperimentRepository, PrincipalRepository
@@ -37,13 +37,22 @@ class SqlAlchemyUnitOfWork:
         self._read_only = read_only
         self._principal_cache = principal_cache
         self._connection: Connection | None = None
+        self._writer_lock: WriterLock | None = None
 
     def __enter__(self) -> Self:
-        connection = self._engine.connect()
-        if self._read_only:
-            connection.execution_options(**read_only_options(connection.dialect.name))
-        else:
-            connection.begin()  # now, so that SQLite takes the write lock up front
+        writer_lock = None if self._read_only else writer_lock_for(self._engine)
+        if writer_lock is not None:
+            writer_lock.acquire()
+        self._writer_lock = writer_lock
+        try:
+            connection = self._engine.connect()
+            if self._read_only:
+                connection.execution_options(**read_only_options(connection.dialect.name))
+            else:
+                connection.begin()  # now, so that SQLite takes the write lock up front
+        except BaseException:
+            self._release_writer_lock()
+            raise
         self._connection = connection
         self.experiments = SqlAlchemyExperimentRepository(connection)
         principals = SqlAlchemyPrincipalRepository(connection)
@@ -66,6 +75,12 @@ class SqlAlchemyUnitOfWork:
             connection.rollback()  # a no-op after commit()
         finally:
             connection.close()
+            self._release_writer_lock()
+
+    def _release_writer_lock(self) -> None:
+        if self._writer_lock is not None:
+            self._writer_lock.release()
+            self._writer_lock = None
 
     def commit(self) -> None:
         self._require_connection().commit()

@@ -16,6 +16,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from concurrent import futures
 from dataclasses import dataclass, replace
 from types import FrameType
@@ -35,8 +36,6 @@ from server.service_layer.experiments import ExperimentService
 
 log = logging.getLogger("experiments.server")
 
-# Threads per process: enough to overlap database waits, few enough to limit GIL contention.
-THREADS_PER_WORKER = 16
 GRACE_SECONDS = 10.0
 SERVICE_NAME = experiments_pb2.DESCRIPTOR.services_by_name["ExperimentService"].full_name
 
@@ -63,7 +62,7 @@ class RunningServer:
 
 def build_server(settings: Settings, *, reuse_port: bool = False) -> RunningServer:
     """Builds and starts a server on settings.grpc_host:grpc_port (0 picks a free port)."""
-    engine = make_engine(settings.database_url, pool_size=THREADS_PER_WORKER)
+    engine = make_engine(settings.database_url, pool_size=settings.threads)
     principals = PrincipalCache(settings.auth_cache_seconds)
     service = ExperimentService(
         lambda: SqlAlchemyUnitOfWork(engine, principal_cache=principals),
@@ -72,7 +71,7 @@ def build_server(settings: Settings, *, reuse_port: bool = False) -> RunningServ
         ),
     )
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=THREADS_PER_WORKER),
+        futures.ThreadPoolExecutor(max_workers=settings.threads),
         interceptors=[RpcInterceptor()],
         options=[("grpc.so_reuseport", 1 if reuse_port else 0)],
     )
@@ -185,12 +184,29 @@ def serve(settings: Settings) -> int:
     return exit_code
 
 
+class _Formatter(logging.Formatter):
+    """The standard format, with the date rendered once per second rather than per line.
+
+    One line per RPC at thousands of RPCs per second made strftime a visible cost.
+    """
+
+    _second = -1
+    _rendered = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second = int(record.created)
+        if second != self._second:
+            self._rendered = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+            self._second = second
+        return f"{self._rendered},{int(record.msecs):03d}"
+
+
 def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(processName)s %(name)s %(message)s",
-        stream=sys.stderr,
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        _Formatter("%(asctime)s %(levelname)s %(processName)s %(name)s %(message)s")
     )
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,7 +10,7 @@ from experiments.v5 import experiments_pb2_grpc
 from google.protobuf import empty_pb2
 
 from server.domain.pagination import Cursor, encode_cursor
-from server.entrypoints.translate import experiment_input, experiment_message
+from server.entrypoints.translate import experiment_input, experiment_message, fill_experiment
 from server.service_layer.experiments import ExperimentService
 
 # Read by the gateway's Lua filter: the REST status of a successful call, when not 200.
@@ -38,11 +38,11 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
                 query["page_size"] = str(request.page_size)
             return f"{base}?{urlencode(query)}"
 
-        return pb.ListExperimentsResponse(
-            next=url(page.next),
-            previous=url(page.previous),
-            results=[experiment_message(e) for e in page.items],
-        )
+        response = pb.ListExperimentsResponse(next=url(page.next), previous=url(page.previous))
+        for experiment in page.items:
+            # Filled in place: results=[...] would copy every message once more.
+            fill_experiment(response.results.add(), experiment)
+        return response
 
     def GetExperiment(
         self, request: pb.GetExperimentRequest, context: grpc.ServicerContext

@@ -8,10 +8,8 @@ from typing import Any
 from experiments.v5 import experiments_pb2 as pb
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
-from server.domain.model import Experiment, Goal, Group, Organization, Room, Treatment, User
+from server.domain.model import Experiment, Group, Treatment, User
 from server.domain.rules import MISSING, ExperimentInput, GroupInput, Missing
-
-_NULL = struct_pb2.Value(null_value=struct_pb2.NULL_VALUE)
 
 
 def experiment_input(message: pb.Experiment) -> ExperimentInput:
@@ -59,51 +57,74 @@ def _treatment_dict(message: pb.Treatment) -> Treatment:
 
 
 def experiment_message(experiment: Experiment) -> pb.Experiment:
-    message = pb.Experiment(
-        id=str(experiment.id),
-        is_draft=experiment.is_draft,
-        created_at=_timestamp(experiment.created_at),
-        created_by_user=_user(experiment.created_by),
-        created_by_user_id=str(experiment.created_by.id),
-        updated_at=_timestamp(experiment.updated_at),
-        updated_by_user=_user(experiment.updated_by),
-        updated_by_user_id=str(experiment.updated_by.id),
-        organization_id=str(experiment.organization.id),
-        organization=_organization(experiment.organization),
-        groups=[_group(group) for group in experiment.groups],
-        group_reset_interval=experiment.group_reset_interval.value,
-        rooms=[_room(room) for room in experiment.rooms],
-        room_ids=[str(room.id) for room in experiment.rooms],
-    )
-    if experiment.name is not None:
-        message.name = experiment.name
-    if experiment.goal is not None:
-        message.goal_id = str(experiment.goal.id)
-        message.goal.CopyFrom(_goal(experiment.goal))
-    if experiment.starts_at is not None:
-        message.starts_at.CopyFrom(_timestamp(experiment.starts_at))
-    if experiment.ends_at is not None:
-        message.ends_at.CopyFrom(_timestamp(experiment.ends_at))
+    message = pb.Experiment()
+    fill_experiment(message, experiment)
     return message
 
 
-def _group(group: Group) -> pb.Group:
-    message = pb.Group(
-        id=str(group.id),
-        created_at=_timestamp(group.created_at),
-        updated_at=_timestamp(group.updated_at),
-        order=group.order,
-        group_type=(
-            struct_pb2.Value(string_value=group.group_type.value) if group.group_type else _NULL
-        ),
-    )
+def fill_experiment(message: pb.Experiment, experiment: Experiment) -> None:
+    """Writes the experiment into an empty message in place (the hot path of every read).
+
+    Sub-messages are filled where they live rather than built and copied in.
+    """
+    message.id = str(experiment.id)
+    message.is_draft = experiment.is_draft
+    _set_time(message.created_at, experiment.created_at)
+    _fill_user(message.created_by_user, experiment.created_by)
+    message.created_by_user_id = message.created_by_user.id
+    _set_time(message.updated_at, experiment.updated_at)
+    _fill_user(message.updated_by_user, experiment.updated_by)
+    message.updated_by_user_id = message.updated_by_user.id
+    organization = message.organization
+    organization.id = message.organization_id = str(experiment.organization.id)
+    organization.name = experiment.organization.name
+    for group in experiment.groups:
+        _fill_group(message.groups.add(), group)
+    message.group_reset_interval = experiment.group_reset_interval.value
+    for room in experiment.rooms:
+        room_message = message.rooms.add()
+        room_message.id = str(room.id)
+        room_message.name = room.name
+        room_message.organization_id = str(room.organization_id)
+        message.room_ids.append(room_message.id)
+    if experiment.name is not None:
+        message.name = experiment.name
+    if experiment.goal is not None:
+        goal = message.goal
+        goal.id = message.goal_id = str(experiment.goal.id)
+        goal.name = experiment.goal.name
+        goal.organization.id = goal.organization_id = str(experiment.goal.organization.id)
+        goal.organization.name = experiment.goal.organization.name
+    if experiment.starts_at is not None:
+        _set_time(message.starts_at, experiment.starts_at)
+    if experiment.ends_at is not None:
+        _set_time(message.ends_at, experiment.ends_at)
+
+
+def _fill_group(message: pb.Group, group: Group) -> None:
+    message.id = str(group.id)
+    _set_time(message.created_at, group.created_at)
+    _set_time(message.updated_at, group.updated_at)
+    message.order = group.order
+    if group.group_type is not None:
+        message.group_type.string_value = group.group_type.value
+    else:
+        message.group_type.null_value = struct_pb2.NULL_VALUE
     if group.name is not None:
         message.name = group.name
     if group.percentage is not None:
         message.percentage = group.percentage
     if group.treatment is not None:
         _fill_treatment(message.treatment, group.treatment)
-    return message
+
+
+def _fill_user(message: pb.User, user: User) -> None:
+    message.id = str(user.id)
+    message.first_name = user.first_name
+    message.last_name = user.last_name
+    message.full_name = user.full_name
+    message.organization_id = str(user.organization_id)
+    message.is_bot = user.is_bot
 
 
 def _fill_treatment(message: pb.Treatment, treatment: Treatment) -> None:
@@ -135,43 +156,14 @@ def _set_value(message: struct_pb2.Value, value: Any) -> None:
         message.list_value.extend(value)
 
 
-def _user(user: User) -> pb.User:
-    return pb.User(
-        id=str(user.id),
-        first_name=user.first_name,
-        last_name=user.last_name,
-        full_name=user.full_name,
-        organization_id=str(user.organization_id),
-        is_bot=user.is_bot,
-    )
-
-
-def _organization(organization: Organization) -> pb.Organization:
-    return pb.Organization(id=str(organization.id), name=organization.name)
-
-
-def _goal(goal: Goal) -> pb.Goal:
-    return pb.Goal(
-        id=str(goal.id),
-        name=goal.name,
-        organization=_organization(goal.organization),
-        organization_id=str(goal.organization.id),
-    )
-
-
-def _room(room: Room) -> pb.Room:
-    return pb.Room(id=str(room.id), name=room.name, organization_id=str(room.organization_id))
-
-
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
+def _set_time(message: timestamp_pb2.Timestamp, value: datetime) -> None:
     # Timestamp.FromDatetime goes through calendar.timegm in Python; this is exact and ~5x faster.
     delta = value - _EPOCH
-    return timestamp_pb2.Timestamp(
-        seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1_000
-    )
+    message.seconds = delta.days * 86_400 + delta.seconds
+    message.nanos = delta.microseconds * 1_000
 
 
 def _datetime(value: timestamp_pb2.Timestamp) -> datetime:
