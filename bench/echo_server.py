@@ -19,14 +19,14 @@ import argparse
 import multiprocessing
 import os
 import signal
-import socket
 import sys
 import threading
 from concurrent import futures
-from types import FrameType
 from typing import Any
 
 import grpc
+
+from server.entrypoints.grpc_server import run_worker_processes
 
 SERVICE = "bench.Echo"
 METHOD = "Echo"
@@ -37,7 +37,7 @@ def _echo(request: bytes, _context: Any) -> bytes:
     return request
 
 
-def _serve(host: str, port: int, threads: int, ready: Any) -> None:
+def _serve(port: int, host: str, threads: int, ready: Any) -> None:
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=threads),
         options=[("grpc.so_reuseport", 1)],
@@ -56,14 +56,6 @@ def _serve(host: str, port: int, threads: int, ready: Any) -> None:
     server.stop(1).wait()
 
 
-def _hold_port(host: str, port: int) -> socket.socket:
-    """Like experiments-server: a bound, never-listening SO_REUSEPORT socket keeps the port."""
-    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    holder.bind((host, port))
-    return holder
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -72,33 +64,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=16, help="thread pool size per worker")
     args = parser.parse_args(argv)
 
-    holder = _hold_port(args.host, args.port)
-    port = holder.getsockname()[1]
-    print(f"port {port}", flush=True)
     context = multiprocessing.get_context("spawn")
     ready = context.Queue()
-    workers = [
-        context.Process(target=_serve, args=(args.host, port, args.threads, ready), daemon=True)
-        for _ in range(args.workers)
-    ]
-    stopping = threading.Event()
 
-    def forward(_signum: int, _frame: FrameType | None) -> None:
-        stopping.set()
-        for worker in workers:
-            if worker.pid is not None:
-                worker.terminate()
+    def announce(port: int) -> None:
+        print(f"port {port}", flush=True)
+        # Readiness is printed from a thread while the supervisor waits on its workers.
+        threading.Thread(target=_announce_ready, args=(ready, args.workers), daemon=True).start()
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    for worker in workers:
-        worker.start()
-    for _ in workers:
+    sys.exit(
+        run_worker_processes(
+            args.host,
+            args.port,
+            args.workers,
+            _serve,
+            args.host,
+            args.threads,
+            ready,
+            on_claimed=announce,
+        )
+    )
+
+
+def _announce_ready(ready: Any, count: int) -> None:
+    for _ in range(count):
         print(f"ready {ready.get(timeout=60)}", flush=True)
-    for worker in workers:
-        worker.join()
-    holder.close()
-    sys.exit(0 if stopping.is_set() else 1)
 
 
 if __name__ == "__main__":

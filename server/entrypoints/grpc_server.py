@@ -17,9 +17,11 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, replace
 from types import FrameType
+from typing import Any
 
 import grpc
 from experiments.v5 import experiments_pb2, experiments_pb2_grpc
@@ -93,7 +95,7 @@ def build_server(settings: Settings, *, reuse_port: bool = False) -> RunningServ
     return RunningServer(server, port, health_servicer)
 
 
-def _claim_port(host: str, port: int) -> socket.socket:
+def claim_port(host: str, port: int) -> socket.socket:
     """Fails clearly if any program holds the port, then keeps it for our workers only.
 
     grpcio sets SO_REUSEPORT, so a second server on a taken port would bind
@@ -136,21 +138,41 @@ def _serve_until_signalled(settings: Settings, *, reuse_port: bool) -> None:
     log.info("stopped")
 
 
-def _worker(settings: Settings) -> None:
+def _worker(port: int, settings: Settings) -> None:
     configure_logging(settings.log_level)
-    _serve_until_signalled(settings, reuse_port=True)
+    _serve_until_signalled(replace(settings, grpc_port=port), reuse_port=True)
 
 
 def serve(settings: Settings) -> int:
     if settings.workers <= 1:
         _serve_until_signalled(settings, reuse_port=False)
         return 0
-    holder = _claim_port(settings.grpc_host, settings.grpc_port)
-    settings = replace(settings, grpc_port=holder.getsockname()[1])
+    return run_worker_processes(
+        settings.grpc_host, settings.grpc_port, settings.workers, _worker, settings
+    )
+
+
+def run_worker_processes(
+    host: str,
+    port: int,
+    count: int,
+    target: Callable[..., None],
+    *args: Any,
+    on_claimed: Callable[[int], None] | None = None,
+) -> int:
+    """Runs `target(port, *args)` in `count` processes that share host:port (SO_REUSEPORT).
+
+    The port is claimed first (see claim_port). SIGTERM or SIGINT is passed on to
+    every worker, which drains; if one worker dies the others are stopped and the
+    exit code is 1. bench/echo_server.py reuses this for the same process model.
+    """
+    holder = claim_port(host, port)
+    port = holder.getsockname()[1]
+    if on_claimed is not None:
+        on_claimed(port)
     context = multiprocessing.get_context("spawn")
     workers = [
-        context.Process(target=_worker, args=(settings,), name=f"worker-{n}")
-        for n in range(settings.workers)
+        context.Process(target=target, args=(port, *args), name=f"worker-{n}") for n in range(count)
     ]
     stopping = threading.Event()
 
@@ -165,12 +187,7 @@ def serve(settings: Settings) -> int:
     signal.signal(signal.SIGINT, forward)
     for worker in workers:
         worker.start()
-    log.info(
-        "serving gRPC on %s:%s with %d worker processes",
-        settings.grpc_host,
-        settings.grpc_port,
-        settings.workers,
-    )
+    log.info("serving on %s:%s with %d worker processes", host, port, count)
     exit_code = 0
     for worker in workers:
         worker.join()
