@@ -292,11 +292,7 @@ def test_existence_is_checked_before_validation(client: Client) -> None:
 def test_another_organizations_experiment_cannot_be_read_changed_or_listed(client: Client) -> None:
     created = _create(client, published(client.world))
     outsider = client.metadata("other_organization")
-    other_org = (
-        str(client.world["other_organization_id"])
-        if "other_organization_id" in client.world
-        else None
-    )
+    other_org = str(client.world["other_organization_id"])
 
     error = _fails(
         client.stub.GetExperiment,
@@ -304,23 +300,22 @@ def test_another_organizations_experiment_cannot_be_read_changed_or_listed(clien
         metadata=outsider,
     )
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
-    if True:
-        # Through its own organization's path, the outsider cannot even learn that it exists.
-        for call, request in [
-            (
-                client.stub.GetExperiment,
-                pb.GetExperimentRequest(organization_id=other_org, experiment_id=created.id),
-            ),
-            (
-                client.stub.DeleteExperiment,
-                pb.DeleteExperimentRequest(organization_id=other_org, experiment_id=created.id),
-            ),
-        ]:
-            assert _fails(call, request, metadata=outsider).code() == grpc.StatusCode.NOT_FOUND
-        listed = client.stub.ListExperiments(
-            pb.ListExperimentsRequest(organization_id=other_org), metadata=outsider
-        )
-        assert created.id not in [e.id for e in listed.results]
+    # Through its own organization's path, the outsider cannot even learn that it exists.
+    for call, request in [
+        (
+            client.stub.GetExperiment,
+            pb.GetExperimentRequest(organization_id=other_org, experiment_id=created.id),
+        ),
+        (
+            client.stub.DeleteExperiment,
+            pb.DeleteExperimentRequest(organization_id=other_org, experiment_id=created.id),
+        ),
+    ]:
+        assert _fails(call, request, metadata=outsider).code() == grpc.StatusCode.NOT_FOUND
+    listed = client.stub.ListExperiments(
+        pb.ListExperimentsRequest(organization_id=other_org), metadata=outsider
+    )
+    assert created.id not in [e.id for e in listed.results]
     assert _get(client, created.id).id == created.id
 
 
@@ -512,3 +507,20 @@ def test_build_server_refuses_a_port_in_use(migrated_url: str) -> None:
         )
         with pytest.raises(PortInUse):
             build_server(settings)
+
+
+def test_a_treatment_comes_back_exactly_as_it_was_sent(client: Client) -> None:
+    from google.protobuf import json_format
+
+    sent = {
+        "name": "Rule-A",
+        "actions": [{"type": "show_banner", "delay": 1.5, "flags": [True, None, "x"]}, "plain"],
+        "conditions": [{"visits": {"gte": 3}}, 7, False],
+    }
+    experiment = published(client.world)
+    json_format.ParseDict(sent, experiment.groups[0].treatment)
+    created = _create(client, experiment)
+    got = _get(client, created.id)
+    assert json_format.MessageToDict(got.groups[0].treatment) == sent
+    assert json_format.MessageToDict(got.groups[1].treatment) == {}
+    assert not got.groups[1].HasField("treatment")
