@@ -142,7 +142,7 @@ def _print_usage(settings: Settings, demo: dict[str, Any] | None) -> None:
         f"gRPC:\n"
         f"  grpcurl -plaintext -H 'authorization: Token {key}' \\\n"
         f"    -d '{request}' {grpc_target} {SERVICE}/ListExperiments\n"
-        f"  node_modules/.bin/buf curl --protocol grpc --http2-prior-knowledge \\\n"
+        f"  npx @bufbuild/buf curl --protocol grpc --http2-prior-knowledge \\\n"
         f"    -H 'authorization: Token {key}' -d '{request}' \\\n"
         f"    http://{grpc_target}/{SERVICE}/ListExperiments\n"
         f"\n"
