@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 # The checkout's git-ignored data folder holds the embedded SQLite database.
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -31,38 +32,33 @@ class Settings:
     def from_env(cls) -> Settings:
         env = os.environ
         http_host = env.get("EXPERIMENTS_HTTP_HOST", "127.0.0.1")
-        http_port = _int(env, "EXPERIMENTS_HTTP_PORT", 8080)
+        http_port = _number(env, "EXPERIMENTS_HTTP_PORT", 8080)
         return cls(
             database_url=env.get("EXPERIMENTS_DATABASE_URL") or DEFAULT_DATABASE_URL,
             grpc_host=env.get("EXPERIMENTS_GRPC_HOST", "127.0.0.1"),
-            grpc_port=_int(env, "EXPERIMENTS_GRPC_PORT", 50051),
+            grpc_port=_number(env, "EXPERIMENTS_GRPC_PORT", 50051),
             http_host=http_host,
             http_port=http_port,
-            workers=_int(env, "EXPERIMENTS_WORKERS", os.cpu_count() or 1),
+            workers=_number(env, "EXPERIMENTS_WORKERS", os.cpu_count() or 1),
             public_base_url=env.get(
                 "EXPERIMENTS_PUBLIC_BASE_URL", f"http://{http_host}:{http_port}"
             ).rstrip("/"),
             log_level=env.get("EXPERIMENTS_LOG_LEVEL", "INFO"),
-            threads=_int(env, "EXPERIMENTS_THREADS", 8),
-            auth_cache_seconds=_float(env, "EXPERIMENTS_AUTH_CACHE_SECONDS", 5.0),
+            threads=_number(env, "EXPERIMENTS_THREADS", cls.threads),
+            auth_cache_seconds=_number(
+                env, "EXPERIMENTS_AUTH_CACHE_SECONDS", cls.auth_cache_seconds
+            ),
         )
 
 
-def _int(env: os._Environ[str], name: str, default: int) -> int:
+_Number = TypeVar("_Number", int, float)
+
+
+def _number(env: os._Environ[str], name: str, default: _Number) -> _Number:
     value = env.get(name)
     if not value:
         return default
     try:
-        return int(value)
-    except ValueError:
-        raise SystemExit(f"{name} must be an integer, got {value!r}") from None
-
-
-def _float(env: os._Environ[str], name: str, default: float) -> float:
-    value = env.get(name)
-    if not value:
-        return default
-    try:
-        return float(value)
+        return type(default)(value)
     except ValueError:
         raise SystemExit(f"{name} must be a number, got {value!r}") from None

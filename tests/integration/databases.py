@@ -16,8 +16,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session, sessionmaker
 
 from server.adapters.database import engine_url
+from server.adapters.unit_of_work import SqlAlchemyUnitOfWork
 
 POSTGRES_URL_VARIABLE = "EXPERIMENTS_TEST_POSTGRES_URL"
 SQLITE = "sqlite"
@@ -77,3 +79,10 @@ def temporary_postgres_database(server_url: str) -> Iterator[str]:
                 connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         admin.dispose()
+
+
+def unit_of_work(
+    factory: sessionmaker[Session], *, read_only: bool = False
+) -> SqlAlchemyUnitOfWork:
+    """A unit of work on the engine the test's session factory is bound to."""
+    return SqlAlchemyUnitOfWork(factory.kw["bind"], read_only=read_only)

@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 
 from server.adapters import database
 from server.adapters.orm import ApiKeyRecord, OrganizationRecord
-from server.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from server.domain.access import hash_api_key
 from server.entrypoints import admin
+from tests.integration.databases import unit_of_work
 
 
 def _run(
@@ -122,7 +122,7 @@ def test_created_user_authenticates_with_the_created_key_which_is_stored_only_ha
     engine = database.make_engine(migrated_url)
     factory = database.session_factory(engine)
     try:
-        with SqlAlchemyUnitOfWork(factory.kw["bind"], read_only=True) as uow:
+        with unit_of_work(factory, read_only=True) as uow:
             principal = uow.principals.by_key_hash(hash_api_key(str(key["api_key"])))
             goals = uow.experiments.existing_goal_ids(
                 UUID(str(organization["id"])), {UUID(str(goal["id"]))}

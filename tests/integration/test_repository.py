@@ -20,7 +20,6 @@ from server.adapters.orm import (
     ExperimentRoomRecord,
     OrganizationRecord,
 )
-from server.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from server.domain.access import hash_api_key
 from server.domain.errors import NotFound
 from server.domain.model import (
@@ -31,6 +30,7 @@ from server.domain.model import (
     ResetInterval,
 )
 from server.domain.pagination import Position
+from tests.integration.databases import unit_of_work
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -110,7 +110,7 @@ def _add(
     organization_id: UUID | None = None,
 ) -> UUID:
     experiment_id = uuid4()
-    with SqlAlchemyUnitOfWork(factory.kw["bind"]) as uow:
+    with unit_of_work(factory) as uow:
         uow.experiments.add(
             experiment_id, organization_id or world.organization_id, state, world.user_id, now
         )
@@ -119,7 +119,7 @@ def _add(
 
 
 def _get(factory: sessionmaker[Session], organization_id: UUID, experiment_id: UUID) -> Experiment:
-    with SqlAlchemyUnitOfWork(factory.kw["bind"], read_only=True) as uow:
+    with unit_of_work(factory, read_only=True) as uow:
         experiment = uow.experiments.get(organization_id, experiment_id)
     assert experiment is not None
     return experiment
@@ -132,7 +132,7 @@ def _update(
     user_id: UUID,
     now: datetime,
 ) -> Experiment:
-    with SqlAlchemyUnitOfWork(factory.kw["bind"]) as uow:
+    with unit_of_work(factory) as uow:
         uow.experiments.update(current, state, user_id, now)
         uow.commit()
     return _get(factory, current.organization.id, current.id)
@@ -259,7 +259,7 @@ def test_experiment_is_not_found_through_another_organization(
 ) -> None:
     experiment_id = _add(session_factory, world, _published(world))
 
-    with SqlAlchemyUnitOfWork(session_factory.kw["bind"], read_only=True) as uow:
+    with unit_of_work(session_factory, read_only=True) as uow:
         assert uow.experiments.get(world.other_organization_id, experiment_id) is None
         assert uow.experiments.get(world.organization_id, uuid4()) is None
 
@@ -373,11 +373,11 @@ def test_updating_an_experiment_deleted_meanwhile_reports_it_not_found(
     current = _get(
         session_factory, world.organization_id, _add(session_factory, world, _published(world))
     )
-    with SqlAlchemyUnitOfWork(session_factory.kw["bind"]) as uow:
+    with unit_of_work(session_factory) as uow:
         uow.experiments.delete(world.organization_id, current.id)
         uow.commit()
 
-    with pytest.raises(NotFound), SqlAlchemyUnitOfWork(session_factory.kw["bind"]) as uow:
+    with pytest.raises(NotFound), unit_of_work(session_factory) as uow:
         uow.experiments.update(current, _published(world), world.user_id, T0)
 
 
@@ -387,13 +387,13 @@ def test_delete_removes_the_experiment_with_its_groups_and_room_links(
     experiment_id = _add(session_factory, world, _published(world))
     kept_id = _add(session_factory, world, _published(world))
 
-    with SqlAlchemyUnitOfWork(session_factory.kw["bind"]) as uow:
+    with unit_of_work(session_factory) as uow:
         deleted = uow.experiments.delete(world.organization_id, experiment_id)
         deleted_again = uow.experiments.delete(world.organization_id, experiment_id)
         uow.commit()
 
     assert (deleted, deleted_again) == (True, False)
-    with SqlAlchemyUnitOfWork(session_factory.kw["bind"], read_only=True) as uow:
+    with unit_of_work(session_factory, read_only=True) as uow:
         assert uow.experiments.get(world.organization_id, experiment_id) is None
     assert _count(session_factory, ExperimentRecord.id, experiment_id) == 0
     assert _count(session_factory, ExperimentGroupRecord.experiment_id, experiment_id) == 0
@@ -406,7 +406,7 @@ def test_delete_through_another_organization_deletes_nothing(
 ) -> None:
     experiment_id = _add(session_factory, world, _published(world))
 
-    with SqlAlchemyUnitOfWork(session_factory.kw["bind"]) as uow:
+    with unit_of_work(session_factory) as uow:
         assert uow.experiments.delete(world.other_organization_id, experiment_id) is False
         uow.commit()
 
@@ -418,7 +418,7 @@ def test_existing_goal_and_room_ids_are_only_those_of_the_organization(
 ) -> None:
     unknown = uuid4()
 
-    with SqlAlchemyUnitOfWork(session_factory.kw["bind"], read_only=True) as uow:
+    with unit_of_work(session_factory, read_only=True) as uow:
         goals = uow.experiments.existing_goal_ids(
             world.organization_id, {world.goal_id, world.other_goal_id, unknown}
         )
@@ -440,7 +440,7 @@ def _page(
     backwards: bool = False,
 ) -> tuple[list[UUID], bool]:
     position = Position(start.created_at, start.id) if start else None
-    with SqlAlchemyUnitOfWork(factory.kw["bind"], read_only=True) as uow:
+    with unit_of_work(factory, read_only=True) as uow:
         items, more = uow.experiments.list_page(organization_id, limit, position, backwards)
     return [item.id for item in items], more
 
@@ -498,7 +498,7 @@ def test_page_items_carry_their_own_groups_and_rooms(
         now=T0 + timedelta(seconds=1),
     )
 
-    with SqlAlchemyUnitOfWork(session_factory.kw["bind"], read_only=True) as uow:
+    with unit_of_work(session_factory, read_only=True) as uow:
         items, _ = uow.experiments.list_page(world.organization_id, 10, None, False)
 
     assert [item.id for item in items] == [two, one]
@@ -546,7 +546,7 @@ def test_principal_is_found_by_the_hash_of_its_key_with_its_organization(
     with session_factory.begin() as session:
         key = admin.create_api_key(session, world.editor_id)
 
-    with SqlAlchemyUnitOfWork(session_factory.kw["bind"], read_only=True) as uow:
+    with unit_of_work(session_factory, read_only=True) as uow:
         principal = uow.principals.by_key_hash(hash_api_key(key))
         by_key_itself = uow.principals.by_key_hash(key)
 
@@ -568,7 +568,7 @@ def test_demo_world_keys_authenticate_the_documented_principals(
     with session_factory.begin() as session:
         second = admin.create_demo_world(session)
 
-    with SqlAlchemyUnitOfWork(session_factory.kw["bind"], read_only=True) as uow:
+    with unit_of_work(session_factory, read_only=True) as uow:
         principals = {
             who: uow.principals.by_key_hash(hash_api_key(str(key)))
             for who, key in demo["tokens"].items()
@@ -616,10 +616,10 @@ def test_unit_of_work_rolls_back_what_was_not_committed(
 ) -> None:
     experiment_id = uuid4()
 
-    with pytest.raises(RuntimeError), SqlAlchemyUnitOfWork(session_factory.kw["bind"]) as uow:
+    with pytest.raises(RuntimeError), unit_of_work(session_factory) as uow:
         uow.experiments.add(experiment_id, world.organization_id, _draft(), world.user_id, T0)
         raise RuntimeError("the use case failed")
-    with SqlAlchemyUnitOfWork(session_factory.kw["bind"]) as uow:
+    with unit_of_work(session_factory) as uow:
         uow.experiments.add(uuid4(), world.organization_id, _draft(), world.user_id, T0)
 
     assert _page(session_factory, world.organization_id, 10) == ([], False)
@@ -636,7 +636,7 @@ def test_concurrent_writers_each_read_then_write_and_all_commit(
     def writer() -> None:
         try:
             for _ in range(5):
-                with SqlAlchemyUnitOfWork(session_factory.kw["bind"]) as uow:
+                with unit_of_work(session_factory) as uow:
                     uow.experiments.existing_goal_ids(world.organization_id, {world.goal_id})
                     uow.experiments.list_page(world.organization_id, 1, None, False)
                     experiment_id = uuid4()
@@ -665,7 +665,7 @@ def test_read_only_unit_of_work_reads_while_a_writer_holds_its_transaction(
     committed = _add(session_factory, world, _draft())
     seen: list[list[UUID]] = []
 
-    with SqlAlchemyUnitOfWork(session_factory.kw["bind"]) as writer:
+    with unit_of_work(session_factory) as writer:
         writer.experiments.add(uuid4(), world.organization_id, _draft(), world.user_id, T0)
         reader = threading.Thread(
             target=lambda: seen.append(_page(session_factory, world.organization_id, 10)[0])
