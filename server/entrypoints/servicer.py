@@ -30,15 +30,22 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
         )
         base = f"{self._base_url(context)}/api/v5/orgs/{request.organization_id}/experiments"
 
-        def url(cursor: Cursor | None) -> str:
-            if cursor is None:
+        next_cursor, previous_cursor = _raw(page.next), _raw(page.previous)
+
+        def url(cursor: str) -> str:
+            if not cursor:
                 return ""
-            query = {"cursor": encode_cursor(cursor)}
+            query = {"cursor": cursor}
             if request.page_size:
                 query["page_size"] = str(request.page_size)
             return f"{base}?{urlencode(query)}"
 
-        response = pb.ListExperimentsResponse(next=url(page.next), previous=url(page.previous))
+        response = pb.ListExperimentsResponse(
+            next=url(next_cursor),
+            previous=url(previous_cursor),
+            next_cursor=next_cursor,
+            previous_cursor=previous_cursor,
+        )
         for experiment in page.items:
             # Filled in place: results=[...] would copy every message once more.
             fill_experiment(response.results.add(), experiment)
@@ -89,6 +96,10 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
             scheme = metadata.get("x-forwarded-proto")
             return f"{scheme if scheme in ('http', 'https') else 'http'}://{host}"
         return self._public_base_url
+
+
+def _raw(cursor: Cursor | None) -> str:
+    return encode_cursor(cursor) if cursor is not None else ""
 
 
 def _authorization(context: grpc.ServicerContext) -> str | None:

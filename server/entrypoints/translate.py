@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
-
 from experiments.v5 import experiments_pb2 as pb
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
@@ -47,12 +45,8 @@ def _group_input(message: pb.Group) -> GroupInput:
     )
 
 
-def _treatment_dict(message: pb.Treatment) -> Treatment:
-    treatment: dict[str, Any] = {}
-    if message.HasField("name"):
-        treatment["name"] = message.name
-    treatment["actions"] = [json_format.MessageToDict(v) for v in message.actions]
-    treatment["conditions"] = [json_format.MessageToDict(v) for v in message.conditions]
+def _treatment_dict(message: struct_pb2.Struct) -> Treatment:
+    treatment: Treatment = json_format.MessageToDict(message)
     return treatment
 
 
@@ -127,33 +121,9 @@ def _fill_user(message: pb.User, user: User) -> None:
     message.is_bot = user.is_bot
 
 
-def _fill_treatment(message: pb.Treatment, treatment: Treatment) -> None:
-    # Hot path (every group of every response): set fields directly, not via ParseDict.
-    message.SetInParent()
-    name = treatment.get("name")
-    if isinstance(name, str):
-        message.name = name
-    for target, values in (
-        (message.actions, treatment.get("actions")),
-        (message.conditions, treatment.get("conditions")),
-    ):
-        for value in values or ():
-            _set_value(target.add(), value)
-
-
-def _set_value(message: struct_pb2.Value, value: Any) -> None:
-    if value is None:
-        message.null_value = struct_pb2.NULL_VALUE
-    elif isinstance(value, bool):
-        message.bool_value = value
-    elif isinstance(value, int | float):
-        message.number_value = value
-    elif isinstance(value, str):
-        message.string_value = value
-    elif isinstance(value, dict):
-        message.struct_value.update(value)
-    else:
-        message.list_value.extend(value)
+def _fill_treatment(message: struct_pb2.Struct, treatment: Treatment) -> None:
+    message.SetInParent()  # an empty treatment {} is still a treatment
+    message.update(treatment)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

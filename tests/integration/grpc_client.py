@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 from experiments.v5 import experiments_pb2 as pb
 from experiments.v5 import experiments_pb2_grpc
+from google.protobuf import struct_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from sqlalchemy.orm import Session
@@ -96,7 +97,7 @@ def published(world: dict[str, Any], **overrides: Any) -> pb.Experiment:
                 name="A",
                 percentage=90,
                 group_type=_string("control"),
-                treatment=pb.Treatment(name="Rule-A"),
+                treatment=_struct({"name": "Rule-A", "actions": [], "conditions": []}),
             ),
             pb.Group(name="B", percentage=10, group_type=_string("user_defined")),
         ],
@@ -112,3 +113,9 @@ def _string(value: str) -> Any:
     from google.protobuf import struct_pb2
 
     return struct_pb2.Value(string_value=value)
+
+
+def _struct(value: dict[str, Any]) -> struct_pb2.Struct:
+    struct = struct_pb2.Struct()
+    struct.update(value)
+    return struct

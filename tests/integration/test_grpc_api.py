@@ -89,7 +89,7 @@ def test_created_experiment_is_returned_with_every_documented_attribute(client: 
     assert not created.HasField("ends_at")
     assert [(g.order, g.name, g.percentage) for g in created.groups] == [(0, "A", 90), (1, "B", 10)]
     assert created.groups[0].group_type.string_value == "control"
-    assert created.groups[0].treatment.name == "Rule-A"
+    assert created.groups[0].treatment["name"] == "Rule-A"
     assert all(uuid.UUID(g.id) for g in created.groups)
 
 
@@ -516,6 +516,10 @@ def test_a_treatment_comes_back_exactly_as_it_was_sent(client: Client) -> None:
         "name": "Rule-A",
         "actions": [{"type": "show_banner", "delay": 1.5, "flags": [True, None, "x"]}, "plain"],
         "conditions": [{"visits": {"gte": 3}}, 7, False],
+        # Keys beyond name/actions/conditions are the client's too.
+        "id": 4711,
+        "priority": 3,
+        "meta": {"owner": None, "tags": []},
     }
     experiment = published(client.world)
     json_format.ParseDict(sent, experiment.groups[0].treatment)

@@ -14,7 +14,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Experiment(_message.Message):
-    __slots__ = ("id", "is_draft", "created_at", "created_by_user", "created_by_user_id", "updated_at", "updated_by_user", "updated_by_user_id", "organization_id", "organization", "goal_id", "goal", "groups", "name", "starts_at", "ends_at", "group_reset_interval", "rooms", "room_ids")
+    __slots__ = ("id", "is_draft", "created_at", "created_by_user", "created_by_user_id", "updated_at", "updated_by_user", "updated_by_user_id", "organization_id", "organization", "goal_id", "goal", "groups", "name", "starts_at", "ends_at", "group_reset_interval", "rooms", "room_ids", "etag")
     ID_FIELD_NUMBER: _ClassVar[int]
     IS_DRAFT_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +34,7 @@ class Experiment(_message.Message):
     GROUP_RESET_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     ROOMS_FIELD_NUMBER: _ClassVar[int]
     ROOM_IDS_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
     id: str
     is_draft: bool
     created_at: _timestamp_pb2.Timestamp
@@ -53,7 +54,8 @@ class Experiment(_message.Message):
     group_reset_interval: str
     rooms: _containers.RepeatedCompositeFieldContainer[Room]
     room_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., is_draft: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_by_user: _Optional[_Union[User, _Mapping]] = ..., created_by_user_id: _Optional[str] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_by_user: _Optional[_Union[User, _Mapping]] = ..., updated_by_user_id: _Optional[str] = ..., organization_id: _Optional[str] = ..., organization: _Optional[_Union[Organization, _Mapping]] = ..., goal_id: _Optional[str] = ..., goal: _Optional[_Union[Goal, _Mapping]] = ..., groups: _Optional[_Iterable[_Union[Group, _Mapping]]] = ..., name: _Optional[str] = ..., starts_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ends_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., group_reset_interval: _Optional[str] = ..., rooms: _Optional[_Iterable[_Union[Room, _Mapping]]] = ..., room_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    etag: str
+    def __init__(self, id: _Optional[str] = ..., is_draft: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_by_user: _Optional[_Union[User, _Mapping]] = ..., created_by_user_id: _Optional[str] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_by_user: _Optional[_Union[User, _Mapping]] = ..., updated_by_user_id: _Optional[str] = ..., organization_id: _Optional[str] = ..., organization: _Optional[_Union[Organization, _Mapping]] = ..., goal_id: _Optional[str] = ..., goal: _Optional[_Union[Goal, _Mapping]] = ..., groups: _Optional[_Iterable[_Union[Group, _Mapping]]] = ..., name: _Optional[str] = ..., starts_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ends_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., group_reset_interval: _Optional[str] = ..., rooms: _Optional[_Iterable[_Union[Room, _Mapping]]] = ..., room_ids: _Optional[_Iterable[str]] = ..., etag: _Optional[str] = ...) -> None: ...
 
 class Group(_message.Message):
     __slots__ = ("id", "created_at", "updated_at", "order", "name", "percentage", "group_type", "treatment")
@@ -72,18 +74,8 @@ class Group(_message.Message):
     name: str
     percentage: int
     group_type: _struct_pb2.Value
-    treatment: Treatment
-    def __init__(self, id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., order: _Optional[int] = ..., name: _Optional[str] = ..., percentage: _Optional[int] = ..., group_type: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., treatment: _Optional[_Union[Treatment, _Mapping]] = ...) -> None: ...
-
-class Treatment(_message.Message):
-    __slots__ = ("name", "actions", "conditions")
-    NAME_FIELD_NUMBER: _ClassVar[int]
-    ACTIONS_FIELD_NUMBER: _ClassVar[int]
-    CONDITIONS_FIELD_NUMBER: _ClassVar[int]
-    name: str
-    actions: _containers.RepeatedCompositeFieldContainer[_struct_pb2.Value]
-    conditions: _containers.RepeatedCompositeFieldContainer[_struct_pb2.Value]
-    def __init__(self, name: _Optional[str] = ..., actions: _Optional[_Iterable[_Union[_struct_pb2.Value, _Mapping]]] = ..., conditions: _Optional[_Iterable[_Union[_struct_pb2.Value, _Mapping]]] = ...) -> None: ...
+    treatment: _struct_pb2.Struct
+    def __init__(self, id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., order: _Optional[int] = ..., name: _Optional[str] = ..., percentage: _Optional[int] = ..., group_type: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., treatment: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class User(_message.Message):
     __slots__ = ("id", "first_name", "last_name", "full_name", "organization_id", "is_bot")
@@ -142,14 +134,18 @@ class ListExperimentsRequest(_message.Message):
     def __init__(self, organization_id: _Optional[str] = ..., page_size: _Optional[int] = ..., cursor: _Optional[str] = ...) -> None: ...
 
 class ListExperimentsResponse(_message.Message):
-    __slots__ = ("next", "previous", "results")
+    __slots__ = ("next", "previous", "results", "next_cursor", "previous_cursor")
     NEXT_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_CURSOR_FIELD_NUMBER: _ClassVar[int]
     next: str
     previous: str
     results: _containers.RepeatedCompositeFieldContainer[Experiment]
-    def __init__(self, next: _Optional[str] = ..., previous: _Optional[str] = ..., results: _Optional[_Iterable[_Union[Experiment, _Mapping]]] = ...) -> None: ...
+    next_cursor: str
+    previous_cursor: str
+    def __init__(self, next: _Optional[str] = ..., previous: _Optional[str] = ..., results: _Optional[_Iterable[_Union[Experiment, _Mapping]]] = ..., next_cursor: _Optional[str] = ..., previous_cursor: _Optional[str] = ...) -> None: ...
 
 class GetExperimentRequest(_message.Message):
     __slots__ = ("organization_id", "experiment_id")
