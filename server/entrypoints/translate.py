@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+
 from experiments.v5 import experiments_pb2 as pb
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
