@@ -5,12 +5,15 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import sqlite3
 import threading
 import weakref
 from pathlib import Path
 from typing import Any, Final
 
+import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -49,6 +52,41 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Engi
         engine = create_engine(parsed)
     _configure_sqlite(engine)
     return engine
+
+
+# SQLite result codes that mean "not now" rather than a bug: busy or locked beyond the busy
+# timeout, the file cannot be opened, an I/O error (the primary code; extended codes share it).
+_SQLITE_TRANSIENT = frozenset(
+    {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR}
+)
+
+
+def unavailable_cause(error: BaseException) -> str | None:
+    """A short name for a database fault worth retrying (no SQL, no values); None for a bug.
+
+    Worth retrying: a connection that was lost, refused or closed (SQLAlchemy then discards
+    the pool's connections, so the next call reconnects), a server shutting down or
+    refusing connections, a full pool, SQLite locked beyond its busy timeout. Anything
+    else (a syntax error, a missing table, a constraint) is a bug and stays INTERNAL.
+    """
+    if isinstance(error, sa_exc.TimeoutError):
+        return "connection pool exhausted"
+    if isinstance(error, sa_exc.DisconnectionError):
+        return "connection lost"
+    if not isinstance(error, sa_exc.DBAPIError):
+        return None
+    original = error.orig
+    if error.connection_invalidated:
+        return f"connection lost ({type(original).__name__})"
+    if isinstance(original, psycopg.OperationalError | psycopg.InterfaceError):
+        # Classes 08 (connection), 40 (rollback), 53 (resources), 57 (shutdown), 58 (system).
+        sqlstate = getattr(original, "sqlstate", None)
+        return f"{type(original).__name__} sqlstate={sqlstate}"
+    if isinstance(original, sqlite3.OperationalError):
+        code = getattr(original, "sqlite_errorcode", None)
+        if isinstance(code, int) and code & 0xFF in _SQLITE_TRANSIENT:
+            return f"sqlite {getattr(original, 'sqlite_errorname', code)}"
+    return None
 
 
 def read_only_options(dialect: str) -> dict[str, Any]:

@@ -19,8 +19,11 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from server.domain.concurrency import IDEMPOTENCY_KEY_MAX_LENGTH
 
 # Named constraints let later migrations drop or alter them by name on every database.
 NAMING_CONVENTION = {
@@ -35,6 +38,7 @@ NAME_LENGTH = 255
 KEY_HASH_LENGTH = 64  # hex SHA-256, see server.domain.access.hash_api_key
 RESET_INTERVAL_LENGTH = 8
 GROUP_TYPE_LENGTH = 32
+FINGERPRINT_LENGTH = 64  # hex SHA-256, see server.domain.concurrency.request_fingerprint
 
 
 def utc_now() -> datetime:
@@ -159,6 +163,36 @@ class ExperimentRecord(Base):
     updated_by_user_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("users.id"), nullable=False, index=True
     )
+    # Incremented on every write: the experiment's etag, and the compare-and-set of If-Match.
+    version: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("1"))
+
+
+class IdempotencyKeyRecord(Base):
+    """A Create's idempotency key: which request it named and the experiment that made.
+
+    The primary key is what serialises concurrent retries: the second insert of a key
+    waits for the first transaction and then finds its row.
+    """
+
+    __tablename__ = "idempotency_keys"
+
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("organizations.id"), primary_key=True
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(IDEMPOTENCY_KEY_MAX_LENGTH), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(FINGERPRINT_LENGTH), nullable=False)
+    # Deferred: the key is recorded first, its experiment later in the same transaction.
+    # A deleted experiment takes its key along, so a retry after that creates anew.
+    experiment_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid,
+        ForeignKey("experiments.id", ondelete="CASCADE", deferrable=True, initially="DEFERRED"),
+        nullable=False,
+        index=True,
+    )
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
 
 
 class ExperimentGroupRecord(Base):

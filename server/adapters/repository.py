@@ -36,6 +36,8 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.expression import BindParameter
 
 from server.adapters.orm import (
@@ -45,13 +47,13 @@ from server.adapters.orm import (
     ExperimentRecord,
     ExperimentRoomRecord,
     GoalRecord,
+    IdempotencyKeyRecord,
     OrganizationRecord,
     RoomRecord,
     UserRecord,
     UtcDateTime,
 )
-from server.domain import messages
-from server.domain.errors import NotFound
+from server.domain.concurrency import IdempotentRequest
 from server.domain.model import (
     Experiment,
     ExperimentState,
@@ -76,6 +78,7 @@ _rooms = _tables[RoomRecord.__tablename__]
 _experiments = _tables[ExperimentRecord.__tablename__]
 _groups = _tables[ExperimentGroupRecord.__tablename__]
 _experiment_rooms = _tables[ExperimentRoomRecord.__tablename__]
+_idempotency_keys = _tables[IdempotencyKeyRecord.__tablename__]
 
 _organization = _organizations.alias("organization")
 _goal = _goals.alias("goal")
@@ -92,6 +95,7 @@ _EXPERIMENT_COLUMNS = (
     _experiments.c.group_reset_interval,
     _experiments.c.created_at,
     _experiments.c.updated_at,
+    _experiments.c.version,
     _organization.c.id.label("organization_id"),
     _organization.c.name.label("organization_name"),
     _organization.c.has_active_subscription.label("organization_active"),
@@ -225,14 +229,24 @@ def _reads(dialect: str) -> _Reads:
 _of_experiment: BindParameter[Any] = bindparam("experiment_id")
 _INSERT_EXPERIMENT = insert(_experiments)
 # Bound parameters of an UPDATE must not be named after columns: those name the values to SET.
-_UPDATE_EXPERIMENT = update(_experiments).where(
-    _experiments.c.organization_id == bindparam("of_organization"),
-    _experiments.c.id == _of_experiment,
+_UPDATE_EXPERIMENT = (
+    update(_experiments)
+    .where(
+        _experiments.c.organization_id == bindparam("of_organization"),
+        _experiments.c.id == _of_experiment,
+    )
+    .values(version=_experiments.c.version + 1)
 )
+# If-Match: the version the client named is compared and replaced in one statement, so of
+# racing writers with the same etag exactly one matches (PostgreSQL re-checks the WHERE
+# after waiting for the row lock; SQLite's writers run one at a time).
+_expected_version = _experiments.c.version == bindparam("expected_version")
+_UPDATE_EXPERIMENT_IF_VERSION = _UPDATE_EXPERIMENT.where(_expected_version)
 _DELETE_EXPERIMENT = delete(_experiments).where(
     _experiments.c.organization_id == bindparam("organization_id"),
     _experiments.c.id == _of_experiment,
 )
+_DELETE_EXPERIMENT_IF_VERSION = _DELETE_EXPERIMENT.where(_expected_version)
 _STORED_GROUPS = select(
     _groups.c.id,
     _groups.c.position,
@@ -335,33 +349,48 @@ class SqlAlchemyExperimentRepository:
         self._insert_room_links(connection, experiment_id, state.room_ids)
 
     def update(
-        self, current: Experiment, state: ExperimentState, user_id: UUID, now: datetime
-    ) -> None:
+        self,
+        current: Experiment,
+        state: ExperimentState,
+        user_id: UUID,
+        now: datetime,
+        expected_version: int | None = None,
+    ) -> bool:
         connection = self._connection
         # Updating the experiment row first locks it (PostgreSQL), so a concurrent update
         # of the same experiment waits here; the groups are then read as they now are.
-        updated = connection.execute(
-            _UPDATE_EXPERIMENT,
-            {
-                "of_organization": current.organization.id,
-                "experiment_id": current.id,
-                **_experiment_values(state),
-                "updated_at": now,
-                "updated_by_user_id": user_id,
-            },
-        )
+        params = {
+            "of_organization": current.organization.id,
+            "experiment_id": current.id,
+            **_experiment_values(state),
+            "updated_at": now,
+            "updated_by_user_id": user_id,
+        }
+        if expected_version is None:
+            updated = connection.execute(_UPDATE_EXPERIMENT, params)
+        else:
+            params["expected_version"] = expected_version
+            updated = connection.execute(_UPDATE_EXPERIMENT_IF_VERSION, params)
         if updated.rowcount == 0:
-            raise NotFound(messages.EXPERIMENT_NOT_FOUND)  # deleted since it was read
+            return False  # deleted, or (If-Match) changed, since it was read
         self._replace_groups(connection, current.id, state.groups, now)
         connection.execute(_DELETE_ROOM_LINKS, {"experiment_id": current.id})
         self._insert_room_links(connection, current.id, state.room_ids)
+        return True
 
-    def delete(self, organization_id: UUID, experiment_id: UUID) -> bool:
-        # Groups and room links go with it: their foreign keys cascade.
-        result = self._connection.execute(
-            _DELETE_EXPERIMENT,
-            {"organization_id": organization_id, "experiment_id": experiment_id},
-        )
+    def delete(
+        self, organization_id: UUID, experiment_id: UUID, expected_version: int | None = None
+    ) -> bool:
+        # Groups, room links and idempotency keys go with it: their foreign keys cascade.
+        params: dict[str, Any] = {
+            "organization_id": organization_id,
+            "experiment_id": experiment_id,
+        }
+        if expected_version is None:
+            result = self._connection.execute(_DELETE_EXPERIMENT, params)
+        else:
+            params["expected_version"] = expected_version
+            result = self._connection.execute(_DELETE_EXPERIMENT_IF_VERSION, params)
         return result.rowcount > 0
 
     def existing_goal_ids(self, organization_id: UUID, ids: set[UUID]) -> frozenset[UUID]:
@@ -437,6 +466,66 @@ class SqlAlchemyExperimentRepository:
                     for position, room_id in enumerate(room_ids)
                 ],
             )
+
+
+_key_of_user = (
+    _idempotency_keys.c.organization_id == bindparam("organization_id"),
+    _idempotency_keys.c.user_id == bindparam("user_id"),
+)
+_FORGET_EXPIRED_KEYS = delete(_idempotency_keys).where(
+    *_key_of_user, _idempotency_keys.c.created_at < bindparam("expired_before")
+)
+_EARLIER_REQUEST = select(_idempotency_keys.c.fingerprint, _idempotency_keys.c.experiment_id).where(
+    *_key_of_user, _idempotency_keys.c.key == bindparam("key")
+)
+
+
+@cache
+def _claim_key(dialect: str) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING: on PostgreSQL it waits for a concurrent insert of
+    the same key to commit (then inserts nothing) or roll back (then inserts)."""
+    insert_of = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    return insert_of(_idempotency_keys).on_conflict_do_nothing()
+
+
+class SqlAlchemyIdempotencyKeyRepository:
+    """The idempotency keys of Creates, recorded in the transaction that creates."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self._claim = _claim_key(connection.dialect.name)
+
+    def claim(
+        self,
+        organization_id: UUID,
+        user_id: UUID,
+        key: str,
+        request: IdempotentRequest,
+        now: datetime,
+        expired_before: datetime,
+    ) -> IdempotentRequest | None:
+        connection = self._connection
+        of_user = {"organization_id": organization_id, "user_id": user_id}
+        # Expired keys of this user go on each keyed Create: the table stays small.
+        connection.execute(_FORGET_EXPIRED_KEYS, {**of_user, "expired_before": expired_before})
+        row = {
+            **of_user,
+            "key": key,
+            "fingerprint": request.fingerprint,
+            "experiment_id": request.experiment_id,
+            "created_at": now,
+        }
+        for _ in range(_CLAIM_ATTEMPTS):
+            if connection.execute(self._claim, row).rowcount == 1:
+                return None
+            earlier = connection.execute(_EARLIER_REQUEST, {**of_user, "key": key}).first()
+            if earlier is not None:
+                return IdempotentRequest(earlier.fingerprint, earlier.experiment_id)
+            # Its experiment was deleted in between, taking the key along: claim it again.
+        raise RuntimeError(f"idempotency key not claimed after {_CLAIM_ATTEMPTS} attempts")
+
+
+_CLAIM_ATTEMPTS = 3
 
 
 class SqlAlchemyPrincipalRepository:
@@ -555,4 +644,5 @@ def _experiment(row: Row[Any]) -> Experiment:
             row.updater_organization_id,
             row.updater_is_bot,
         ),
+        version=row.version,
     )

@@ -9,8 +9,16 @@ from sqlalchemy import Connection, Engine
 
 from server.adapters.database import WriterLock, read_only_options, writer_lock_for
 from server.adapters.principal_cache import CachingPrincipalRepository, PrincipalCache
-from server.adapters.repository import SqlAlchemyExperimentRepository, SqlAlchemyPrincipalRepository
-from server.service_layer.ports import ExperimentRepository, PrincipalRepository
+from server.adapters.repository import (
+    SqlAlchemyExperimentRepository,
+    SqlAlchemyIdempotencyKeyRepository,
+    SqlAlchemyPrincipalRepository,
+)
+from server.service_layer.ports import (
+    ExperimentRepository,
+    IdempotencyKeyRepository,
+    PrincipalRepository,
+)
 
 
 class SqlAlchemyUnitOfWork:
@@ -24,6 +32,7 @@ class SqlAlchemyUnitOfWork:
     """
 
     experiments: ExperimentRepository
+    idempotency_keys: IdempotencyKeyRepository
     principals: PrincipalRepository
 
     def __init__(
@@ -55,6 +64,7 @@ class SqlAlchemyUnitOfWork:
             raise
         self._connection = connection
         self.experiments = SqlAlchemyExperimentRepository(connection)
+        self.idempotency_keys = SqlAlchemyIdempotencyKeyRepository(connection)
         principals = SqlAlchemyPrincipalRepository(connection)
         self.principals = (
             CachingPrincipalRepository(principals, self._principal_cache)

@@ -37,6 +37,10 @@ class NotFound(DomainError):
     pass
 
 
+class PreconditionFailed(DomainError):
+    """The experiment changed since the client read it (a stale etag): read again, then retry."""
+
+
 class InvalidArgument(DomainError):
     """Bad input: carries every violation at once, never just the first."""
 

@@ -10,6 +10,11 @@ NO_SETTINGS_PERMISSION = "You do not have the settings permission needed to chan
 EXPERIMENT_NOT_FOUND = "Experiment not found."
 INVALID_REQUEST = "The request has invalid attributes; see the field violations."
 INTERNAL = "Internal error."
+UNAVAILABLE = "The service is unavailable; try again shortly."
+ETAG_MISMATCH = (
+    "The experiment has changed since it was read (if-match does not name its current etag); "
+    "read it again and retry."
+)
 
 REQUIRED = "This attribute is required."
 REQUIRED_WHEN_PUBLISHED = (
@@ -39,3 +44,8 @@ GROUPS_FIXED_AFTER_START = (
 TOO_MANY_GROUPS = "At most {limit} groups are allowed."
 PAGE_SIZE_NEGATIVE = "Must not be negative."
 INVALID_CURSOR = "This cursor is not valid; use a next or previous URL from a list response."
+MALFORMED_ETAG = 'Must be *, or a comma-separated list of etags such as "3".'
+IDEMPOTENCY_KEY_LENGTH = "Must be 1 to {limit} characters."
+IDEMPOTENCY_KEY_REUSED = (
+    "This idempotency key was already used for a different request; use a new key."
+)

@@ -101,6 +101,13 @@ class Experiment:
     created_by: User
     updated_at: datetime
     updated_by: User
+    # Incremented on every write; the etag clients see is made from it.
+    version: int = 1
+
+    @property
+    def etag(self) -> str:
+        """The stored version as clients see it: opaque to them, new on every write."""
+        return str(self.version)
 
     @property
     def goal_id(self) -> UUID | None:

@@ -2,25 +2,46 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from server.adapters.database import unavailable_cause
 from server.domain.errors import (
     DomainError,
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    PreconditionFailed,
     Unauthenticated,
 )
+
+# Read by the gateway's Lua filter: the REST status to answer when it is not the one Envoy
+# derives from the gRPC status (201/204/304 on success, 412 for ABORTED).
+HTTP_CODE_HEADER = "x-http-code"
 
 STATUS_OF: dict[type[DomainError], grpc.StatusCode] = {
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     NotFound: grpc.StatusCode.NOT_FOUND,
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    # A stale If-Match: a concurrency conflict that the client resolves by reading again.
+    PreconditionFailed: grpc.StatusCode.ABORTED,
 }
+# REST statuses that differ from Envoy's mapping of the gRPC code (ABORTED would be 409).
+HTTP_CODE_OF: dict[type[DomainError], str] = {PreconditionFailed: "412"}
+
+# Not the client's mistake and not a bug: the database is unreachable or restarting, and a
+# retry will do (UNAVAILABLE, REST 503). Everything else unexpected is INTERNAL.
+UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
+
+
+def transient_fault(error: BaseException) -> str | None:
+    """What makes `error` worth a retry, in a few words safe to log; None for a bug."""
+    return unavailable_cause(error)
 
 
 def status_code(error: DomainError) -> grpc.StatusCode:
@@ -46,4 +67,20 @@ def rich_status(error: DomainError) -> grpc.Status:
         detail = any_pb2.Any()
         detail.Pack(bad_request)
         status.details.append(detail)
-    return rpc_status.to_status(status)
+    converted = rpc_status.to_status(status)
+    http_code = HTTP_CODE_OF.get(type(error))
+    if http_code is None:
+        return converted
+    return _Status(
+        converted.code,
+        converted.details,
+        (*converted.trailing_metadata, (HTTP_CODE_HEADER, http_code)),
+    )
+
+
+class _Status(NamedTuple):
+    """A grpc.Status (an interface without a public implementation), as grpc_status builds it."""
+
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str | bytes], ...]

@@ -11,7 +11,7 @@ import grpc
 
 from server.domain import messages
 from server.domain.errors import DomainError
-from server.entrypoints.errors import rich_status, status_code
+from server.entrypoints.errors import UNAVAILABLE, rich_status, status_code, transient_fault
 
 log = logging.getLogger("experiments.rpc")
 
@@ -24,8 +24,9 @@ class RpcInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     """Logs method, status and duration of each unary RPC; maps failures to statuses.
 
     A DomainError is the client's mistake and becomes its status with a safe
-    message. Anything else is a bug: logged with its traceback, answered
-    INTERNAL with a generic message, so no exception text reaches a client.
+    message. A database outage becomes UNAVAILABLE (retry) with one log line.
+    Anything else is a bug: logged with its traceback, answered INTERNAL with a
+    generic message, so no exception text reaches a client.
     """
 
     def intercept_service(
@@ -52,14 +53,21 @@ def _wrap(method: str, behavior: Behavior) -> Behavior:
         except DomainError as error:
             code = status_code(error)
             context.abort_with_status(rich_status(error))
-        except Exception:
+        except Exception as error:
             if not context.is_active():
                 # The client went away (cancelled or timed out): nothing to answer, no bug.
                 code = grpc.StatusCode.CANCELLED
                 return None
-            code = grpc.StatusCode.INTERNAL
-            log.exception("rpc %s failed", method)
-            context.abort(grpc.StatusCode.INTERNAL, messages.INTERNAL)
+            cause = transient_fault(error)
+            if cause is not None:
+                # An outage is not a bug: one line per call, no traceback.
+                code = UNAVAILABLE
+                log.warning("rpc %s: database unavailable: %s", method, cause)
+                context.abort(UNAVAILABLE, messages.UNAVAILABLE)
+            else:
+                code = grpc.StatusCode.INTERNAL
+                log.exception("rpc %s failed", method)
+                context.abort(grpc.StatusCode.INTERNAL, messages.INTERNAL)
         finally:
             # Envoy health-checks every second; only real calls deserve an INFO line.
             log.log(

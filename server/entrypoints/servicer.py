@@ -9,12 +9,15 @@ from experiments.v5 import experiments_pb2 as pb
 from experiments.v5 import experiments_pb2_grpc
 from google.protobuf import empty_pb2
 
+from server.domain.concurrency import IDEMPOTENCY_KEY, IF_MATCH, IF_NONE_MATCH, not_modified
+from server.domain.model import Experiment
 from server.domain.pagination import Cursor, encode_cursor
+from server.entrypoints.errors import HTTP_CODE_HEADER
 from server.entrypoints.translate import experiment_input, experiment_message, fill_experiment
 from server.service_layer.experiments import ExperimentService
 
-# Read by the gateway's Lua filter: the REST status of a successful call, when not 200.
-HTTP_CODE_HEADER = "x-http-code"
+# Response metadata that Envoy passes on as the REST `ETag` header.
+ETAG_HEADER = "etag"
 
 
 class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
@@ -57,15 +60,23 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
         experiment = self._service.get(
             _authorization(context), request.organization_id, request.experiment_id
         )
+        metadata = [_etag(experiment)]
+        if not_modified(_header(context, IF_NONE_MATCH), experiment):
+            # REST answers 304 without a body; gRPC ignores it and gets the experiment.
+            metadata.append((HTTP_CODE_HEADER, "304"))
+        context.send_initial_metadata(metadata)
         return experiment_message(experiment)
 
     def CreateExperiment(
         self, request: pb.CreateExperimentRequest, context: grpc.ServicerContext
     ) -> pb.Experiment:
         experiment = self._service.create(
-            _authorization(context), request.organization_id, experiment_input(request.experiment)
+            _authorization(context),
+            request.organization_id,
+            experiment_input(request.experiment),
+            _header(context, IDEMPOTENCY_KEY),
         )
-        context.send_initial_metadata(((HTTP_CODE_HEADER, "201"),))
+        context.send_initial_metadata(((HTTP_CODE_HEADER, "201"), _etag(experiment)))
         return experiment_message(experiment)
 
     def UpdateExperiment(
@@ -76,14 +87,19 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
             request.organization_id,
             request.experiment_id,
             experiment_input(request.experiment),
+            _header(context, IF_MATCH),
         )
+        context.send_initial_metadata((_etag(experiment),))
         return experiment_message(experiment)
 
     def DeleteExperiment(
         self, request: pb.DeleteExperimentRequest, context: grpc.ServicerContext
     ) -> empty_pb2.Empty:
         self._service.delete(
-            _authorization(context), request.organization_id, request.experiment_id
+            _authorization(context),
+            request.organization_id,
+            request.experiment_id,
+            _header(context, IF_MATCH),
         )
         context.send_initial_metadata(((HTTP_CODE_HEADER, "204"),))
         return empty_pb2.Empty()
@@ -103,7 +119,17 @@ def _raw(cursor: Cursor | None) -> str:
 
 
 def _authorization(context: grpc.ServicerContext) -> str | None:
+    return _header(context, "authorization")
+
+
+def _header(context: grpc.ServicerContext, name: str) -> str | None:
+    """The first text metadata value of `name` (lower case), as sent; None when absent."""
     for key, value in context.invocation_metadata():
-        if key == "authorization":
+        if key == name:
             return value if isinstance(value, str) else None
     return None
+
+
+def _etag(experiment: Experiment) -> tuple[str, str]:
+    # HTTP wants a quoted (strong) entity tag; the message's etag field is the bare tag.
+    return ETAG_HEADER, f'"{experiment.etag}"'

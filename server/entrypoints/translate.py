@@ -63,6 +63,7 @@ def fill_experiment(message: pb.Experiment, experiment: Experiment) -> None:
     Sub-messages are filled where they live rather than built and copied in.
     """
     message.id = str(experiment.id)
+    message.etag = experiment.etag
     message.is_draft = experiment.is_draft
     _set_time(message.created_at, experiment.created_at)
     _fill_user(message.created_by_user, experiment.created_by)

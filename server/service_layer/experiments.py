@@ -8,7 +8,15 @@ from uuid import UUID, uuid4
 
 from server.domain import messages
 from server.domain.access import Action, authorize, hash_api_key, token_from_header
-from server.domain.errors import NotFound, Unauthenticated
+from server.domain.concurrency import (
+    IDEMPOTENCY_KEY_LIFETIME,
+    IdempotentRequest,
+    check_if_match,
+    check_same_request,
+    checked_idempotency_key,
+    request_fingerprint,
+)
+from server.domain.errors import DomainError, NotFound, PreconditionFailed, Unauthenticated
 from server.domain.model import Experiment, Principal
 from server.domain.pagination import Page, Position, decode_cursor, page_of, page_size
 from server.domain.rules import (
@@ -66,14 +74,34 @@ class ExperimentService:
             return self._existing(uow, organization, experiment_id)
 
     def create(
-        self, authorization: str | None, organization_id: str, data: ExperimentInput
+        self,
+        authorization: str | None,
+        organization_id: str,
+        data: ExperimentInput,
+        idempotency_key: str | None = None,
     ) -> Experiment:
+        """Creates an experiment; with an idempotency key, a retry returns the first one."""
         with self._unit_of_work() as uow:
             principal = self._principal(uow, authorization)
             organization = _authorized_organization(principal, organization_id, Action.WRITE)
-            state = validate_new(data, _references(uow, organization, data))
             experiment_id = uuid4()
-            uow.experiments.add(experiment_id, organization, state, principal.user.id, self._now())
+            now = self._now()
+            if idempotency_key is not None:
+                # Claimed before anything else: a concurrent retry waits here for this one.
+                request = IdempotentRequest(request_fingerprint(data), experiment_id)
+                earlier = uow.idempotency_keys.claim(
+                    organization,
+                    principal.user.id,
+                    checked_idempotency_key(idempotency_key),
+                    request,
+                    now,
+                    now - IDEMPOTENCY_KEY_LIFETIME,
+                )
+                if earlier is not None:
+                    check_same_request(earlier, request.fingerprint)
+                    return self._existing(uow, organization, str(earlier.experiment_id))
+            state = validate_new(data, _references(uow, organization, data))
+            uow.experiments.add(experiment_id, organization, state, principal.user.id, now)
             created = self._existing(uow, organization, str(experiment_id))
             uow.commit()
             return created
@@ -84,25 +112,49 @@ class ExperimentService:
         organization_id: str,
         experiment_id: str,
         data: ExperimentInput,
+        if_match: str | None = None,
     ) -> Experiment:
+        """Replaces the experiment; with If-Match, only if it is still the version named."""
         with self._unit_of_work() as uow:
             principal = self._principal(uow, authorization)
             organization = _authorized_organization(principal, organization_id, Action.WRITE)
             current = self._existing(uow, organization, experiment_id)
+            check_if_match(if_match, current)
             now = self._now()
             state = validate_update(current, data, _references(uow, organization, data), now)
-            uow.experiments.update(current, state, principal.user.id, now)
+            expected = current.version if if_match is not None else None
+            if not uow.experiments.update(current, state, principal.user.id, now, expected):
+                raise self._changed_or_gone(uow, organization, current.id)
             updated = self._existing(uow, organization, experiment_id)
             uow.commit()
             return updated
 
-    def delete(self, authorization: str | None, organization_id: str, experiment_id: str) -> None:
+    def delete(
+        self,
+        authorization: str | None,
+        organization_id: str,
+        experiment_id: str,
+        if_match: str | None = None,
+    ) -> None:
         with self._unit_of_work() as uow:
             organization = self._authorize(uow, authorization, organization_id, Action.WRITE)
-            identifier = parse_uuid(experiment_id)
-            if identifier is None or not uow.experiments.delete(organization, identifier):
-                raise NotFound(messages.EXPERIMENT_NOT_FOUND)
+            if if_match is None:
+                identifier = parse_uuid(experiment_id)
+                if identifier is None or not uow.experiments.delete(organization, identifier):
+                    raise NotFound(messages.EXPERIMENT_NOT_FOUND)
+            else:
+                current = self._existing(uow, organization, experiment_id)
+                check_if_match(if_match, current)
+                if not uow.experiments.delete(organization, current.id, current.version):
+                    raise self._changed_or_gone(uow, organization, current.id)
             uow.commit()
+
+    @staticmethod
+    def _changed_or_gone(uow: UnitOfWork, organization: UUID, experiment_id: UUID) -> DomainError:
+        """Why a write found nothing to write: another one changed or deleted it meanwhile."""
+        if uow.experiments.get(organization, experiment_id) is None:
+            return NotFound(messages.EXPERIMENT_NOT_FOUND)
+        return PreconditionFailed(messages.ETAG_MISMATCH)
 
     def _now(self) -> datetime:
         return self._clock()

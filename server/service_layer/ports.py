@@ -7,6 +7,7 @@ from types import TracebackType
 from typing import Protocol, Self
 from uuid import UUID
 
+from server.domain.concurrency import IdempotentRequest
 from server.domain.model import Experiment, ExperimentState, Principal
 from server.domain.pagination import Position
 
@@ -36,19 +37,50 @@ class ExperimentRepository(Protocol):
         """Stores a new experiment; its groups get `order` 0..n-1 in the given order."""
 
     def update(
-        self, current: Experiment, state: ExperimentState, user_id: UUID, now: datetime
-    ) -> None:
-        """Stores the new state. Group i updates the current group of order i (keeping its id
-        and created_at), extra groups are created, groups beyond the new count are deleted."""
+        self,
+        current: Experiment,
+        state: ExperimentState,
+        user_id: UUID,
+        now: datetime,
+        expected_version: int | None = None,
+    ) -> bool:
+        """Stores the new state and a new version. Group i updates the current group of order i
+        (keeping its id and created_at), extra groups are created, groups beyond the new count
+        are deleted.
 
-    def delete(self, organization_id: UUID, experiment_id: UUID) -> bool:
-        """Deletes the experiment with its groups and room links; False if there was none."""
+        False, with nothing written, when the experiment is gone or, given `expected_version`,
+        is at another version: the check and the write are one atomic compare-and-set.
+        """
+
+    def delete(
+        self, organization_id: UUID, experiment_id: UUID, expected_version: int | None = None
+    ) -> bool:
+        """Deletes the experiment with its groups and room links; False if there was none
+        (or, given `expected_version`, it is at another version: then nothing is deleted)."""
 
     def existing_goal_ids(self, organization_id: UUID, ids: set[UUID]) -> frozenset[UUID]:
         """Those of `ids` that are goals of the organization."""
 
     def existing_room_ids(self, organization_id: UUID, ids: set[UUID]) -> frozenset[UUID]:
         """Those of `ids` that are rooms of the organization."""
+
+
+class IdempotencyKeyRepository(Protocol):
+    def claim(
+        self,
+        organization_id: UUID,
+        user_id: UUID,
+        key: str,
+        request: IdempotentRequest,
+        now: datetime,
+        expired_before: datetime,
+    ) -> IdempotentRequest | None:
+        """Records `key` for `request` in this transaction, or returns the earlier request
+        recorded under it (keys recorded before `expired_before` are forgotten).
+
+        A concurrent transaction that recorded the key first is waited for: its request is
+        returned once it commits, and if it rolls back the key is claimed here instead.
+        """
 
 
 class PrincipalRepository(Protocol):
@@ -60,6 +92,7 @@ class UnitOfWork(Protocol):
     """One transaction: rolled back on exit unless committed."""
 
     experiments: ExperimentRepository
+    idempotency_keys: IdempotencyKeyRepository
     principals: PrincipalRepository
 
     def __enter__(self) -> Self: ...

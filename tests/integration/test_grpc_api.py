@@ -122,12 +122,16 @@ def test_update_returns_and_stores_the_change(client: Client) -> None:
     assert updated.groups[0].id == created.groups[0].id
 
 
-def test_putting_back_what_was_got_changes_nothing_but_updated_at(client: Client) -> None:
+def test_putting_back_what_was_got_changes_nothing_but_updated_at_and_etag(
+    client: Client,
+) -> None:
     created = _create(client, published(client.world))
     got = _get(client, created.id)
     updated = _update(client, got)
-    updated.ClearField("updated_at")
-    got.ClearField("updated_at")
+    assert updated.etag != got.etag  # every write is a new version
+    for message in (updated, got):
+        message.ClearField("updated_at")
+        message.ClearField("etag")
     assert updated == got
 
 

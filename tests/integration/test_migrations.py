@@ -24,6 +24,7 @@ TABLES = {
     "experiments",
     "experiment_groups",
     "experiment_rooms",
+    "idempotency_keys",
 }
 
 

@@ -21,7 +21,6 @@ from server.adapters.orm import (
     OrganizationRecord,
 )
 from server.domain.access import hash_api_key
-from server.domain.errors import NotFound
 from server.domain.model import (
     Experiment,
     ExperimentState,
@@ -367,7 +366,7 @@ def test_update_replaces_the_attributes_and_rooms_in_the_clients_order(
     assert emptied.groups == ()
 
 
-def test_updating_an_experiment_deleted_meanwhile_reports_it_not_found(
+def test_updating_an_experiment_deleted_meanwhile_reports_nothing_written(
     session_factory: sessionmaker[Session], world: World
 ) -> None:
     current = _get(
@@ -377,8 +376,8 @@ def test_updating_an_experiment_deleted_meanwhile_reports_it_not_found(
         uow.experiments.delete(world.organization_id, current.id)
         uow.commit()
 
-    with pytest.raises(NotFound), unit_of_work(session_factory) as uow:
-        uow.experiments.update(current, _published(world), world.user_id, T0)
+    with unit_of_work(session_factory) as uow:
+        assert not uow.experiments.update(current, _published(world), world.user_id, T0)
 
 
 def test_delete_removes_the_experiment_with_its_groups_and_room_links(

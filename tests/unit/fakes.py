@@ -16,6 +16,7 @@ from typing import Self, TypeVar
 from uuid import UUID, uuid4
 
 from server.domain.access import hash_api_key
+from server.domain.concurrency import IdempotentRequest
 from server.domain.model import (
     Experiment,
     ExperimentState,
@@ -27,7 +28,11 @@ from server.domain.model import (
     User,
 )
 from server.domain.pagination import Position
-from server.service_layer.ports import ExperimentRepository, PrincipalRepository
+from server.service_layer.ports import (
+    ExperimentRepository,
+    IdempotencyKeyRepository,
+    PrincipalRepository,
+)
 
 _Row = TypeVar("_Row")
 
@@ -72,6 +77,10 @@ class FakeStore:
     users: dict[UUID, User] = field(default_factory=dict)
     principals: dict[str, Principal] = field(default_factory=dict)
     experiments: dict[UUID, Experiment] = field(default_factory=dict)
+    # (organization, user, key) -> the request and when it was recorded
+    idempotency_keys: dict[tuple[UUID, UUID, str], tuple[IdempotentRequest, datetime]] = field(
+        default_factory=dict
+    )
     writes: list[tuple[str, UUID]] = field(default_factory=list)
     commits: int = 0
 
@@ -140,12 +149,21 @@ class FakeExperimentRepository:
         )
 
     def update(
-        self, current: Experiment, state: ExperimentState, user_id: UUID, now: datetime
-    ) -> None:
+        self,
+        current: Experiment,
+        state: ExperimentState,
+        user_id: UUID,
+        now: datetime,
+        expected_version: int | None = None,
+    ) -> bool:
+        stored = self.get(current.organization.id, current.id)
+        if stored is None or expected_version not in (None, stored.version):
+            return False
         self._store.writes.append(("update", current.id))
         organization_id = current.organization.id
         self._store.experiments[current.id] = replace(
             current,
+            version=stored.version + 1,
             is_draft=state.is_draft,
             name=state.name,
             goal=self._goal(organization_id, state.goal_id),
@@ -157,9 +175,13 @@ class FakeExperimentRepository:
             updated_at=now,
             updated_by=self._store.users[user_id],
         )
+        return True
 
-    def delete(self, organization_id: UUID, experiment_id: UUID) -> bool:
-        if self.get(organization_id, experiment_id) is None:
+    def delete(
+        self, organization_id: UUID, experiment_id: UUID, expected_version: int | None = None
+    ) -> bool:
+        stored = self.get(organization_id, experiment_id)
+        if stored is None or expected_version not in (None, stored.version):
             return False
         self._store.writes.append(("delete", experiment_id))
         del self._store.experiments[experiment_id]
@@ -213,6 +235,26 @@ class FakeExperimentRepository:
         return tuple(groups)
 
 
+class FakeIdempotencyKeyRepository:
+    def __init__(self, store: FakeStore) -> None:
+        self._store = store
+
+    def claim(
+        self,
+        organization_id: UUID,
+        user_id: UUID,
+        key: str,
+        request: IdempotentRequest,
+        now: datetime,
+        expired_before: datetime,
+    ) -> IdempotentRequest | None:
+        known = self._store.idempotency_keys.get((organization_id, user_id, key))
+        if known is not None and known[1] >= expired_before:
+            return known[0]
+        self._store.idempotency_keys[(organization_id, user_id, key)] = (request, now)
+        return None
+
+
 class FakePrincipalRepository:
     def __init__(self, store: FakeStore) -> None:
         self._store = store
@@ -227,12 +269,15 @@ class FakeUnitOfWork:
     def __init__(self, store: FakeStore) -> None:
         self._store = store
         self._last_committed = dict(store.experiments)
+        self._last_committed_keys = dict(store.idempotency_keys)
         # Typed as the ports, so that mypy checks the fakes implement them.
         self.experiments: ExperimentRepository = FakeExperimentRepository(store)
+        self.idempotency_keys: IdempotencyKeyRepository = FakeIdempotencyKeyRepository(store)
         self.principals: PrincipalRepository = FakePrincipalRepository(store)
 
     def __enter__(self) -> Self:
         self._last_committed = dict(self._store.experiments)
+        self._last_committed_keys = dict(self._store.idempotency_keys)
         return self
 
     def __exit__(
@@ -243,7 +288,9 @@ class FakeUnitOfWork:
     ) -> None:
         # Whatever was written since the last commit is lost, as in a rollback.
         self._store.experiments = self._last_committed
+        self._store.idempotency_keys = self._last_committed_keys
 
     def commit(self) -> None:
         self._last_committed = dict(self._store.experiments)
+        self._last_committed_keys = dict(self._store.idempotency_keys)
         self._store.commits += 1
