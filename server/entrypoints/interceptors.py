@@ -48,6 +48,7 @@ def _wrap(method: str, behavior: Behavior) -> Behavior:
     def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
         started = time.perf_counter()
         code = grpc.StatusCode.OK
+        cause = None
         try:
             return behavior(request, context)
         except DomainError as error:
@@ -60,22 +61,31 @@ def _wrap(method: str, behavior: Behavior) -> Behavior:
                 return None
             cause = transient_fault(error)
             if cause is not None:
-                # An outage is not a bug: one line per call, no traceback.
+                # An outage is not a bug: the call's one line says why, no traceback.
                 code = UNAVAILABLE
-                log.warning("rpc %s: database unavailable: %s", method, cause)
                 context.abort(UNAVAILABLE, messages.UNAVAILABLE)
             else:
                 code = grpc.StatusCode.INTERNAL
                 log.exception("rpc %s failed", method)
                 context.abort(grpc.StatusCode.INTERNAL, messages.INTERNAL)
         finally:
-            # Envoy health-checks every second; only real calls deserve an INFO line.
-            log.log(
-                logging.DEBUG if method.startswith(_HEALTH) else logging.INFO,
-                "rpc method=%s status=%s duration_ms=%.2f",
-                method,
-                code.name,
-                (time.perf_counter() - started) * 1000,
-            )
+            duration_ms = (time.perf_counter() - started) * 1000
+            if cause is not None:
+                log.warning(
+                    "rpc method=%s status=%s duration_ms=%.2f database_unavailable=%s",
+                    method,
+                    code.name,
+                    duration_ms,
+                    cause,
+                )
+            else:
+                # Envoy health-checks every second; only real calls deserve an INFO line.
+                log.log(
+                    logging.DEBUG if method.startswith(_HEALTH) else logging.INFO,
+                    "rpc method=%s status=%s duration_ms=%.2f",
+                    method,
+                    code.name,
+                    duration_ms,
+                )
 
     return wrapped

@@ -1,0 +1,159 @@
+"""A database outage is answered UNAVAILABLE (retry), never INTERNAL, and the server recovers
+by itself: a real server on port 0 over a throwaway PostgreSQL database."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import pytest
+from experiments.v5 import experiments_pb2 as pb
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from server.domain import messages
+from tests.integration.databases import POSTGRESQL, backend_params
+from tests.integration.grpc_client import Client, published, running_client
+from tests.integration.tcp_proxy import TcpProxy
+
+DEADLINE_SECONDS = 30
+CALLS = 20
+POOL_WARMERS = 8
+
+
+@pytest.fixture(params=[p for p in backend_params() if p.values == (POSTGRESQL,)])
+def database_url(request: pytest.FixtureRequest, database_url: str) -> str:
+    """PostgreSQL only: the outages below are a database server's."""
+    return database_url
+
+
+@pytest.fixture
+def proxy(migrated_url: str) -> Iterator[TcpProxy]:
+    url = make_url(migrated_url)
+    started = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    yield started
+    started.close()
+
+
+def _calls(client: Client, experiment_id: str) -> list[Callable[[], object]]:
+    metadata = client.metadata()
+    return [
+        lambda: client.stub.GetExperiment(
+            pb.GetExperimentRequest(organization_id=client.org, experiment_id=experiment_id),
+            metadata=metadata,
+            timeout=DEADLINE_SECONDS,
+        ),
+        lambda: client.stub.ListExperiments(
+            pb.ListExperimentsRequest(organization_id=client.org),
+            metadata=metadata,
+            timeout=DEADLINE_SECONDS,
+        ),
+        lambda: client.stub.CreateExperiment(
+            pb.CreateExperimentRequest(
+                organization_id=client.org, experiment=published(client.world)
+            ),
+            metadata=metadata,
+            timeout=DEADLINE_SECONDS,
+        ),
+    ]
+
+
+def _statuses(client: Client, experiment_id: str, count: int) -> Counter[str]:
+    """The status of each of `count` calls (Get, List and Create in turn); checks messages."""
+    calls = _calls(client, experiment_id)
+    seen: Counter[str] = Counter()
+    for n in range(count):
+        try:
+            calls[n % len(calls)]()
+        except grpc.RpcError as error:
+            seen[error.code().name] += 1
+            if error.code() == grpc.StatusCode.UNAVAILABLE:
+                assert error.details() == messages.UNAVAILABLE
+        else:
+            seen["OK"] += 1
+    return seen
+
+
+def _one_line_each_without_traceback(caplog: pytest.LogCaptureFixture, unavailable: int) -> None:
+    records = [r for r in caplog.records if r.name == "experiments.rpc"]
+    assert not [r for r in records if r.exc_info or r.levelno >= logging.ERROR]
+    lines = [r.getMessage() for r in records if "status=UNAVAILABLE" in r.getMessage()]
+    assert len(lines) == unavailable
+    assert all("database_unavailable=" in line for line in lines), lines
+
+
+def _recovers(client: Client, experiment_id: str) -> None:
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while _statuses(client, experiment_id, 3) != Counter(OK=3):
+        assert time.monotonic() < deadline, "the server did not recover"
+        time.sleep(0.05)  # polling for recovery, not waiting for time to pass
+
+
+def _first_experiment(client: Client) -> str:
+    created = client.stub.CreateExperiment(
+        pb.CreateExperimentRequest(organization_id=client.org, experiment=published(client.world)),
+        metadata=client.metadata(),
+    )
+    return str(created.id)
+
+
+def test_terminated_backends_give_unavailable_or_ok_never_internal_then_recovery(
+    migrated_url: str, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    name = make_url(migrated_url).database
+    admin = create_engine(
+        make_url(migrated_url).set(database="postgres"), isolation_level="AUTOCOMMIT"
+    )
+    with running_client(migrated_url) as client:
+        experiment_id = _first_experiment(client)
+        # Concurrent calls, so that the pool holds several connections to lose.
+        with ThreadPoolExecutor(POOL_WARMERS) as warmers:
+            warm = list(warmers.map(lambda _: _statuses(client, experiment_id, 3), range(16)))
+        assert sum(warm, Counter()) == Counter(OK=48)
+        with admin.connect() as connection:
+            terminated = connection.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = :name"
+                ),
+                {"name": name},
+            ).scalar_one()
+        assert terminated > 0
+
+        during = _statuses(client, experiment_id, CALLS)
+
+        assert set(during) <= {"OK", "UNAVAILABLE"}, during
+        _one_line_each_without_traceback(caplog, during["UNAVAILABLE"])
+        _recovers(client, experiment_id)
+    admin.dispose()
+    with capsys.disabled():
+        print(f"\nterminated {terminated} backends; then {CALLS} calls: {dict(during)}")
+
+
+def test_refused_connections_give_unavailable_then_ok_without_a_restart(
+    migrated_url: str,
+    proxy: TcpProxy,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    through_proxy = (
+        make_url(migrated_url)
+        .set(host="127.0.0.1", port=proxy.port)
+        .render_as_string(hide_password=False)
+    )
+    with running_client(through_proxy) as client:
+        experiment_id = _first_experiment(client)
+
+        proxy.refuse()  # open connections cut, new ones refused
+        during = _statuses(client, experiment_id, CALLS)
+        proxy.accept()
+
+        assert during == Counter(UNAVAILABLE=CALLS)
+        _one_line_each_without_traceback(caplog, CALLS)
+        _recovers(client, experiment_id)
+    with capsys.disabled():
+        print(f"\nconnections refused; {CALLS} calls: {dict(during)}; then OK after reconnecting")
