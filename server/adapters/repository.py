@@ -482,10 +482,15 @@ _EARLIER_REQUEST = select(_idempotency_keys.c.fingerprint, _idempotency_keys.c.e
 
 @cache
 def _claim_key(dialect: str) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING: on PostgreSQL it waits for a concurrent insert of
-    the same key to commit (then inserts nothing) or roll back (then inserts)."""
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING: on PostgreSQL it waits for a concurrent
+    insert of the same key to commit (then inserts nothing) or roll back (then inserts).
+    RETURNING says whether a row went in (psycopg's rowcount is -1 for this statement)."""
     insert_of = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    return insert_of(_idempotency_keys).on_conflict_do_nothing()
+    return (
+        insert_of(_idempotency_keys)
+        .on_conflict_do_nothing()
+        .returning(_idempotency_keys.c.experiment_id)
+    )
 
 
 class SqlAlchemyIdempotencyKeyRepository:
@@ -516,7 +521,7 @@ class SqlAlchemyIdempotencyKeyRepository:
             "created_at": now,
         }
         for _ in range(_CLAIM_ATTEMPTS):
-            if connection.execute(self._claim, row).rowcount == 1:
+            if connection.execute(self._claim, row).first() is not None:
                 return None
             earlier = connection.execute(_EARLIER_REQUEST, {**of_user, "key": key}).first()
             if earlier is not None:
