@@ -1,4 +1,5 @@
-"""SIGTERM lets an RPC that is already running finish before experiments-server exits."""
+"""SIGTERM lets an RPC that is already running finish before experiments-server exits,
+on SQLite and PostgreSQL (a lock held by the test keeps the RPC running)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,17 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
-import pytest
 from experiments.v5 import experiments_pb2 as pb
 from experiments.v5 import experiments_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from server.adapters.admin import create_demo_world
@@ -59,21 +64,54 @@ def _someone_waits_for(lock_file: Path) -> bool:
     )
 
 
-def test_sigterm_lets_a_running_create_finish_then_exits_cleanly(
+@contextmanager
+def _sqlite_writer_held(url: str) -> Iterator[Callable[[], bool]]:
+    """Holds the SQLite writer lock; yields whether a writer of the server waits for it."""
+    lock_file = Path(f"{make_url(url).database}.writer-lock")
+    lock_file.touch()
+    with lock_file.open("r+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # the server's writer now has to wait for us
+        try:
+            yield lambda: _someone_waits_for(lock_file)
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
+
+
+@contextmanager
+def _postgres_row_held(url: str, experiment_id: str) -> Iterator[Callable[[], bool]]:
+    """Locks the experiment's row in an open transaction; yields whether a backend waits for it."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as holder, engine.connect() as observer:
+            holder.execute(
+                text("SELECT id FROM experiments WHERE id = :id FOR UPDATE"),
+                {"id": uuid.UUID(experiment_id)},
+            )
+            observer.execution_options(isolation_level="AUTOCOMMIT")
+            waiting = text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            try:
+                yield lambda: bool(observer.execute(waiting).scalar_one())
+            finally:
+                holder.rollback()
+    finally:
+        engine.dispose()
+
+
+def test_sigterm_lets_a_running_update_finish_then_exits_cleanly(
     migrated_url: str, tmp_path: Path
 ) -> None:
     engine = make_engine(migrated_url)
-    if engine.dialect.name != "sqlite":
-        pytest.skip("holds the SQLite writer lock to keep an RPC in flight")
     with Session(engine) as session:
         world = dict(create_demo_world(session))
         session.commit()
     engine.dispose()
-    lock_file = Path(f"{engine.url.database}.writer-lock")
-    lock_file.touch()
 
     port = _free_port()
-    log = (tmp_path / "server.log").open("w")
+    server_log = tmp_path / "server.log"
+    log = server_log.open("w")
     server = subprocess.Popen(
         [sys.executable, "-m", "server.entrypoints.grpc_server", "--workers", "1"],
         env={
@@ -84,26 +122,39 @@ def test_sigterm_lets_a_running_create_finish_then_exits_cleanly(
         stderr=log,
     )
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    metadata = (("authorization", f"Token {world['tokens']['settings']}"),)
     try:
         _until(lambda: _serving(channel), "the server to serve")
         stub = experiments_pb2_grpc.ExperimentServiceStub(channel)
-        request = pb.CreateExperimentRequest(
-            organization_id=str(world["organization_id"]), experiment=published(world)
+        organization_id = str(world["organization_id"])
+        created = stub.CreateExperiment(
+            pb.CreateExperimentRequest(
+                organization_id=organization_id, experiment=published(world)
+            ),
+            metadata=metadata,
         )
-        with lock_file.open("r+") as held:
-            fcntl.flock(held, fcntl.LOCK_EX)  # the server's writer now has to wait for us
-            call = stub.CreateExperiment.future(
-                request, metadata=(("authorization", f"Token {world['tokens']['settings']}"),)
-            )
-            _until(lambda: _someone_waits_for(lock_file), "the Create to wait for the lock")
+        created.name = "Renamed while stopping"
+        request = pb.UpdateExperimentRequest(
+            organization_id=organization_id, experiment_id=created.id, experiment=created
+        )
+        # SQLite: the writer lock; PostgreSQL: a row lock held by another connection.
+        held = (
+            _sqlite_writer_held(migrated_url)
+            if make_url(migrated_url).get_backend_name() == "sqlite"
+            else _postgres_row_held(migrated_url, created.id)
+        )
+        with held as someone_waits:
+            call = stub.UpdateExperiment.future(request, metadata=metadata)
+            _until(someone_waits, "the Update to wait for the lock")
             server.send_signal(signal.SIGTERM)
-            fcntl.flock(held, fcntl.LOCK_UN)
-        created = call.result(timeout=DEADLINE_SECONDS)
-        assert created.name == "Hello experiment"
+            # Released only once the server has taken the signal: the Update is in flight.
+            _until(lambda: "stopping gracefully" in server_log.read_text(), "SIGTERM")
+        updated = call.result(timeout=DEADLINE_SECONDS)
+        assert updated.name == "Renamed while stopping"
         assert server.wait(timeout=DEADLINE_SECONDS) == 0
     finally:
         channel.close()
         if server.poll() is None:
             server.kill()
         log.close()
-    assert "received SIGTERM, stopping gracefully" in (tmp_path / "server.log").read_text()
+    assert "received SIGTERM, stopping gracefully" in server_log.read_text()
