@@ -1,5 +1,6 @@
 """A database outage is answered UNAVAILABLE (retry), never INTERNAL, and the server recovers
-by itself: a real server on port 0 over a throwaway PostgreSQL database."""
+by itself: a real server on port 0 over a throwaway PostgreSQL database. SQLite's one fault
+worth a retry, a lock held beyond the busy timeout, is classified from a real lock."""
 
 from __future__ import annotations
 
@@ -8,14 +9,17 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import grpc
 import pytest
 from experiments.v5 import experiments_pb2 as pb
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from server.domain import messages
+from server.entrypoints.errors import transient_fault
 from tests.integration.databases import POSTGRESQL, backend_params
 from tests.integration.grpc_client import Client, published, running_client
 from tests.integration.tcp_proxy import TcpProxy
@@ -157,3 +161,21 @@ def test_refused_connections_give_unavailable_then_ok_without_a_restart(
         _recovers(client, experiment_id)
     with capsys.disabled():
         print(f"\nconnections refused; {CALLS} calls: {dict(during)}; then OK after reconnecting")
+
+
+def test_sqlite_locked_beyond_its_timeout_is_a_fault_and_a_missing_table_a_bug(
+    tmp_path: Path,
+) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}", connect_args={"timeout": 0})
+    try:
+        with engine.connect() as holder, engine.connect() as other:
+            holder.exec_driver_sql("BEGIN IMMEDIATE")
+            with pytest.raises(OperationalError) as locked:
+                other.exec_driver_sql("BEGIN IMMEDIATE")
+            with pytest.raises(OperationalError) as missing_table:
+                other.exec_driver_sql("SELECT * FROM no_such_table")
+    finally:
+        engine.dispose()
+
+    assert transient_fault(locked.value) == "sqlite SQLITE_BUSY"
+    assert transient_fault(missing_table.value) is None  # stays INTERNAL, with its traceback
