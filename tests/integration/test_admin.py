@@ -8,7 +8,7 @@ from uuid import UUID
 import pytest
 from sqlalchemy import func, select
 
-from server.adapters import database
+from server.adapters import database, schema
 from server.adapters.orm import ApiKeyRecord, OrganizationRecord
 from server.domain.access import hash_api_key
 from server.entrypoints import admin
@@ -45,7 +45,7 @@ def test_migrate_command_builds_the_schema_of_the_configured_database(
 ) -> None:
     result = _json(database_url, capsys, monkeypatch, "migrate")
 
-    assert result["revision"] == "0001"
+    assert result["revision"] == schema.head_revision()
     assert _organizations(database_url) == 0
 
 

@@ -40,9 +40,24 @@ class ExperimentServiceStub:
     3. NOT_FOUND: the experiment does not exist in that organization.
     4. INVALID_ARGUMENT: the request breaks a rule; the status details carry a
     `google.rpc.BadRequest` listing every offending field, for example
-    `groups[1].percentage`. Nothing is written.
+    `groups[1].percentage`. Nothing is written. A malformed `if-match` or
+    `idempotency-key` metadata value is reported the same way, under the
+    metadata name.
+    5. ABORTED (REST: 412 Precondition Failed): an Update or Delete sent with
+    `if-match` metadata that does not name the experiment's current `etag`.
+    Nothing is written; read the experiment again and retry.
 
-    Unexpected server faults are answered INTERNAL without details.
+    UNAVAILABLE (REST: 503) means the database is unreachable or restarting:
+    retry later, with backoff. Unexpected server faults (bugs) are answered
+    INTERNAL without details.
+
+    Optional request metadata (REST: the header of the same name):
+    `if-match` (Update, Delete) makes the write conditional on the etag;
+    `if-none-match` (Get) lets REST answer 304 Not Modified and is ignored over
+    gRPC; `idempotency-key` (Create, 1 to 255 characters, kept 24 hours per
+    user) makes a retried Create return the experiment it created the first
+    time. Response metadata `etag` (REST: the `ETag` header) carries the quoted
+    etag of the experiment returned by Get, Create and Update.
     """
 
     def __init__(self, channel):
@@ -92,9 +107,24 @@ class ExperimentServiceServicer:
     3. NOT_FOUND: the experiment does not exist in that organization.
     4. INVALID_ARGUMENT: the request breaks a rule; the status details carry a
     `google.rpc.BadRequest` listing every offending field, for example
-    `groups[1].percentage`. Nothing is written.
+    `groups[1].percentage`. Nothing is written. A malformed `if-match` or
+    `idempotency-key` metadata value is reported the same way, under the
+    metadata name.
+    5. ABORTED (REST: 412 Precondition Failed): an Update or Delete sent with
+    `if-match` metadata that does not name the experiment's current `etag`.
+    Nothing is written; read the experiment again and retry.
 
-    Unexpected server faults are answered INTERNAL without details.
+    UNAVAILABLE (REST: 503) means the database is unreachable or restarting:
+    retry later, with backoff. Unexpected server faults (bugs) are answered
+    INTERNAL without details.
+
+    Optional request metadata (REST: the header of the same name):
+    `if-match` (Update, Delete) makes the write conditional on the etag;
+    `if-none-match` (Get) lets REST answer 304 Not Modified and is ignored over
+    gRPC; `idempotency-key` (Create, 1 to 255 characters, kept 24 hours per
+    user) makes a retried Create return the experiment it created the first
+    time. Response metadata `etag` (REST: the `ETag` header) carries the quoted
+    etag of the experiment returned by Get, Create and Update.
     """
 
     def ListExperiments(self, request, context):
@@ -113,7 +143,8 @@ class ExperimentServiceServicer:
 
         Returns UNAUTHENTICATED, PERMISSION_DENIED (no access to the organization,
         no active subscription) or NOT_FOUND if the organization has no experiment
-        with that id.
+        with that id. Over REST, an `If-None-Match` naming the current etag gets
+        304 Not Modified without a body; over gRPC `if-none-match` is ignored.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -122,10 +153,17 @@ class ExperimentServiceServicer:
     def CreateExperiment(self, request, context):
         """Creates an experiment. Over REST a success is HTTP 201.
 
+        With `idempotency-key` metadata (REST: `Idempotency-Key`), a retry with
+        the same key and the same experiment returns the experiment created the
+        first time (as it is now) instead of creating another, even while the
+        first call is still running. Keys are 1 to 255 characters, belong to the
+        calling user and expire 24 hours after the Create.
+
         Returns UNAUTHENTICATED, PERMISSION_DENIED (no access to the organization,
         no active subscription, no settings permission) or INVALID_ARGUMENT when
         a required attribute is missing, an attribute is malformed, or a rule is
-        broken (see Experiment and Group for the rules).
+        broken (see Experiment and Group for the rules), or when the idempotency
+        key is too long or was already used with a different experiment.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -141,11 +179,17 @@ class ExperimentServiceServicer:
         started may be sent with their current value or omitted; a different
         value is rejected.
 
+        With `if-match` metadata (REST: `If-Match`) naming an etag (`"3"`, `3`,
+        a comma list, or `*`), the update happens only if the experiment is still
+        at that version; of concurrent updates with the same etag exactly one
+        succeeds. Without it, the last write wins.
+
         Returns UNAUTHENTICATED, PERMISSION_DENIED (no access to the organization,
-        no active subscription, no settings permission), NOT_FOUND, or
-        INVALID_ARGUMENT when an attribute is malformed, the experiment has ended,
-        `ends_at` is before `starts_at`, `is_draft` goes from false to true, or a
-        read-only attribute of a started experiment would change.
+        no active subscription, no settings permission), NOT_FOUND, ABORTED
+        (REST: 412) when `if-match` names another version, or INVALID_ARGUMENT
+        when an attribute is malformed, the experiment has ended, `ends_at` is
+        before `starts_at`, `is_draft` goes from false to true, or a read-only
+        attribute of a started experiment would change.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -153,10 +197,12 @@ class ExperimentServiceServicer:
 
     def DeleteExperiment(self, request, context):
         """Deletes an experiment with its groups. Over REST a success is HTTP 204
-        with an empty body.
+        with an empty body. With `if-match` metadata (REST: `If-Match`), only if
+        the experiment is still at that version.
 
         Returns UNAUTHENTICATED, PERMISSION_DENIED (no access to the organization,
-        no active subscription, no settings permission) or NOT_FOUND.
+        no active subscription, no settings permission), NOT_FOUND, or ABORTED
+        (REST: 412) when `if-match` names another version.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -212,9 +258,24 @@ class ExperimentService:
     3. NOT_FOUND: the experiment does not exist in that organization.
     4. INVALID_ARGUMENT: the request breaks a rule; the status details carry a
     `google.rpc.BadRequest` listing every offending field, for example
-    `groups[1].percentage`. Nothing is written.
+    `groups[1].percentage`. Nothing is written. A malformed `if-match` or
+    `idempotency-key` metadata value is reported the same way, under the
+    metadata name.
+    5. ABORTED (REST: 412 Precondition Failed): an Update or Delete sent with
+    `if-match` metadata that does not name the experiment's current `etag`.
+    Nothing is written; read the experiment again and retry.
 
-    Unexpected server faults are answered INTERNAL without details.
+    UNAVAILABLE (REST: 503) means the database is unreachable or restarting:
+    retry later, with backoff. Unexpected server faults (bugs) are answered
+    INTERNAL without details.
+
+    Optional request metadata (REST: the header of the same name):
+    `if-match` (Update, Delete) makes the write conditional on the etag;
+    `if-none-match` (Get) lets REST answer 304 Not Modified and is ignored over
+    gRPC; `idempotency-key` (Create, 1 to 255 characters, kept 24 hours per
+    user) makes a retried Create return the experiment it created the first
+    time. Response metadata `etag` (REST: the `ETag` header) carries the quoted
+    etag of the experiment returned by Get, Create and Update.
     """
 
     @staticmethod
