@@ -38,14 +38,15 @@ class ExperimentServiceStub:
     Update and Delete) the caller lacks the settings permission. Each cause
     has its own message.
     3. NOT_FOUND: the experiment does not exist in that organization.
-    4. INVALID_ARGUMENT: the request breaks a rule; the status details carry a
+    4. ABORTED (REST: 412 Precondition Failed): an Update or Delete sent with
+    `if-match` metadata that does not name the experiment's current `etag`.
+    Nothing is written; read the experiment again and retry. Checked before
+    the body: a stale write is refused whatever it carries.
+    5. INVALID_ARGUMENT: the request breaks a rule; the status details carry a
     `google.rpc.BadRequest` listing every offending field, for example
     `groups[1].percentage`. Nothing is written. A malformed `if-match` or
     `idempotency-key` metadata value is reported the same way, under the
     metadata name.
-    5. ABORTED (REST: 412 Precondition Failed): an Update or Delete sent with
-    `if-match` metadata that does not name the experiment's current `etag`.
-    Nothing is written; read the experiment again and retry.
 
     UNAVAILABLE (REST: 503) means the database is unreachable or restarting:
     retry later, with backoff. Unexpected server faults (bugs) are answered
@@ -105,14 +106,15 @@ class ExperimentServiceServicer:
     Update and Delete) the caller lacks the settings permission. Each cause
     has its own message.
     3. NOT_FOUND: the experiment does not exist in that organization.
-    4. INVALID_ARGUMENT: the request breaks a rule; the status details carry a
+    4. ABORTED (REST: 412 Precondition Failed): an Update or Delete sent with
+    `if-match` metadata that does not name the experiment's current `etag`.
+    Nothing is written; read the experiment again and retry. Checked before
+    the body: a stale write is refused whatever it carries.
+    5. INVALID_ARGUMENT: the request breaks a rule; the status details carry a
     `google.rpc.BadRequest` listing every offending field, for example
     `groups[1].percentage`. Nothing is written. A malformed `if-match` or
     `idempotency-key` metadata value is reported the same way, under the
     metadata name.
-    5. ABORTED (REST: 412 Precondition Failed): an Update or Delete sent with
-    `if-match` metadata that does not name the experiment's current `etag`.
-    Nothing is written; read the experiment again and retry.
 
     UNAVAILABLE (REST: 503) means the database is unreachable or restarting:
     retry later, with backoff. Unexpected server faults (bugs) are answered
@@ -256,14 +258,15 @@ class ExperimentService:
     Update and Delete) the caller lacks the settings permission. Each cause
     has its own message.
     3. NOT_FOUND: the experiment does not exist in that organization.
-    4. INVALID_ARGUMENT: the request breaks a rule; the status details carry a
+    4. ABORTED (REST: 412 Precondition Failed): an Update or Delete sent with
+    `if-match` metadata that does not name the experiment's current `etag`.
+    Nothing is written; read the experiment again and retry. Checked before
+    the body: a stale write is refused whatever it carries.
+    5. INVALID_ARGUMENT: the request breaks a rule; the status details carry a
     `google.rpc.BadRequest` listing every offending field, for example
     `groups[1].percentage`. Nothing is written. A malformed `if-match` or
     `idempotency-key` metadata value is reported the same way, under the
     metadata name.
-    5. ABORTED (REST: 412 Precondition Failed): an Update or Delete sent with
-    `if-match` metadata that does not name the experiment's current `etag`.
-    Nothing is written; read the experiment again and retry.
 
     UNAVAILABLE (REST: 503) means the database is unreachable or restarting:
     retry later, with backoff. Unexpected server faults (bugs) are answered
