@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import insert, inspect, text
 
 from server.adapters import database, schema
 from server.adapters.orm import Base
@@ -97,3 +99,55 @@ def test_alembic_command_line_migrates_the_database_named_in_the_environment(
     subprocess.run([*command, "upgrade", "head"], env=environment, cwd=tmp_path, check=True)
 
     assert _tables(database_url) == TABLES
+
+
+def test_upgrading_to_0002_gives_existing_experiments_version_1(database_url: str) -> None:
+    schema.upgrade(database_url, "0001")
+    engine = database.make_engine(database_url)
+    organization, user, experiment = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    now = datetime.now(UTC)
+    try:
+        with engine.begin() as connection:
+            # The models' tables, for their types; the INSERTs name only 0001's columns.
+            tables = Base.metadata
+            connection.execute(
+                insert(tables.tables["organizations"]),
+                {
+                    "id": organization,
+                    "name": "O",
+                    "has_active_subscription": True,
+                    "created_at": now,
+                },
+            )
+            connection.execute(
+                insert(tables.tables["users"]),
+                {
+                    "id": user,
+                    "organization_id": organization,
+                    "first_name": "A",
+                    "last_name": "B",
+                    "is_bot": False,
+                    "can_manage_settings": True,
+                    "created_at": now,
+                },
+            )
+            connection.execute(
+                insert(tables.tables["experiments"]),
+                {
+                    "id": experiment,
+                    "organization_id": organization,
+                    "is_draft": True,
+                    "group_reset_interval": "full",
+                    "created_at": now,
+                    "created_by_user_id": user,
+                    "updated_at": now,
+                    "updated_by_user_id": user,
+                },
+            )
+        schema.upgrade(database_url)
+        with engine.connect() as connection:
+            versions = connection.execute(text("SELECT version FROM experiments")).scalars().all()
+    finally:
+        engine.dispose()
+
+    assert versions == [1]
