@@ -44,14 +44,15 @@ class World:
 
 
 class Stack:
-    """A migrated SQLite database, the gRPC server and Envoy in front of it."""
+    """A migrated database (SQLite unless given), the gRPC server and Envoy in front of it."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, database_url: str | None = None) -> None:
         self.workdir = workdir
         self.grpc_port = _free_port()
         self.env = {
             **os.environ,
-            "EXPERIMENTS_DATABASE_URL": f"sqlite:///{workdir / 'experiments.sqlite3'}",
+            "EXPERIMENTS_DATABASE_URL": database_url
+            or f"sqlite:///{workdir / 'experiments.sqlite3'}",
             "EXPERIMENTS_GRPC_HOST": "127.0.0.1",
             "EXPERIMENTS_GRPC_PORT": str(self.grpc_port),
             "EXPERIMENTS_WORKERS": "1",

@@ -1,16 +1,31 @@
-"""Etags, conditional requests and idempotency keys over REST, through the real Envoy."""
+"""Etags, conditional requests, idempotency keys and a database outage over REST, through
+the real Envoy."""
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
+from sqlalchemy.engine import make_url
+
+from server.domain import messages
 from tests.e2e.payloads import upcoming
-from tests.e2e.rest import RestClient, assert_error, field_violations
-from tests.e2e.stack import World
+from tests.e2e.rest import HTTP_1_1, RestClient, assert_error, field_violations
+from tests.e2e.stack import Stack, World
+from tests.integration.databases import (
+    POSTGRES_URL_VARIABLE,
+    postgres_server_url,
+    temporary_postgres_database,
+)
+from tests.integration.tcp_proxy import TcpProxy
 
 ABORTED = 10
 INVALID_ARGUMENT = 3
+UNAVAILABLE = 14
 
 
 def _create(
@@ -125,3 +140,42 @@ def test_an_idempotency_key_reused_for_another_body_is_400_naming_it(
 
     body = assert_error(response, 400, INVALID_ARGUMENT)
     assert set(field_violations(body)) == {"idempotency-key"}
+
+
+@pytest.fixture
+def stack_behind_a_proxy(tmp_path: Path) -> Iterator[tuple[Stack, TcpProxy]]:
+    """A stack of its own over a throwaway PostgreSQL database reached through a TCP proxy."""
+    server = postgres_server_url()
+    if server is None:
+        pytest.skip(f"needs {POSTGRES_URL_VARIABLE}")
+    with temporary_postgres_database(server) as url:
+        target = make_url(url)
+        proxy = TcpProxy(target.host or "127.0.0.1", target.port or 5432)
+        through_proxy = target.set(host="127.0.0.1", port=proxy.port)
+        stack = Stack(tmp_path, through_proxy.render_as_string(hide_password=False))
+        try:
+            stack.start()
+            yield stack, proxy
+        finally:
+            stack.close()
+            proxy.close()
+
+
+def test_a_database_outage_is_503_json_saying_retry_then_recovers(
+    stack_behind_a_proxy: tuple[Stack, TcpProxy],
+) -> None:
+    stack, proxy = stack_behind_a_proxy
+    world = stack.new_world()
+    rest = RestClient(stack.base_url, HTTP_1_1)
+    assert rest.get(world.experiments, token=world.tokens.settings).status == 200
+
+    proxy.refuse()
+    down = rest.get(world.experiments, token=world.tokens.settings)
+    proxy.accept()
+
+    body = assert_error(down, 503, UNAVAILABLE)
+    assert body["message"] == messages.UNAVAILABLE
+    deadline = time.monotonic() + 15
+    while rest.get(world.experiments, token=world.tokens.settings).status != 200:
+        assert time.monotonic() < deadline, "no recovery"
+        time.sleep(0.05)  # polling for recovery, not waiting for time to pass
