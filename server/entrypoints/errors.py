@@ -12,7 +12,9 @@ from server.domain.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    RequestTooLarge,
     Unauthenticated,
+    UnreadableRequest,
 )
 
 STATUS_OF: dict[type[DomainError], grpc.StatusCode] = {
@@ -20,6 +22,9 @@ STATUS_OF: dict[type[DomainError], grpc.StatusCode] = {
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     NotFound: grpc.StatusCode.NOT_FOUND,
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    # Not RESOURCE_EXHAUSTED, which means "retry later" (REST 429): this request never fits.
+    RequestTooLarge: grpc.StatusCode.INVALID_ARGUMENT,
+    UnreadableRequest: grpc.StatusCode.INVALID_ARGUMENT,
 }
 
 
