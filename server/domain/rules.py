@@ -111,14 +111,9 @@ def referenced_ids(data: ExperimentInput) -> tuple[set[UUID], set[UUID]]:
     return goal_ids, room_ids
 
 
-def validate_new(
-    data: ExperimentInput, refs: References, now: datetime | None = None
-) -> ExperimentState:
-    """The state of a new experiment, or InvalidArgument with every violation.
-
-    With `now`, a published experiment may not have an `ends_at` that has already passed.
-    """
-    return _Check(data, refs, current=None, now=now).run()
+def validate_new(data: ExperimentInput, refs: References) -> ExperimentState:
+    """The state of a new experiment, or InvalidArgument with every violation."""
+    return _Check(data, refs, current=None, now=None).run()
 
 
 def validate_update(
@@ -128,7 +123,8 @@ def validate_update(
 
     Attributes that are read-only once the experiment has started keep their
     current value when omitted and are rejected when sent with another value.
-    A draft never ends, so only a published experiment whose end has passed is refused.
+    A draft never ends, so only a published experiment whose end has passed is refused;
+    publishing a draft whose `ends_at` has passed is refused on `ends_at`.
     """
     if current.has_ended(now):
         raise InvalidArgument([FieldViolation("ends_at", messages.EXPERIMENT_ENDED)])
@@ -149,8 +145,9 @@ class _Check:
         self.now = now
         self.started = current is not None and now is not None and current.has_started(now)
         self.published = data.is_draft is False
-        # Published by this request: created published, or a draft that is being published.
-        self.publishing = self.published and (current is None or current.is_draft)
+        # A draft published by this request. (Creating a published experiment that has already
+        # ended stays allowed: the spec's own example payload does it.)
+        self.publishing = self.published and current is not None and current.is_draft
         self.violations: list[FieldViolation] = []
 
     def fail(self, field: str, description: str) -> None:

@@ -71,7 +71,7 @@ class ExperimentService:
         with self._unit_of_work() as uow:
             principal = self._principal(uow, authorization)
             organization = _authorized_organization(principal, organization_id, Action.WRITE)
-            state = validate_new(data, _references(uow, organization, data), self._now())
+            state = validate_new(data, _references(uow, organization, data))
             experiment_id = uuid4()
             uow.experiments.add(experiment_id, organization, state, principal.user.id, self._now())
             created = self._existing(uow, organization, str(experiment_id))
