@@ -40,7 +40,12 @@ class ExperimentServiceStub:
     3. NOT_FOUND: the experiment does not exist in that organization.
     4. INVALID_ARGUMENT: the request breaks a rule; the status details carry a
     `google.rpc.BadRequest` listing every offending field, for example
-    `groups[1].percentage`. Nothing is written.
+    `groups[1].percentage`, at most 50 of them (and 4 KiB of text) plus one
+    with field "" saying how many more were left out. Nothing is written.
+    A request that is not a readable message (malformed, invalid UTF-8 in a
+    string, nested too deeply) or is larger than 4 MiB is INVALID_ARGUMENT
+    too, without field violations. Over REST a body larger than 1 MiB is
+    refused by the gateway with HTTP 413.
 
     Unexpected server faults are answered INTERNAL without details.
     """
@@ -92,7 +97,12 @@ class ExperimentServiceServicer:
     3. NOT_FOUND: the experiment does not exist in that organization.
     4. INVALID_ARGUMENT: the request breaks a rule; the status details carry a
     `google.rpc.BadRequest` listing every offending field, for example
-    `groups[1].percentage`. Nothing is written.
+    `groups[1].percentage`, at most 50 of them (and 4 KiB of text) plus one
+    with field "" saying how many more were left out. Nothing is written.
+    A request that is not a readable message (malformed, invalid UTF-8 in a
+    string, nested too deeply) or is larger than 4 MiB is INVALID_ARGUMENT
+    too, without field violations. Over REST a body larger than 1 MiB is
+    refused by the gateway with HTTP 413.
 
     Unexpected server faults are answered INTERNAL without details.
     """
@@ -139,13 +149,16 @@ class ExperimentServiceServicer:
         object back changes exactly that attribute. Output-only attributes sent
         back are ignored. Attributes that became read-only when the experiment
         started may be sent with their current value or omitted; a different
-        value is rejected.
+        value is rejected. The exception: a group's `group_type` and `treatment`
+        are optional, and an existing group that omits them keeps them (see
+        Group).
 
         Returns UNAUTHENTICATED, PERMISSION_DENIED (no access to the organization,
         no active subscription, no settings permission), NOT_FOUND, or
-        INVALID_ARGUMENT when an attribute is malformed, the experiment has ended,
-        `ends_at` is before `starts_at`, `is_draft` goes from false to true, or a
-        read-only attribute of a started experiment would change.
+        INVALID_ARGUMENT when an attribute is malformed, the published experiment
+        has ended, `ends_at` is before `starts_at`, `is_draft` goes from false to
+        true, a draft whose `ends_at` has passed is published, or a read-only
+        attribute of a started experiment would change.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -212,7 +225,12 @@ class ExperimentService:
     3. NOT_FOUND: the experiment does not exist in that organization.
     4. INVALID_ARGUMENT: the request breaks a rule; the status details carry a
     `google.rpc.BadRequest` listing every offending field, for example
-    `groups[1].percentage`. Nothing is written.
+    `groups[1].percentage`, at most 50 of them (and 4 KiB of text) plus one
+    with field "" saying how many more were left out. Nothing is written.
+    A request that is not a readable message (malformed, invalid UTF-8 in a
+    string, nested too deeply) or is larger than 4 MiB is INVALID_ARGUMENT
+    too, without field violations. Over REST a body larger than 1 MiB is
+    refused by the gateway with HTTP 413.
 
     Unexpected server faults are answered INTERNAL without details.
     """
