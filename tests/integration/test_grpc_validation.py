@@ -353,3 +353,25 @@ def test_update_without_group_type_and_treatment_before_the_start_keeps_both(
     assert updated.groups[0].name == "Renamed"
     assert [g.group_type for g in updated.groups] == [g.group_type for g in created.groups]
     assert [g.treatment for g in updated.groups] == [g.treatment for g in created.groups]
+
+
+def _treatment_of_bytes(size: int) -> dict[str, str]:
+    return {"s": "é" + "x" * (size - 10)}  # {"s":"..."} is 8 bytes; "é" is 2
+
+
+def test_treatment_at_the_size_limit_is_stored_and_one_byte_more_is_refused(
+    client: Client,
+) -> None:
+    experiment = published(client.world)
+    experiment.groups[0].treatment.CopyFrom(
+        _struct(_treatment_of_bytes(limits.MAX_TREATMENT_BYTES))
+    )
+    created = _create(client, experiment)
+    assert created.groups[0].treatment == experiment.groups[0].treatment
+
+    experiment.groups[0].treatment.CopyFrom(
+        _struct(_treatment_of_bytes(limits.MAX_TREATMENT_BYTES + 1))
+    )
+    assert field_violations(_refused(client, experiment)) == {
+        "groups[0].treatment": messages.TREATMENT_TOO_LARGE.format(limit=limits.MAX_TREATMENT_BYTES)
+    }
