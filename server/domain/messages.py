@@ -56,6 +56,6 @@ ENDS_IN_THE_PAST = "ends_at has passed: an experiment cannot be published with a
 MORE_VIOLATIONS = "{count} more violations were left out; fix these and send again."
 REQUEST_TOO_LARGE = "The request is larger than the limit of {limit} bytes."
 UNREADABLE_REQUEST = (
-    "The request could not be read as a {message} message: malformed protobuf, invalid "
-    "UTF-8 text, or nested too deeply."
+    "The request could not be read as {message}: malformed protobuf, invalid UTF-8 text, "
+    "or nested too deeply."
 )

@@ -60,7 +60,9 @@ def test_invalid_utf8_in_the_path_id_is_400(client: RestClient, world: World) ->
     response = client.get(f"{world.experiments}/%FF%FE", token=world.tokens.settings)
 
     body = assert_error(response, 400, INVALID_ARGUMENT)
-    assert body["message"].startswith("The request could not be read as")
+    assert body["message"] == messages.UNREADABLE_REQUEST.format(
+        message="experiments.v5.GetExperimentRequest"
+    )
 
 
 def test_nul_in_a_name_or_treatment_is_400_naming_the_field(
