@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from server.domain import limits, messages
 from tests.e2e.payloads import upcoming
 from tests.e2e.rest import RestClient, assert_error, field_violations
@@ -173,3 +175,39 @@ def test_a_draft_whose_end_has_passed_can_be_edited_but_not_published(
     assert field_violations(assert_error(response, 400, INVALID_ARGUMENT)) == {
         "ends_at": messages.ENDS_IN_THE_PAST
     }
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"is_draft": true, "name": "\\ud800"}',  # a lone surrogate
+        b'{"is_draft": true, "groups": [{"treatment": {"\\udc00": "x"}}]}',
+        b'{"is_draft": true, "name": "\xff\xfe"}',  # invalid UTF-8
+        b'{"is_draft": true, "groups": [{"group_type": NaN}]}',
+        b'{"is_draft": true, "groups": [{"group_type": 1e999}]}',
+        b'{"is_draft": true, "groups": [{"treatment": {"w": Infinity}}]}',
+        b'{"is_draft": true, "groups": [{"percentage": 1e10}]}',
+        b'{"is_draft": true, "starts_at": "0001-01-01T00:00:00Z"}',
+        b'{"is_draft": true, "ends_at": "9999-12-31T23:59:59Z"}',
+    ],
+)
+def test_text_and_numbers_no_database_could_store_are_400(
+    http1: RestClient, world: World, body: bytes
+) -> None:
+    response = http1.post(
+        world.experiments,
+        token=world.tokens.settings,
+        content=body,
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert_error(response, 400, INVALID_ARGUMENT)
+
+
+@pytest.mark.parametrize(
+    "cursor", ["garbage", "eyJ0IjoiMDAwMS0wMS0wMVQwMDowMDowMCsxNDowMCJ9", "%FF"]
+)
+def test_garbage_cursors_are_400(http1: RestClient, world: World, cursor: str) -> None:
+    response = http1.get(f"{world.experiments}?cursor={cursor}", token=world.tokens.settings)
+
+    assert_error(response, 400, INVALID_ARGUMENT)
