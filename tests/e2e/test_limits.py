@@ -205,7 +205,9 @@ def test_text_and_numbers_no_database_could_store_are_400(
 
 
 @pytest.mark.parametrize(
-    "cursor", ["garbage", "eyJ0IjoiMDAwMS0wMS0wMVQwMDowMDowMCsxNDowMCJ9", "%FF"]
+    # The second is {"t":"0001-01-01T00:00:00+14:00"} in base64: a forged, overflowing time.
+    "cursor",
+    ["garbage", "eyJ0IjoiMDAwMS0wMS0wMVQwMDowMDowMCsxNDowMCJ9", "%FF"],
 )
 def test_garbage_cursors_are_400(http1: RestClient, world: World, cursor: str) -> None:
     response = http1.get(f"{world.experiments}?cursor={cursor}", token=world.tokens.settings)
