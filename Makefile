@@ -61,6 +61,10 @@ test: $(STAMP) check-generated lint ## Set up, then run every test (unit, integr
 test-unit: $(STAMP) ## Unit tests only (rules, no I/O)
 	$(BIN)/pytest -q tests/unit
 
+.PHONY: test-fuzz
+test-fuzz: $(STAMP) ## Fuzz tier only (hypothesis, gRPC and REST); EXPERIMENTS_FUZZ_EXAMPLES=N for more
+	$(BIN)/pytest -q tests/fuzz
+
 .PHONY: bench
 bench: $(STAMP) ## Load benchmark (h2load): gRPC and REST against an echo ceiling; BENCH_* vars in bench/README.md
 	$(PY) bench/run.py

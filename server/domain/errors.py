@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from server.domain import messages
+from server.domain import limits, messages
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,36 @@ class PreconditionFailed(DomainError):
 
 
 class InvalidArgument(DomainError):
-    """Bad input: carries every violation at once, never just the first."""
+    """Bad input: carries every violation at once, never just the first.
+
+    Up to a limit: the first MAX_FIELD_VIOLATIONS that fit FIELD_VIOLATIONS_BUDGET_BYTES, then
+    one more (field "") saying how many were left out, so the answer always fits a trailer.
+    """
 
     def __init__(self, violations: Iterable[FieldViolation]) -> None:
         super().__init__(messages.INVALID_REQUEST)
-        self.violations = tuple(violations)
+        self.violations = _capped(tuple(violations))
+
+
+class UnreadableRequest(DomainError):
+    """The request bytes are not a message of the expected type: no field can be named."""
+
+
+class RequestTooLarge(DomainError):
+    """The request is larger than limits.MAX_REQUEST_BYTES; it was not parsed."""
+
+    def __init__(self) -> None:
+        super().__init__(messages.REQUEST_TOO_LARGE.format(limit=limits.MAX_REQUEST_BYTES))
+
+
+def _capped(violations: tuple[FieldViolation, ...]) -> tuple[FieldViolation, ...]:
+    kept: list[FieldViolation] = []
+    used = 0
+    for violation in violations:
+        used += len(violation.field.encode()) + len(violation.description.encode())
+        if len(kept) == limits.MAX_FIELD_VIOLATIONS or used > limits.FIELD_VIOLATIONS_BUDGET_BYTES:
+            left_out = len(violations) - len(kept)
+            kept.append(FieldViolation("", messages.MORE_VIOLATIONS.format(count=left_out)))
+            break
+        kept.append(violation)
+    return tuple(kept)

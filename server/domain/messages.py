@@ -49,3 +49,23 @@ IDEMPOTENCY_KEY_LENGTH = "Must be 1 to {limit} characters."
 IDEMPOTENCY_KEY_REUSED = (
     "This idempotency key was already used for a different request; use a new key."
 )
+TOO_MANY_ROOMS = "At most {limit} rooms are allowed."
+UNSTORABLE_TEXT = "Must not contain the NUL character (U+0000) or unpaired surrogates."
+TREATMENT_UNSTORABLE_TEXT = (
+    "Keys and strings must not contain the NUL character (U+0000) or unpaired surrogates."
+)
+TREATMENT_NOT_FINITE = "Numbers must be finite (no NaN or Infinity)."
+TREATMENT_TOO_DEEP = "Must not nest objects and arrays more than {limit} levels deep."
+TREATMENT_TOO_LARGE = "Must be at most {limit} bytes as JSON."
+EXPERIMENT_TOO_LARGE = (
+    "The experiment is too large: at most {limit} bytes of names, IDs and treatments as JSON."
+)
+TIME_OUT_OF_RANGE = "Must be a time from 1970-01-01T00:00:00Z up to (not including) 9999-01-01."
+INVALID_TIMESTAMP = "Not a valid timestamp (seconds or nanos out of range)."
+ENDS_IN_THE_PAST = "ends_at has passed: an experiment cannot be published with an end in the past."
+MORE_VIOLATIONS = "{count} more violations were left out; fix these and send again."
+REQUEST_TOO_LARGE = "The request is larger than the limit of {limit} bytes."
+UNREADABLE_REQUEST = (
+    "The request could not be read as {message}: malformed protobuf, invalid UTF-8 text, "
+    "or nested too deeply."
+)

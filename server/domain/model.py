@@ -122,7 +122,8 @@ class Experiment:
         return not self.is_draft and self.starts_at is not None and self.starts_at <= now
 
     def has_ended(self, now: datetime) -> bool:
-        return self.ends_at is not None and self.ends_at <= now
+        """A published experiment whose end has passed; a draft never runs, so never ends."""
+        return not self.is_draft and self.ends_at is not None and self.ends_at <= now
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,11 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final, Generic, TypeVar
 from uuid import UUID
 
-from server.domain import messages
+from server.domain import limits, messages
 from server.domain.errors import FieldViolation, InvalidArgument
 
 DEFAULT_PAGE_SIZE: Final = 25
@@ -44,6 +44,10 @@ class Page(Generic[_Item]):
     items: tuple[_Item, ...]
     next: Cursor | None
     previous: Cursor | None
+    # Where each item sits, and whether the page was read toward newer items (a `previous`
+    # cursor): what within_budget needs to shorten the page on the side away from the cursor.
+    positions: tuple[Position, ...] = ()
+    backwards: bool = False
 
 
 def page_size(requested: int) -> int:
@@ -75,9 +79,13 @@ def decode_cursor(value: str) -> Cursor | None:
         created_at = datetime.fromisoformat(payload["t"])
         if created_at.tzinfo is None:
             raise ValueError("naive timestamp")
+        # A forged time far from any row's could overflow once shifted to UTC or bound.
+        created_at = created_at.astimezone(UTC)
+        if not limits.EARLIEST_TIME <= created_at < limits.LATEST_TIME:
+            raise ValueError("time out of range")
         return Cursor(Position(created_at, UUID(payload["i"])), bool(payload["b"]))
-    except (binascii.Error, ValueError, KeyError, TypeError, AttributeError) as error:
-        raise InvalidArgument([FieldViolation("cursor", messages.INVALID_CURSOR)]) from error
+    except (binascii.Error, ValueError, KeyError, TypeError, AttributeError, OverflowError) as e:
+        raise InvalidArgument([FieldViolation("cursor", messages.INVALID_CURSOR)]) from e
 
 
 def page_of(
@@ -102,5 +110,49 @@ def page_of(
     newer = Cursor(positions[0], backwards=True)
     older = Cursor(positions[-1], backwards=False)
     if cursor is not None and cursor.backwards:
-        return Page(tuple(items), next=older, previous=newer if has_more else None)
-    return Page(tuple(items), next=older if has_more else None, previous=newer if cursor else None)
+        return Page(
+            tuple(items),
+            next=older,
+            previous=newer if has_more else None,
+            positions=tuple(positions),
+            backwards=True,
+        )
+    return Page(
+        tuple(items),
+        next=older if has_more else None,
+        previous=newer if cursor else None,
+        positions=tuple(positions),
+    )
+
+
+def within_budget(
+    page: Page[_Item], sizes: list[int], budget: int = limits.PAGE_BUDGET_BYTES
+) -> tuple[Page[_Item], slice]:
+    """The page shortened to items whose sizes add up to at most `budget` (always one item at
+    least), and the slice of its items kept. The items dropped are those farthest from where
+    the client came from, and the new cursor on that side continues with them."""
+    count = len(page.items)
+    order = range(count - 1, -1, -1) if page.backwards else range(count)
+    kept = used = 0
+    for index in order:
+        if kept and used + sizes[index] > budget:
+            break
+        used += sizes[index]
+        kept += 1
+    if kept == count:
+        return page, slice(0, count)
+    if page.backwards:
+        first = count - kept
+        return Page(
+            page.items[first:],
+            next=page.next,
+            previous=Cursor(page.positions[first], backwards=True),
+            positions=page.positions[first:],
+            backwards=True,
+        ), slice(first, count)
+    return Page(
+        page.items[:kept],
+        next=Cursor(page.positions[kept - 1], backwards=False),
+        previous=page.previous,
+        positions=page.positions[:kept],
+    ), slice(0, kept)

@@ -8,13 +8,16 @@ state to store, or raise InvalidArgument listing every offending field.
 
 from __future__ import annotations
 
+import json
+import math
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 from uuid import UUID
 
-from server.domain import messages
+from server.domain import limits, messages
 from server.domain.errors import FieldViolation, InvalidArgument
 from server.domain.model import (
     DEFAULT_RESET_INTERVAL,
@@ -30,8 +33,12 @@ from server.domain.model import (
 _S = TypeVar("_S")
 _T = TypeVar("_T")
 
-NAME_MAX_LENGTH: Final = 255
-MAX_GROUPS: Final = 100
+NAME_MAX_LENGTH: Final = limits.NAME_MAX_LENGTH
+MAX_GROUPS: Final = limits.MAX_GROUPS
+
+# Text neither database can store: PostgreSQL refuses NUL in text and in JSON, and no UTF-8
+# encoder takes a lone surrogate (protobuf strings cannot carry one; other callers might).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class Missing:
@@ -44,8 +51,24 @@ class Missing:
 MISSING: Final = Missing()
 
 
+class Unreadable:
+    """A value the client sent that is not one of its type at all (a Timestamp with nanos -1)."""
+
+    def __repr__(self) -> str:
+        return "UNREADABLE"
+
+
+UNREADABLE: Final = Unreadable()
+
+Time = datetime | Unreadable | None
+
+
 @dataclass(frozen=True)
 class GroupInput:
+    """One group as sent. On update, an omitted group_type (MISSING) or treatment (None) of an
+    existing group keeps its current value; for a group the update adds, omitted means what it
+    means on create."""
+
     name: str | None = None
     percentage: int | None = None
     group_type: str | Missing | None = MISSING
@@ -59,8 +82,8 @@ class ExperimentInput:
     is_draft: bool | None = None
     name: str | None = None
     goal_id: str | None = None
-    starts_at: datetime | None = None
-    ends_at: datetime | None = None
+    starts_at: Time = None
+    ends_at: Time = None
     group_reset_interval: str | None = None
     room_ids: tuple[str, ...] = ()
     groups: tuple[GroupInput, ...] = ()
@@ -100,6 +123,8 @@ def validate_update(
 
     Attributes that are read-only once the experiment has started keep their
     current value when omitted and are rejected when sent with another value.
+    A draft never ends, so only a published experiment whose end has passed is refused;
+    publishing a draft whose `ends_at` has passed is refused on `ends_at`.
     """
     if current.has_ended(now):
         raise InvalidArgument([FieldViolation("ends_at", messages.EXPERIMENT_ENDED)])
@@ -117,8 +142,12 @@ class _Check:
         self.data = data
         self.refs = refs
         self.current = current
+        self.now = now
         self.started = current is not None and now is not None and current.has_started(now)
         self.published = data.is_draft is False
+        # A draft published by this request. (Creating a published experiment that has already
+        # ended stays allowed: the spec's own example payload does it.)
+        self.publishing = self.published and current is not None and current.is_draft
         self.violations: list[FieldViolation] = []
 
     def fail(self, field: str, description: str) -> None:
@@ -131,13 +160,15 @@ class _Check:
             name=self._name("name", self.data.name),
             goal_id=self._goal_id(),
             starts_at=self._starts_at(),
-            ends_at=self.data.ends_at,
+            ends_at=self._ends_at(),
             group_reset_interval=self._group_reset_interval(),
             room_ids=self._room_ids(),
             groups=self._groups(),
         )
         if state.starts_at and state.ends_at and state.ends_at < state.starts_at:
             self.fail("ends_at", messages.ENDS_BEFORE_START)
+        if _size(state) > limits.MAX_EXPERIMENT_BYTES:
+            self.fail("", messages.EXPERIMENT_TOO_LARGE.format(limit=limits.MAX_EXPERIMENT_BYTES))
         if self.violations:
             raise InvalidArgument(self.violations)
         return state
@@ -155,6 +186,8 @@ class _Check:
             return None
         if len(value) > NAME_MAX_LENGTH:
             self.fail(field, messages.TOO_LONG.format(limit=NAME_MAX_LENGTH))
+        elif _UNSTORABLE.search(value):
+            self.fail(field, messages.UNSTORABLE_TEXT)
         elif self.published and not value.strip():
             self.fail(field, messages.BLANK)
         return value
@@ -174,12 +207,30 @@ class _Check:
             self.fail("goal_id", messages.GOAL_NOT_IN_ORGANIZATION)
         return goal_id
 
+    def _time(self, field: str, sent: Time) -> tuple[datetime | None, bool]:
+        """The time sent (None if not sent), and whether it is one the API supports."""
+        if isinstance(sent, Unreadable):
+            self.fail(field, messages.INVALID_TIMESTAMP)
+            return None, False
+        if sent is not None and not limits.EARLIEST_TIME <= sent < limits.LATEST_TIME:
+            self.fail(field, messages.TIME_OUT_OF_RANGE)
+            return None, False
+        return sent, True
+
     def _starts_at(self) -> datetime | None:
-        sent = self.data.starts_at
+        sent, valid = self._time("starts_at", self.data.starts_at)
         if self.current is not None and self.started:
+            if not valid:
+                return self.current.starts_at
             return self._unchanged("starts_at", sent, self.current.starts_at, lambda v: v)
-        if sent is None and self.published:
+        if sent is None and valid and self.published:
             self.fail("starts_at", messages.REQUIRED_WHEN_PUBLISHED)
+        return sent
+
+    def _ends_at(self) -> datetime | None:
+        sent, _ = self._time("ends_at", self.data.ends_at)
+        if sent is not None and self.publishing and self.now is not None and sent <= self.now:
+            self.fail("ends_at", messages.ENDS_IN_THE_PAST)
         return sent
 
     def _group_reset_interval(self) -> ResetInterval:
@@ -199,6 +250,9 @@ class _Check:
 
     def _room_ids(self) -> tuple[UUID, ...]:
         sent = self.data.room_ids
+        if len(sent) > limits.MAX_ROOMS:
+            self.fail("room_ids", messages.TOO_MANY_ROOMS.format(limit=limits.MAX_ROOMS))
+            return self.current.room_ids if self.current is not None and self.started else ()
         if self.current is not None and self.started:
             current = self.current.room_ids
             # proto3 cannot tell an omitted list from an empty one: empty keeps the rooms.
@@ -224,20 +278,18 @@ class _Check:
         if len(sent) > MAX_GROUPS:
             self.fail("groups", messages.TOO_MANY_GROUPS.format(limit=MAX_GROUPS))
             return ()
-        current: tuple[Group, ...] | None = None
-        if self.current is not None and self.started:
-            current = self.current.groups
-            if len(sent) != len(current):
-                self.fail("groups", messages.GROUPS_FIXED_AFTER_START.format(count=len(current)))
-                current = None
+        # Groups are matched by position: the group at index i updates the existing one of order i.
+        existing: tuple[Group, ...] = self.current.groups if self.current is not None else ()
+        if self.started and len(sent) != len(existing):
+            self.fail("groups", messages.GROUPS_FIXED_AFTER_START.format(count=len(existing)))
         groups = tuple(
-            self._group(index, group, current[index] if current else None)
+            self._group(index, group, existing[index] if index < len(existing) else None)
             for index, group in enumerate(sent)
         )
         self._check_total(groups)
         return groups
 
-    def _group(self, index: int, sent: GroupInput, current: Group | None) -> GroupState:
+    def _group(self, index: int, sent: GroupInput, existing: Group | None) -> GroupState:
         prefix = f"groups[{index}]"
         name = self._name(f"{prefix}.name", sent.name)
         percentage = sent.percentage
@@ -246,20 +298,17 @@ class _Check:
                 self.fail(f"{prefix}.percentage", messages.REQUIRED_WHEN_PUBLISHED)
         elif not 0 <= percentage <= 100:
             self.fail(f"{prefix}.percentage", messages.PERCENTAGE_RANGE)
-        group_type = self._group_type(f"{prefix}.group_type", sent.group_type, current)
-        treatment = sent.treatment
-        if current is not None:
-            treatment = self._unchanged(
-                f"{prefix}.treatment", treatment, current.treatment, lambda v: v
-            )
+        group_type = self._group_type(f"{prefix}.group_type", sent.group_type, existing)
+        treatment = self._treatment(f"{prefix}.treatment", sent.treatment, existing)
         return GroupState(name, percentage, group_type, treatment)
 
     def _group_type(
-        self, field: str, sent: str | Missing | None, current: Group | None
+        self, field: str, sent: str | Missing | None, existing: Group | None
     ) -> GroupType | None:
+        """Omitted: an existing group keeps its type; a new one needs it when published."""
         if isinstance(sent, Missing):
-            if current is not None:
-                return current.group_type
+            if existing is not None:
+                return existing.group_type
             if self.published:
                 self.fail(field, messages.REQUIRED_WHEN_PUBLISHED)
             return None
@@ -270,9 +319,22 @@ class _Check:
             except ValueError:
                 self.fail(field, messages.GROUP_TYPE_CHOICES)
                 return None
-        if current is not None and group_type != current.group_type:
+        if self.started and existing is not None and group_type != existing.group_type:
             self.fail(field, messages.READ_ONLY_AFTER_START)
         return group_type
+
+    def _treatment(
+        self, field: str, sent: Treatment | None, existing: Group | None
+    ) -> Treatment | None:
+        """Omitted: an existing group keeps its treatment; a new one has none."""
+        if sent is None:
+            return existing.treatment if existing is not None else None
+        problem = treatment_problem(sent)
+        if problem is not None:
+            self.fail(field, problem)
+        elif self.started and existing is not None and sent != existing.treatment:
+            self.fail(field, messages.READ_ONLY_AFTER_START)
+        return sent
 
     def _check_total(self, groups: Iterable[GroupState]) -> None:
         percentages = [g.percentage for g in groups]
@@ -289,3 +351,46 @@ class _Check:
         if sent is not None and parse(sent) != current:
             self.fail(field, messages.READ_ONLY_AFTER_START)
         return current
+
+
+def treatment_problem(treatment: Treatment) -> str | None:
+    """Why a treatment cannot be stored as sent, or None: text, numbers, depth, then size."""
+    stack: list[tuple[Any, int]] = [(treatment, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > limits.MAX_TREATMENT_DEPTH:
+                return messages.TREATMENT_TOO_DEEP.format(limit=limits.MAX_TREATMENT_DEPTH)
+            if isinstance(value, dict):
+                if any(_UNSTORABLE.search(key) for key in value):
+                    return messages.TREATMENT_UNSTORABLE_TEXT
+                items: Iterable[Any] = value.values()
+            else:
+                items = value
+            stack.extend((item, depth + 1) for item in items)
+        elif isinstance(value, str):
+            if _UNSTORABLE.search(value):
+                return messages.TREATMENT_UNSTORABLE_TEXT
+        elif isinstance(value, float) and not math.isfinite(value):
+            return messages.TREATMENT_NOT_FINITE
+    if _json_bytes(treatment) > limits.MAX_TREATMENT_BYTES:
+        return messages.TREATMENT_TOO_LARGE.format(limit=limits.MAX_TREATMENT_BYTES)
+    return None
+
+
+def _json_bytes(value: Any) -> int:
+    """Size as compact JSON in UTF-8 (lone surrogates escaped, so this never fails)."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return len(text.encode(errors="replace"))
+
+
+def _size(state: ExperimentState) -> int:
+    """The bytes a client wrote into the experiment, as compact JSON: see MAX_EXPERIMENT_BYTES."""
+    return _json_bytes(
+        [
+            state.name,
+            str(state.goal_id),
+            [str(room) for room in state.room_ids],
+            [[g.name, g.group_type, g.treatment] for g in state.groups],
+        ]
+    )

@@ -16,7 +16,9 @@ from server.domain.errors import (
     NotFound,
     PermissionDenied,
     PreconditionFailed,
+    RequestTooLarge,
     Unauthenticated,
+    UnreadableRequest,
 )
 
 # Read by the gateway's Lua filter: the REST status to answer when it is not the one Envoy
@@ -30,6 +32,9 @@ STATUS_OF: dict[type[DomainError], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     # A stale If-Match: a concurrency conflict that the client resolves by reading again.
     PreconditionFailed: grpc.StatusCode.ABORTED,
+    # Not RESOURCE_EXHAUSTED, which means "retry later" (REST 429): this request never fits.
+    RequestTooLarge: grpc.StatusCode.INVALID_ARGUMENT,
+    UnreadableRequest: grpc.StatusCode.INVALID_ARGUMENT,
 }
 # REST statuses that differ from Envoy's mapping of the gRPC code (ABORTED would be 409).
 HTTP_CODE_OF: dict[type[DomainError], str] = {PreconditionFailed: "412"}

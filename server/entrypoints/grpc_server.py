@@ -32,6 +32,7 @@ from server.adapters.database import make_engine
 from server.adapters.principal_cache import PrincipalCache
 from server.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from server.config import Settings
+from server.domain import limits
 from server.entrypoints.interceptors import RpcInterceptor
 from server.entrypoints.servicer import ExperimentServicer
 from server.service_layer.experiments import ExperimentService
@@ -75,7 +76,12 @@ def build_server(settings: Settings, *, reuse_port: bool = False) -> RunningServ
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.threads),
         interceptors=[RpcInterceptor()],
-        options=[("grpc.so_reuseport", 1 if reuse_port else 0)],
+        options=[
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
+            # Above our own limit, so that the interceptor refuses a request of up to twice
+            # limits.MAX_REQUEST_BYTES in our words; only larger ones get grpcio's message.
+            ("grpc.max_receive_message_length", 2 * limits.MAX_REQUEST_BYTES),
+        ],
     )
     experiments_pb2_grpc.add_ExperimentServiceServicer_to_server(  # type: ignore[no-untyped-call]
         ExperimentServicer(service, settings.public_base_url), server

@@ -9,8 +9,8 @@ from typing import Any
 
 import grpc
 
-from server.domain import messages
-from server.domain.errors import DomainError
+from server.domain import limits, messages
+from server.domain.errors import DomainError, RequestTooLarge, UnreadableRequest
 from server.entrypoints.errors import UNAVAILABLE, rich_status, status_code, transient_fault
 
 log = logging.getLogger("experiments.rpc")
@@ -27,6 +27,10 @@ class RpcInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     message. A database outage becomes UNAVAILABLE (retry) with one log line.
     Anything else is a bug: logged with its traceback, answered INTERNAL with a
     generic message, so no exception text reaches a client.
+
+    The request bytes are parsed here rather than by grpcio, whose failure to parse
+    (malformed protobuf, invalid UTF-8 in a string) would answer INTERNAL before any
+    of our code runs: too large or unreadable requests are INVALID_ARGUMENT, in our words.
     """
 
     def intercept_service(
@@ -38,19 +42,33 @@ class RpcInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         if handler is None or handler.unary_unary is None:
             return handler
         return grpc.unary_unary_rpc_method_handler(
-            _wrap(details.method, handler.unary_unary),
-            request_deserializer=handler.request_deserializer,
+            _wrap(details.method, handler.unary_unary, handler.request_deserializer),
+            # None: grpcio hands the request bytes over as they came.
+            request_deserializer=None,
             response_serializer=handler.response_serializer,
         )
 
 
-def _wrap(method: str, behavior: Behavior) -> Behavior:
-    def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
+def _parse(raw: bytes, deserializer: Callable[[bytes], Any] | None) -> Any:
+    if deserializer is None:
+        return raw
+    if len(raw) > limits.MAX_REQUEST_BYTES:
+        raise RequestTooLarge()
+    try:
+        return deserializer(raw)
+    except Exception:  # DecodeError, or RecursionError for deep nesting: the client's bytes
+        message_type = getattr(deserializer, "__self__", None)
+        name = getattr(getattr(message_type, "DESCRIPTOR", None), "full_name", "request")
+        raise UnreadableRequest(messages.UNREADABLE_REQUEST.format(message=name)) from None
+
+
+def _wrap(method: str, behavior: Behavior, deserializer: Callable[[bytes], Any] | None) -> Behavior:
+    def wrapped(raw: bytes, context: grpc.ServicerContext) -> Any:
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         cause = None
         try:
-            return behavior(request, context)
+            return behavior(_parse(raw, deserializer), context)
         except DomainError as error:
             code = status_code(error)
             context.abort_with_status(rich_status(error))

@@ -10,8 +10,9 @@ from experiments.v5 import experiments_pb2_grpc
 from google.protobuf import empty_pb2
 
 from server.domain.concurrency import IDEMPOTENCY_KEY, IF_MATCH, IF_NONE_MATCH, not_modified
+from server.domain.limits import PAGE_BUDGET_BYTES
 from server.domain.model import Experiment
-from server.domain.pagination import Cursor, encode_cursor
+from server.domain.pagination import Cursor, encode_cursor, within_budget
 from server.entrypoints.errors import HTTP_CODE_HEADER
 from server.entrypoints.translate import experiment_input, experiment_message, fill_experiment
 from server.service_layer.experiments import ExperimentService
@@ -31,9 +32,18 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
         page = self._service.list(
             _authorization(context), request.organization_id, request.page_size, request.cursor
         )
-        base = f"{self._base_url(context)}/api/v5/orgs/{request.organization_id}/experiments"
+        response = pb.ListExperimentsResponse()
+        results = response.results
+        for experiment in page.items:
+            # Filled in place: results=[...] would copy every message once more.
+            fill_experiment(results.add(), experiment)
+        if response.ByteSize() > PAGE_BUDGET_BYTES:
+            # Too large for a client or the gateway: fewer items, and a cursor to the rest.
+            page, kept = within_budget(page, [message.ByteSize() for message in results])
+            del results[kept.stop :]
+            del results[: kept.start]
 
-        next_cursor, previous_cursor = _raw(page.next), _raw(page.previous)
+        base = f"{self._base_url(context)}/api/v5/orgs/{request.organization_id}/experiments"
 
         def url(cursor: str) -> str:
             if not cursor:
@@ -43,15 +53,9 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
                 query["page_size"] = str(request.page_size)
             return f"{base}?{urlencode(query)}"
 
-        response = pb.ListExperimentsResponse(
-            next=url(next_cursor),
-            previous=url(previous_cursor),
-            next_cursor=next_cursor,
-            previous_cursor=previous_cursor,
-        )
-        for experiment in page.items:
-            # Filled in place: results=[...] would copy every message once more.
-            fill_experiment(response.results.add(), experiment)
+        response.next_cursor, response.previous_cursor = _raw(page.next), _raw(page.previous)
+        response.next = url(response.next_cursor)
+        response.previous = url(response.previous_cursor)
         return response
 
     def GetExperiment(

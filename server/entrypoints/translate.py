@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from experiments.v5 import experiments_pb2 as pb
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 
 from server.domain.model import Experiment, Group, Treatment, User
-from server.domain.rules import MISSING, ExperimentInput, GroupInput, Missing
+from server.domain.rules import MISSING, UNREADABLE, ExperimentInput, GroupInput, Missing, Time
 
 
 def experiment_input(message: pb.Experiment) -> ExperimentInput:
@@ -17,8 +18,8 @@ def experiment_input(message: pb.Experiment) -> ExperimentInput:
         is_draft=message.is_draft if message.HasField("is_draft") else None,
         name=message.name if message.HasField("name") else None,
         goal_id=message.goal_id if message.HasField("goal_id") else None,
-        starts_at=_datetime(message.starts_at) if message.HasField("starts_at") else None,
-        ends_at=_datetime(message.ends_at) if message.HasField("ends_at") else None,
+        starts_at=_time(message.starts_at) if message.HasField("starts_at") else None,
+        ends_at=_time(message.ends_at) if message.HasField("ends_at") else None,
         group_reset_interval=(
             message.group_reset_interval if message.HasField("group_reset_interval") else None
         ),
@@ -31,13 +32,13 @@ def _group_input(message: pb.Group) -> GroupInput:
     group_type: str | Missing | None = MISSING
     if message.HasField("group_type"):
         kind = message.group_type.WhichOneof("kind")
-        if kind == "null_value":
+        if kind is None or kind == "null_value":  # an unset Value is JSON null
             group_type = None
         elif kind == "string_value":
             group_type = message.group_type.string_value
         else:
-            # Not a string: passed on in its JSON form so the rules reject it by name.
-            group_type = json_format.MessageToJson(message.group_type)
+            # Not a string (a number, perhaps NaN): named by its kind, so the rules reject it.
+            group_type = f"<{kind}>"
     return GroupInput(
         name=message.name if message.HasField("name") else None,
         percentage=message.percentage if message.HasField("percentage") else None,
@@ -47,8 +48,24 @@ def _group_input(message: pb.Group) -> GroupInput:
 
 
 def _treatment_dict(message: struct_pb2.Struct) -> Treatment:
-    treatment: Treatment = json_format.MessageToDict(message)
-    return treatment
+    # By hand rather than json_format.MessageToDict, which raises on NaN and Infinity: those
+    # reach the rules as floats, to be refused by name.
+    return {key: _plain(value) for key, value in message.fields.items()}
+
+
+def _plain(value: struct_pb2.Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        return _treatment_dict(value.struct_value)
+    if kind == "list_value":
+        return [_plain(item) for item in value.list_value.values]
+    if kind == "string_value":
+        return value.string_value
+    if kind == "number_value":
+        return value.number_value
+    if kind == "bool_value":
+        return value.bool_value
+    return None  # null_value, or no kind at all (JSON null)
 
 
 def experiment_message(experiment: Experiment) -> pb.Experiment:
@@ -138,5 +155,12 @@ def _set_time(message: timestamp_pb2.Timestamp, value: datetime) -> None:
     message.nanos = delta.microseconds * 1_000
 
 
-def _datetime(value: timestamp_pb2.Timestamp) -> datetime:
-    return value.ToDatetime(tzinfo=UTC)
+def _time(value: timestamp_pb2.Timestamp) -> Time:
+    """The time a Timestamp stands for (to the microsecond), or UNREADABLE if it is not valid:
+    nanos outside 0..999,999,999, or seconds outside what a datetime holds (years 1-9999)."""
+    if not 0 <= value.nanos <= 999_999_999:
+        return UNREADABLE
+    try:
+        return value.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        return UNREADABLE

@@ -44,15 +44,16 @@ class World:
 
 
 class Stack:
-    """A migrated database (SQLite unless given), the gRPC server and Envoy in front of it."""
+    """A migrated database (SQLite by default), the gRPC server and Envoy in front of it."""
 
     def __init__(self, workdir: Path, database_url: str | None = None) -> None:
         self.workdir = workdir
         self.grpc_port = _free_port()
+        # SQLite in the work folder unless told otherwise (tests/fuzz also runs on PostgreSQL).
+        self.database_url = database_url or f"sqlite:///{workdir / 'experiments.sqlite3'}"
         self.env = {
             **os.environ,
-            "EXPERIMENTS_DATABASE_URL": database_url
-            or f"sqlite:///{workdir / 'experiments.sqlite3'}",
+            "EXPERIMENTS_DATABASE_URL": self.database_url,
             "EXPERIMENTS_GRPC_HOST": "127.0.0.1",
             "EXPERIMENTS_GRPC_PORT": str(self.grpc_port),
             "EXPERIMENTS_WORKERS": "1",

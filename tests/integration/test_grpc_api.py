@@ -380,6 +380,23 @@ def test_ended_experiment_can_no_longer_be_updated(client: Client) -> None:
     }
 
 
+def test_draft_whose_end_has_passed_can_be_edited_but_not_published(client: Client) -> None:
+    draft = pb.Experiment(is_draft=True, name="Old idea")
+    draft.ends_at.FromJsonString("2019-05-22T13:02:35.123Z")
+    created = _create(client, draft)
+    created.name = "Old idea, revisited"
+
+    assert _update(client, created).name == "Old idea, revisited"
+
+    experiment = published(client.world)
+    experiment.ends_at.FromJsonString("2019-05-22T13:02:35.123Z")
+    experiment.starts_at.FromJsonString("2019-05-08T13:02:35.123Z")
+    experiment.id = created.id
+    assert field_violations(_fails(_update, client, experiment)) == {
+        "ends_at": messages.ENDS_IN_THE_PAST
+    }
+
+
 def test_group_type_may_be_null_but_not_missing_when_published(client: Client) -> None:
     experiment = published(client.world)
     experiment.groups[1].group_type.null_value = struct_pb2.NULL_VALUE

@@ -21,6 +21,7 @@ from server.domain.pagination import (
     encode_cursor,
     page_of,
     page_size,
+    within_budget,
 )
 from tests.unit.builders import NOW, violations_of
 from tests.unit.fakes import keyset_page
@@ -108,6 +109,12 @@ VALID = encode_cursor(Cursor(A_POSITION))
         _payload(t=NOW.isoformat(), i="not-a-uuid", b=False),
         _payload(t=12, i=str(A_POSITION.id), b=False),
         _payload(t=NOW.isoformat(), i=7, b=False),
+        # Forged times far from any row: out of range, or overflowing once shifted to UTC.
+        _payload(t="0001-01-01T00:00:00+14:00", i=str(A_POSITION.id), b=False),
+        _payload(t="9999-12-31T23:59:59-14:00", i=str(A_POSITION.id), b=False),
+        _payload(t="1969-12-31T23:59:59+00:00", i=str(A_POSITION.id), b=False),
+        _payload(t="9999-01-01T00:00:00+00:00", i=str(A_POSITION.id), b=False),
+        _payload(t=NOW.isoformat(), i=str(A_POSITION.id) + "\u0000", b=False),
     ],
 )
 def test_tampered_or_garbage_cursor_is_rejected_naming_cursor(cursor: str) -> None:
@@ -227,3 +234,50 @@ def test_empty_page_before_the_start_links_forward_to_where_the_client_came_from
     assert page.previous is None
     assert page.next == Cursor(POSITIONS["e7"], backwards=False)
     assert fetch(page.next).items == ("e6", "e5", "e4")
+
+
+# --- within_budget: a page that would be too large stops early ------------------------------
+
+
+def _walk_with_budget(sizes: dict[str, int], budget: int, backwards: bool = False) -> list[str]:
+    """Every item reached by following next (or previous) from one end under the budget."""
+    seen: list[str] = []
+    cursor: Cursor | None = None
+    if backwards:
+        cursor = Cursor(Position(NOW, UUID(int=0)), backwards=True)  # before the oldest
+    for _ in range(len(NAMES) + 1):
+        page, kept = within_budget(
+            fetch(cursor, limit=3), [sizes[n] for n in fetch(cursor, 3).items], budget
+        )
+        assert len(page.items) == kept.stop - kept.start >= 1
+        seen.extend(reversed(page.items) if backwards else page.items)
+        cursor = page.previous if backwards else page.next
+        if cursor is None:
+            break
+    return seen
+
+
+def test_page_within_budget_is_kept_whole() -> None:
+    page = fetch(None)
+
+    assert within_budget(page, [10, 10, 10], budget=30) == (page, slice(0, 3))
+
+
+def test_page_over_budget_stops_early_and_next_continues_with_the_rest() -> None:
+    sizes = {name: 10 for name in NAMES}
+
+    assert _walk_with_budget(sizes, budget=25) == list(reversed(NAMES))
+
+
+def test_page_over_budget_read_backwards_stops_early_and_previous_continues() -> None:
+    sizes = {name: 10 for name in NAMES}
+
+    assert _walk_with_budget(sizes, budget=15, backwards=True) == NAMES
+
+
+def test_one_item_larger_than_the_budget_still_makes_a_page() -> None:
+    page, kept = within_budget(fetch(None), [100, 1, 1], budget=10)
+
+    assert page.items == ("e7",)
+    assert kept == slice(0, 1)
+    assert page.next == Cursor(POSITIONS["e7"])

@@ -77,7 +77,8 @@ def test_draft_can_stay_a_draft_with_attributes_missing() -> None:
 def test_publishing_a_draft_checks_what_publishing_requires() -> None:
     data = published_input(name=None, goal_id=None, groups=(group_input(None, 60, MISSING),))
 
-    assert rejected(draft_experiment(), data) == {
+    # The draft has no groups yet: the group is added, so its group_type is required as on create.
+    assert rejected(draft_experiment(groups=()), data) == {
         ("name", messages.REQUIRED_WHEN_PUBLISHED),
         ("goal_id", messages.REQUIRED_WHEN_PUBLISHED),
         ("groups[0].name", messages.REQUIRED_WHEN_PUBLISHED),
@@ -299,7 +300,8 @@ def changed_everything(current: Experiment) -> ExperimentInput:
         room_ids=(str(ROOM_B.id),),
         groups=(
             group_input("A", 40, "target_algorithm", TREATMENT_B),
-            group_input("B", 40, None, None),
+            # An empty treatment replaces group B's (omitting it would keep it).
+            group_input("B", 40, None, {}),
             group_input("C", 20, "target_random", TREATMENT_A),
         ),
     )
@@ -314,7 +316,7 @@ def test_scheduled_experiment_can_change_every_attribute() -> None:
     assert state.room_ids == (ROOM_B.id,)
     assert [(g.group_type, g.treatment) for g in state.groups] == [
         (GroupType.TARGET_ALGORITHM, TREATMENT_B),
-        (None, None),
+        (None, {}),
         (GroupType.TARGET_RANDOM, TREATMENT_A),
     ]
 
@@ -360,9 +362,74 @@ def test_scheduled_experiment_still_checks_references() -> None:
     }
 
 
-def test_scheduled_experiment_group_type_must_still_be_sent() -> None:
+# --- Optional group_type and treatment before the start (the spec's update table) ----------
+
+
+def test_scheduled_experiment_group_omitting_group_type_and_treatment_keeps_both() -> None:
+    current = scheduled_experiment()
+    data = with_group(input_from(current), 1, group_type=MISSING, treatment=None)
+
+    state = update(current, data)
+
+    assert (state.groups[1].group_type, state.groups[1].treatment) == (
+        GroupType.USER_DEFINED,
+        TREATMENT_B,
+    )
+
+
+def test_draft_group_omitting_group_type_and_treatment_keeps_both() -> None:
+    current = draft_experiment()
+    data = with_group(input_from(current), 0, group_type=MISSING, treatment=None)
+
+    state = update(current, data)
+
+    assert (state.groups[0].group_type, state.groups[0].treatment) == (
+        GroupType.CONTROL,
+        TREATMENT_A,
+    )
+
+
+def test_scheduled_experiment_group_null_group_type_still_clears_it() -> None:
     current = scheduled_experiment()
 
-    assert rejected(current, with_group(input_from(current), 1, group_type=MISSING)) == {
-        ("groups[1].group_type", messages.REQUIRED_WHEN_PUBLISHED)
-    }
+    state = update(current, with_group(input_from(current), 1, group_type=None))
+
+    assert state.groups[1].group_type is None
+
+
+def test_group_added_by_an_update_needs_group_type_when_published() -> None:
+    current = scheduled_experiment()
+    data = input_from(current)
+    data = replace(
+        data,
+        groups=(
+            replace(data.groups[0], percentage=80),
+            data.groups[1],
+            group_input("C", 10, MISSING, None),
+        ),
+    )
+
+    assert rejected(current, data) == {("groups[2].group_type", messages.REQUIRED_WHEN_PUBLISHED)}
+
+
+def test_group_added_by_an_update_without_treatment_has_none() -> None:
+    current = scheduled_experiment()
+    data = input_from(current)
+    data = replace(
+        data,
+        groups=(
+            replace(data.groups[0], percentage=80),
+            data.groups[1],
+            group_input("C", 10, None, None),
+        ),
+    )
+
+    assert update(current, data).groups[2].treatment is None
+
+
+def test_started_experiment_group_omitting_treatment_keeps_it() -> None:
+    current = started_experiment()
+
+    state = update(current, with_group(input_from(current), 0, treatment=None))
+
+    assert state.groups[0].treatment == TREATMENT_A

@@ -44,9 +44,14 @@ class ExperimentServiceStub:
     the body: a stale write is refused whatever it carries.
     5. INVALID_ARGUMENT: the request breaks a rule; the status details carry a
     `google.rpc.BadRequest` listing every offending field, for example
-    `groups[1].percentage`. Nothing is written. A malformed `if-match` or
-    `idempotency-key` metadata value is reported the same way, under the
-    metadata name.
+    `groups[1].percentage`, at most 50 of them (and 4 KiB of text) plus one
+    with field "" saying how many more were left out. Nothing is written.
+    A malformed `if-match` or `idempotency-key` metadata value is reported
+    the same way, under the metadata name. A request that is not a readable
+    message (malformed, invalid UTF-8 in a string, nested too deeply) or is
+    larger than 4 MiB is INVALID_ARGUMENT too, without field violations.
+    Over REST a body larger than 1 MiB is refused by the gateway with HTTP
+    413.
 
     UNAVAILABLE (REST: 503) means the database is unreachable or restarting:
     retry later, with backoff. Unexpected server faults (bugs) are answered
@@ -112,9 +117,14 @@ class ExperimentServiceServicer:
     the body: a stale write is refused whatever it carries.
     5. INVALID_ARGUMENT: the request breaks a rule; the status details carry a
     `google.rpc.BadRequest` listing every offending field, for example
-    `groups[1].percentage`. Nothing is written. A malformed `if-match` or
-    `idempotency-key` metadata value is reported the same way, under the
-    metadata name.
+    `groups[1].percentage`, at most 50 of them (and 4 KiB of text) plus one
+    with field "" saying how many more were left out. Nothing is written.
+    A malformed `if-match` or `idempotency-key` metadata value is reported
+    the same way, under the metadata name. A request that is not a readable
+    message (malformed, invalid UTF-8 in a string, nested too deeply) or is
+    larger than 4 MiB is INVALID_ARGUMENT too, without field violations.
+    Over REST a body larger than 1 MiB is refused by the gateway with HTTP
+    413.
 
     UNAVAILABLE (REST: 503) means the database is unreachable or restarting:
     retry later, with backoff. Unexpected server faults (bugs) are answered
@@ -179,7 +189,9 @@ class ExperimentServiceServicer:
         object back changes exactly that attribute. Output-only attributes sent
         back are ignored. Attributes that became read-only when the experiment
         started may be sent with their current value or omitted; a different
-        value is rejected.
+        value is rejected. The exception: a group's `group_type` and `treatment`
+        are optional, and an existing group that omits them keeps them (see
+        Group).
 
         With `if-match` metadata (REST: `If-Match`) naming an etag (`"3"`, `3`,
         a comma list, or `*`), the update happens only if the experiment is still
@@ -189,8 +201,9 @@ class ExperimentServiceServicer:
         Returns UNAUTHENTICATED, PERMISSION_DENIED (no access to the organization,
         no active subscription, no settings permission), NOT_FOUND, ABORTED
         (REST: 412) when `if-match` names another version, or INVALID_ARGUMENT
-        when an attribute is malformed, the experiment has ended, `ends_at` is
-        before `starts_at`, `is_draft` goes from false to true, or a read-only
+        when an attribute is malformed, the published experiment has ended,
+        `ends_at` is before `starts_at`, `is_draft` goes from false to true, a
+        draft whose `ends_at` has passed is published, or a read-only
         attribute of a started experiment would change.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -264,9 +277,14 @@ class ExperimentService:
     the body: a stale write is refused whatever it carries.
     5. INVALID_ARGUMENT: the request breaks a rule; the status details carry a
     `google.rpc.BadRequest` listing every offending field, for example
-    `groups[1].percentage`. Nothing is written. A malformed `if-match` or
-    `idempotency-key` metadata value is reported the same way, under the
-    metadata name.
+    `groups[1].percentage`, at most 50 of them (and 4 KiB of text) plus one
+    with field "" saying how many more were left out. Nothing is written.
+    A malformed `if-match` or `idempotency-key` metadata value is reported
+    the same way, under the metadata name. A request that is not a readable
+    message (malformed, invalid UTF-8 in a string, nested too deeply) or is
+    larger than 4 MiB is INVALID_ARGUMENT too, without field violations.
+    Over REST a body larger than 1 MiB is refused by the gateway with HTTP
+    413.
 
     UNAVAILABLE (REST: 503) means the database is unreachable or restarting:
     retry later, with backoff. Unexpected server faults (bugs) are answered

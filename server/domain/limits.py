@@ -1,0 +1,48 @@
+"""Every size, count and depth limit of the API, in one place, each with the reason for it.
+
+README.md ("Limits") and the proto comments document these numbers; tests check each at its
+edge. They are chosen so that any page the API can produce fits through a default gRPC client
+(4 MiB per message) and through the gateway's response buffer (see gateway/envoy.yaml).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Final
+
+KIB: Final = 1024
+MIB: Final = 1024 * KIB
+
+# Names are one line of text for people; the column is VARCHAR(255) on PostgreSQL.
+NAME_MAX_LENGTH: Final = 255
+# An A/B test splits visitors into a handful of groups; 100 leaves room without letting one
+# experiment grow without bound.
+MAX_GROUPS: Final = 100
+# Rooms are listed by ID; each costs a lookup and a row, and a response shows every room.
+MAX_ROOMS: Final = 100
+# A treatment is a rule (name, actions, conditions): kilobytes, not megabytes. Measured as
+# compact JSON in UTF-8 (what PostgreSQL and SQLite store).
+MAX_TREATMENT_BYTES: Final = 16 * KIB
+# Objects and arrays nested inside a treatment, the treatment itself being level 1. Deeper JSON
+# is refused before it reaches a JSON column or a recursive encoder.
+MAX_TREATMENT_DEPTH: Final = 16
+# Everything a client writes into one experiment (names, IDs, treatments) as compact JSON: bounds
+# every response that shows the experiment, so a page of them stays within PAGE_BUDGET_BYTES.
+MAX_EXPERIMENT_BYTES: Final = 128 * KIB
+# A gRPC request larger than this is refused in our words, before it is parsed. A REST body is
+# at most 1 MiB (the gateway), which is below this even after the JSON -> protobuf growth.
+MAX_REQUEST_BYTES: Final = 4 * MIB
+# A list page stops early (its next cursor continues) before its experiments take more than this
+# many protobuf bytes, so a page always fits a default gRPC client (4 MiB) and, as JSON (at most
+# about 6 times larger, for text made of escaped control characters), the gateway's 4 MiB
+# response buffer. A page always holds at least one experiment; one is at most about 260 KiB.
+PAGE_BUDGET_BYTES: Final = 512 * KIB
+# A refused request names at most this many fields (and says how many more there were), and
+# their text stays under the byte budget: the google.rpc.BadRequest travels in a gRPC trailer,
+# which a default client caps at 8 KiB.
+MAX_FIELD_VIOLATIONS: Final = 50
+FIELD_VIOLATIONS_BUDGET_BYTES: Final = 4 * KIB
+# Times the API accepts: what both databases store and read back identically, in any session
+# time zone (a date at year 1 or 9999 can cross into year 0 or 10000 once shifted by an offset).
+EARLIEST_TIME: Final = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIME: Final = datetime(9999, 1, 1, tzinfo=UTC)  # exclusive

@@ -1,0 +1,77 @@
+"""Shared pieces of the fuzz tier: how many requests were fuzzed, and what the database holds.
+
+The tier is bounded (FUZZ_EXAMPLES per property, override with EXPERIMENTS_FUZZ_EXAMPLES) and
+derandomized, so `make test` runs the same requests every time in about a minute. The counts are
+printed at the end of the run ("fuzzed requests") for the closing note.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from server.adapters.database import make_engine
+from server.adapters.orm import ExperimentGroupRecord, ExperimentRecord
+from tests.integration.databases import backend_params, temporary_database
+
+FUZZ_EXAMPLES = int(os.environ.get("EXPERIMENTS_FUZZ_EXAMPLES", "400"))
+
+# Derandomized: the same examples on every run (CI reproduces a failure as is); no example
+# database, so nothing is written into the checkout.
+FUZZ_SETTINGS = settings(
+    max_examples=FUZZ_EXAMPLES,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+# (tier, database) -> requests sent / answered with INTERNAL, UNKNOWN or a 5xx.
+FUZZED: Counter[tuple[str, str]] = Counter()
+FAILED: Counter[tuple[str, str]] = Counter()
+# (tier, database, answer) -> count: shows the fuzzing reached past validation too.
+ANSWERS: Counter[tuple[str, str, str]] = Counter()
+
+
+@pytest.fixture(params=backend_params())
+def fuzz_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """(backend name, URL) of an empty database, without tables, of each backend in turn."""
+    with temporary_database(request.param, tmp_path) as url:
+        yield request.param, url
+
+
+def snapshot(engine: Engine) -> tuple[int, int, object]:
+    """What a refused request must leave unchanged: row counts and the latest update."""
+    with engine.connect() as connection:
+        experiments = connection.execute(
+            select(func.count(), func.max(ExperimentRecord.updated_at))
+        ).one()
+        groups = connection.execute(select(func.count()).select_from(ExperimentGroupRecord))
+        return experiments[0], groups.scalar_one(), experiments[1]
+
+
+def engine_for(url: str) -> Engine:
+    return make_engine(url, pool_size=1)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not FUZZED:
+        return
+    terminalreporter.section("fuzzed requests")
+    for (tier, database), count in sorted(FUZZED.items()):
+        answers = ", ".join(
+            f"{answer} {n}"
+            for (t, d, answer), n in sorted(ANSWERS.items())
+            if (t, d) == (tier, database)
+        )
+        terminalreporter.write_line(
+            f"{tier} on {database}: {count} fuzzed requests, "
+            f"{FAILED[(tier, database)]} INTERNAL/5xx ({answers})"
+        )
