@@ -77,7 +77,7 @@ def build_server(settings: Settings, *, reuse_port: bool = False) -> RunningServ
         interceptors=[RpcInterceptor()],
         options=[("grpc.so_reuseport", 1 if reuse_port else 0)],
     )
-    experiments_pb2_grpc.add_ExperimentServiceServicer_to_server(  # type: ignore[no-untyped-call]
+    experiments_pb2_grpc.add_ExperimentServiceServicer_to_server(
         ExperimentServicer(service, settings.public_base_url), server
     )
     health_servicer = health.HealthServicer()

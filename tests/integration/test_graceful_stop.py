@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -66,7 +67,7 @@ def test_sigterm_lets_a_running_create_finish_then_exits_cleanly(
     if engine.dialect.name != "sqlite":
         pytest.skip("holds the SQLite writer lock to keep an RPC in flight")
     with Session(engine) as session:
-        world = dict(create_demo_world(session))
+        world: dict[str, Any] = dict(create_demo_world(session))
         session.commit()
     engine.dispose()
     lock_file = Path(f"{engine.url.database}.writer-lock")
