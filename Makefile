@@ -38,8 +38,10 @@ $(NODE_STAMP): $(TS)/package-lock.json
 $(BUF): $(NODE_STAMP)
 
 .PHONY: generate
-generate: $(STAMP) ## Rebuild generated/ (messages, stubs, .pyi, Envoy descriptor set) from protos/
+generate: $(STAMP) ## Rebuild generated/ (messages, stubs, .pyi, descriptor set), the OpenAPI document and the TypeScript client
 	$(PY) tools/generate.py
+	$(PY) tools/openapi.py
+	$(MAKE) --no-print-directory generate-ts
 
 .PHONY: check-generated
 check-generated: $(STAMP) ## Fail if generated/ is not what protos/ generates
@@ -59,6 +61,7 @@ migrate: $(STAMP) ## Apply the Alembic migrations to EXPERIMENTS_DATABASE_URL
 .PHONY: run
 run: $(STAMP) ## Set up, migrate, seed demo data if empty, then serve gRPC and REST (Envoy)
 	$(BIN)/experiments-admin migrate
+	@echo "OpenAPI 3.1 document of the REST API: $(CURDIR)/openapi/experiments.v5.yaml"
 	$(PY) gateway/run.py
 
 .PHONY: buf-build
@@ -85,12 +88,20 @@ check-ts-generated: $(BUF) ## Fail if clients/typescript/src/gen is not what pro
 	  diff -r "$$tmp/src/gen" $(TS)/src/gen || \
 	  { echo "clients/typescript/src/gen is stale: run make generate-ts and commit it" >&2; exit 1; }
 
+.PHONY: check-openapi
+check-openapi: $(STAMP) ## Fail if openapi/experiments.v5.yaml is not what the descriptor set generates
+	$(PY) tools/openapi.py --check
+
+.PHONY: test-openapi
+test-openapi: $(STAMP) ## Validate the OpenAPI document, then schemathesis through the real Envoy and server
+	$(BIN)/pytest -q tests/e2e/test_openapi.py
+
 .PHONY: test-typescript
 test-typescript: $(STAMP) $(NODE_STAMP) ## The TypeScript client against the real server and Envoy
 	$(BIN)/pytest -q tests/e2e/test_typescript_client.py
 
 .PHONY: test
-test: $(STAMP) $(NODE_STAMP) check-generated lint buf-build buf-breaking check-ts-generated ## Set up, then run every test (unit, integration, e2e, contract)
+test: $(STAMP) $(NODE_STAMP) check-generated lint buf-build buf-breaking check-ts-generated check-openapi ## Set up, then run every test (unit, integration, e2e, contract)
 	$(BIN)/pytest -q
 
 .PHONY: test-unit
