@@ -159,6 +159,25 @@ class Builder:
     def __init__(self, contract: Contract) -> None:
         self.contract = contract
         self.schemas: dict[str, Json] = {}
+        self.sent = self._sent_messages()
+
+    def _sent_messages(self) -> set[str]:
+        """The messages a client sends in a request body; the others only come back."""
+        service, _, _ = self.contract.service(SERVICE)
+        pending = []
+        for method in service.method:
+            body = method.options.Extensions[annotations_pb2.http].body
+            request, _, _ = self.contract.messages[method.input_type]
+            pending += [f.type_name for f in request.field if f.name == body and f.type_name]
+        sent: set[str] = set()
+        while pending:
+            name = pending.pop()
+            if name in sent or name not in self.contract.messages:
+                continue
+            sent.add(name)
+            message, _, _ = self.contract.messages[name]
+            pending += [f.type_name for f in message.field if f.type_name]
+        return sent
 
     def ref(self, type_name: str) -> Json:
         name = _short(type_name)
@@ -183,9 +202,13 @@ class Builder:
                 schema["readOnly"] = True
             if field_behavior_pb2.FieldBehavior.REQUIRED in behaviors:
                 required.append(key)
-            elif output_only and "$ref" not in schema and not field.proto3_optional:
-                # Envoy prints every field without presence (always_print_primitive_fields),
-                # so a response always has it; readOnly keeps requests free of it.
+            elif (
+                (output_only or type_name not in self.sent)
+                and "$ref" not in schema
+                and not field.proto3_optional
+            ):
+                # Envoy prints every field without presence (always_print_primitive_fields), so
+                # a response always has it; readOnly keeps it out of requests.
                 required.append(key)
             if description:
                 schema = self._describe(schema, description)
