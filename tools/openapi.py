@@ -8,8 +8,10 @@ what the gateway really does:
   query parameters from the other fields of the request message, the body from `body:`;
 - descriptions from the proto comments, `required` and `readOnly` from `google.api.field_behavior`;
 - JSON as Envoy prints and parses it (see gateway/envoy.yaml): proto field names, timestamps
-  as RFC 3339 strings, a google.protobuf.Struct as any object, proto3 `optional` and timestamps
-  nullable in requests (null clears them), 64-bit integers as strings;
+  as RFC 3339 strings, a google.protobuf.Struct as any object, proto3 `optional` fields,
+  timestamps and lists nullable in requests (null clears them), 64-bit integers as strings.
+  The canonical forms only: Envoy also takes "42" for an integer or "true" for a boolean, which
+  the document does not advertise;
 - 201 for Create and 204 with no body for an RPC returning google.protobuf.Empty (the server sets
   them through the gateway), and errors as google.rpc.Status JSON with google.rpc.BadRequest;
 - the rules a client can check before sending (value sets, ranges, lengths, counts), taken from
@@ -246,7 +248,8 @@ class Builder:
         if field_behavior_pb2.FieldBehavior.REQUIRED in behaviors:
             nullable = False
         if repeated:
-            array: Json = {"type": "array", "items": item}
+            # In a request body, null is an empty list, as for any field protobuf JSON parses.
+            array: Json = {"type": ["array", "null"] if message in self.sent else "array"}
             for key in ("maxItems", "minItems"):
                 if key in rules:
                     array[key] = rules.pop(key)
