@@ -10,7 +10,12 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROTO_SRC := $(shell find protos -name '*.proto' -not -path 'protos/google/*')
-BUF := node_modules/.bin/buf
+# The npm tools (buf, protoc-gen-es, tsc) and the TypeScript client's libraries, pinned by
+# clients/typescript/package-lock.json.
+TS := clients/typescript
+NODE_STAMP := $(TS)/node_modules/.installed
+BUF := $(TS)/node_modules/.bin/buf
+BASELINE := contract/baseline.binpb
 
 .PHONY: help
 help: ## List the targets
@@ -26,12 +31,17 @@ $(STAMP): pyproject.toml
 .PHONY: install
 install: $(STAMP) ## Create .venv and install the service with its dev and gateway tools
 
-$(BUF):
-	npm install --silent --no-audit --no-fund --no-save @bufbuild/buf@1.75.0
+$(NODE_STAMP): $(TS)/package-lock.json
+	npm ci --prefix $(TS) --silent --no-audit --no-fund
+	touch $@
+
+$(BUF): $(NODE_STAMP)
 
 .PHONY: generate
-generate: $(STAMP) ## Rebuild generated/ (messages, stubs, .pyi, Envoy descriptor set) from protos/
+generate: $(STAMP) ## Rebuild generated/ (messages, stubs, .pyi, descriptor set), the OpenAPI document and the TypeScript client
 	$(PY) tools/generate.py
+	$(PY) tools/openapi.py
+	$(MAKE) --no-print-directory generate-ts
 
 .PHONY: check-generated
 check-generated: $(STAMP) ## Fail if generated/ is not what protos/ generates
@@ -51,10 +61,47 @@ migrate: $(STAMP) ## Apply the Alembic migrations to EXPERIMENTS_DATABASE_URL
 .PHONY: run
 run: $(STAMP) ## Set up, migrate, seed demo data if empty, then serve gRPC and REST (Envoy)
 	$(BIN)/experiments-admin migrate
+	@echo "OpenAPI 3.1 document of the REST API: $(CURDIR)/openapi/experiments.v5.yaml"
 	$(PY) gateway/run.py
 
+.PHONY: buf-build
+buf-build: $(BUF) ## Build the contract with buf alone (vendored googleapis, no network)
+	$(BUF) build
+
+.PHONY: buf-breaking
+buf-breaking: $(BUF) ## Fail if the contract breaks compatibility with contract/baseline.binpb
+	$(BUF) breaking protos --against $(BASELINE)
+
+.PHONY: baseline
+baseline: $(BUF) ## Deliberately move the compatibility baseline to the current contract (commit it)
+	$(BUF) build protos --exclude-source-info -o $(BASELINE)
+	@echo "$(BASELINE) now holds the current contract; commit it with the change it allows"
+
+.PHONY: generate-ts
+generate-ts: $(BUF) ## Rebuild clients/typescript/src/gen from protos/ (protoc-gen-es)
+	cd $(TS) && node_modules/.bin/buf generate ../.. --template buf.gen.yaml
+
+.PHONY: check-ts-generated
+check-ts-generated: $(BUF) ## Fail if clients/typescript/src/gen is not what protos/ generates
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  (cd $(TS) && node_modules/.bin/buf generate ../.. --template buf.gen.yaml -o "$$tmp") && \
+	  diff -r "$$tmp/src/gen" $(TS)/src/gen || \
+	  { echo "clients/typescript/src/gen is stale: run make generate-ts and commit it" >&2; exit 1; }
+
+.PHONY: check-openapi
+check-openapi: $(STAMP) ## Fail if openapi/experiments.v5.yaml is not what the descriptor set generates
+	$(PY) tools/openapi.py --check
+
+.PHONY: test-openapi
+test-openapi: $(STAMP) ## Validate the OpenAPI document, then schemathesis through the real Envoy and server
+	$(BIN)/pytest -q tests/e2e/test_openapi.py
+
+.PHONY: test-typescript
+test-typescript: $(STAMP) $(NODE_STAMP) ## The TypeScript client against the real server and Envoy
+	$(BIN)/pytest -q tests/e2e/test_typescript_client.py
+
 .PHONY: test
-test: $(STAMP) check-generated lint ## Set up, then run every test (unit, integration, e2e)
+test: $(STAMP) $(NODE_STAMP) check-generated lint buf-build buf-breaking check-ts-generated check-openapi ## Set up, then run every test (unit, integration, e2e, contract)
 	$(BIN)/pytest -q
 
 .PHONY: test-unit

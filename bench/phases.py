@@ -128,11 +128,7 @@ def published_experiment(world: seed.World, name: str) -> pb.Experiment:
                 name="Control" if position == 0 else f"Variant {chr(64 + position)}",
                 percentage=percentage,
                 group_type=_value(group_type),
-                treatment=pb.Treatment(
-                    name=treatment["name"],
-                    actions=[_value(action) for action in treatment["actions"]],
-                    conditions=[_value(condition) for condition in treatment["conditions"]],
-                ),
+                treatment=json_format.ParseDict(treatment, struct_pb2.Struct()),
             )
         )
     return pb.Experiment(
@@ -153,7 +149,7 @@ def _metadata(world: seed.World) -> tuple[tuple[str, str], ...]:
 def grpc_call(port: int, path: str, message: bytes, world: seed.World) -> bytes:
     """One unary call with raw bytes in and out; raises grpc.RpcError unless it is OK."""
     with grpc.insecure_channel(f"{stack.HOST}:{port}") as channel:
-        call = channel.unary_unary(path)
+        call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(path)
         response: bytes = call(message, metadata=_metadata(world), timeout=10)
         return response
 

@@ -18,9 +18,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
-# This directory is on sys.path when run as a script: launcher is our sibling module.
-import launcher
+# Run as a script, so the checkout (gateway/ is not an installed package) goes on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from gateway import launcher
 from server.config import Settings
 
 SERVICE = "experiments.v5.ExperimentService"

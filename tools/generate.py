@@ -1,7 +1,11 @@
 """Builds generated/ from protos/ with grpcio-tools, checks it is current, and runs buf lint.
 
-generated/ holds the Python messages, gRPC stubs and .pyi stubs (package
-experiments.v5) and experiments.pb, the descriptor set Envoy's transcoder reads.
+generated/ holds the Python messages, gRPC stubs, .pyi stubs from mypy-protobuf (messages and
+the typed ExperimentServiceStub; package experiments.v5) and experiments.pb: a descriptor set
+with every import and the source info (comments), which Envoy's transcoder reads and which is a
+codegen input of its own (tools/openapi.py, or any tool that takes a FileDescriptorSet).
+The google/api and google/rpc files come from third_party/googleapis, vendored at a pinned
+version, so protoc and buf need nothing outside the repository.
 """
 
 from __future__ import annotations
@@ -14,18 +18,24 @@ import sys
 import tempfile
 from pathlib import Path
 
-import google.api
 from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
 GENERATED = ROOT / "generated"
-# googleapis-common-protos ships the google/api and google/rpc .proto files.
-GOOGLEAPIS = Path(google.api.__path__[0]).parent.parent
+# The google/api and google/rpc files the contract imports, vendored (see its README.md).
+GOOGLEAPIS = ROOT / "third_party" / "googleapis"
 WELL_KNOWN = Path(protoc.__file__).parent / "_proto"
 DESCRIPTOR_SET = "experiments.pb"
 # Envoy needs the error details messages to print google.rpc.BadRequest in REST errors.
 EXTRA_DESCRIPTORS = ["google/rpc/error_details.proto", "google/rpc/status.proto"]
+
+
+# mypy-protobuf's plugins (the dev extra), beside the running interpreter.
+MYPY_PLUGINS = [
+    f"--plugin=protoc-gen-{name}={Path(sys.executable).parent / f'protoc-gen-{name}'}"
+    for name in ("mypy", "mypy_grpc")
+]
 
 
 def _protoc(*args: str) -> None:
@@ -40,7 +50,14 @@ def _sources() -> list[str]:
 
 def generate(out: Path) -> None:
     sources = _sources()
-    _protoc(f"--python_out={out}", f"--pyi_out={out}", f"--grpc_python_out={out}", *sources)
+    _protoc(
+        *MYPY_PLUGINS,
+        f"--python_out={out}",
+        f"--grpc_python_out={out}",
+        f"--mypy_out={out}",
+        f"--mypy_grpc_out={out}",
+        *sources,
+    )
     _protoc(
         "--include_imports",
         "--include_source_info",
@@ -64,17 +81,7 @@ def _differences(a: Path, b: Path) -> list[str]:
 
 
 def buf_lint(buf: str) -> None:
-    # buf cannot take an include path, so the imported googleapis files are
-    # copied into a git-ignored module of the workspace (see buf.yaml).
-    deps = ROOT / "build" / "googleapis"
-    shutil.rmtree(deps, ignore_errors=True)
-    for name in [
-        "google/api/annotations.proto",
-        "google/api/http.proto",
-        "google/api/field_behavior.proto",
-    ]:
-        (deps / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(GOOGLEAPIS / name, deps / name)
+    # The workspace in buf.yaml holds protos/ and the vendored googleapis files.
     subprocess.run([buf, "lint"], cwd=ROOT, check=True)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import grpc
 from google.protobuf import any_pb2
@@ -83,7 +83,8 @@ def rich_status(error: DomainError) -> grpc.Status:
     )
 
 
-class _Status(NamedTuple):
+@dataclass(frozen=True)
+class _Status(grpc.Status):
     """A grpc.Status (an interface without a public implementation), as grpc_status builds it."""
 
     code: grpc.StatusCode

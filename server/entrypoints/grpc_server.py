@@ -83,7 +83,7 @@ def build_server(settings: Settings, *, reuse_port: bool = False) -> RunningServ
             ("grpc.max_receive_message_length", 2 * limits.MAX_REQUEST_BYTES),
         ],
     )
-    experiments_pb2_grpc.add_ExperimentServiceServicer_to_server(  # type: ignore[no-untyped-call]
+    experiments_pb2_grpc.add_ExperimentServiceServicer_to_server(
         ExperimentServicer(service, settings.public_base_url), server
     )
     health_servicer = health.HealthServicer()

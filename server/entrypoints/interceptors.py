@@ -20,7 +20,7 @@ _HEALTH = "/grpc.health.v1.Health/"
 Behavior = Callable[[Any, grpc.ServicerContext], Any]
 
 
-class RpcInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+class RpcInterceptor(grpc.ServerInterceptor):
     """Logs method, status and duration of each unary RPC; maps failures to statuses.
 
     A DomainError is the client's mistake and becomes its status with a safe
@@ -35,9 +35,9 @@ class RpcInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
 
     def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = continuation(details)
         if handler is None or handler.unary_unary is None:
             return handler

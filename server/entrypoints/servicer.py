@@ -64,10 +64,10 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
         experiment = self._service.get(
             _authorization(context), request.organization_id, request.experiment_id
         )
-        metadata = [_etag(experiment)]
+        metadata: tuple[tuple[str, str], ...] = (_etag(experiment),)
         if not_modified(_header(context, IF_NONE_MATCH), experiment):
             # REST answers 304 without a body; gRPC ignores it and gets the experiment.
-            metadata.append((HTTP_CODE_HEADER, "304"))
+            metadata += ((HTTP_CODE_HEADER, "304"),)
         context.send_initial_metadata(metadata)
         return experiment_message(experiment)
 

@@ -78,9 +78,9 @@ def hostile_experiments(draw: st.DrawFn, world: dict[str, Any]) -> pb.Experiment
     that what passes the rules reaches the database."""
     message = published(world) if draw(st.booleans()) else pb.Experiment(is_draft=True)
     message.name = draw(fs.TEXT)
-    if message.groups and draw(st.booleans()):
+    if len(message.groups) > 0 and draw(st.booleans()):
         message.groups[0].name = draw(fs.TEXT)
-    if message.groups and draw(st.booleans()):
+    if len(message.groups) > 0 and draw(st.booleans()):
         message.groups[1].treatment.Clear()
         message.groups[1].treatment.update(draw(fs.TREATMENTS))
     if draw(st.integers(0, 3)) == 0:
@@ -169,9 +169,10 @@ def test_no_grpc_request_gets_internal_or_writes_when_refused(
             before = snapshot(engine)
             FUZZED[("gRPC", backend)] += 1
             try:
-                answer = client.channel.unary_unary(SERVICE + method)(
-                    payload, metadata=client.metadata(who), timeout=30
+                rpc: grpc.UnaryUnaryMultiCallable[bytes, bytes] = client.channel.unary_unary(
+                    SERVICE + method
                 )
+                answer = rpc(payload, metadata=client.metadata(who), timeout=30)
             except grpc.RpcError as error:
                 ANSWERS[("gRPC", backend, error.code().name)] += 1
                 if error.code() in NEVER:

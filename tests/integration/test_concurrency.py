@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -51,7 +51,7 @@ def _race(count: int, call: Callable[[int], _T]) -> list[_T | grpc.RpcError]:
         return list(pool.map(racer, range(count)))
 
 
-def _outcomes(results: list[object]) -> Counter[str]:
+def _outcomes(results: Sequence[object]) -> Counter[str]:
     return Counter(r.code().name if isinstance(r, grpc.RpcError) else "OK" for r in results)
 
 

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import grpc
 from experiments.v5 import experiments_pb2 as pb
@@ -105,7 +106,7 @@ def test_sigterm_lets_a_running_update_finish_then_exits_cleanly(
 ) -> None:
     engine = make_engine(migrated_url)
     with Session(engine) as session:
-        world = dict(create_demo_world(session))
+        world: dict[str, Any] = dict(create_demo_world(session))
         session.commit()
     engine.dispose()
 

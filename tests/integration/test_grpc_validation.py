@@ -49,7 +49,7 @@ def _refused(client: Client, experiment: pb.Experiment) -> grpc.RpcError:
 
 
 def _raw_call(client: Client, method: str, payload: bytes) -> grpc.RpcError | bytes:
-    call = client.channel.unary_unary(SERVICE + method)
+    call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = client.channel.unary_unary(SERVICE + method)
     try:
         result: bytes = call(payload, metadata=client.metadata())
     except grpc.RpcError as error:
