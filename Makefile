@@ -11,6 +11,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROTO_SRC := $(shell find protos -name '*.proto' -not -path 'protos/google/*')
 BUF := node_modules/.bin/buf
+PLAYWRIGHT := node_modules/playwright-core/package.json
+# The npm tools, pinned; installed in one command (a later `npm install --no-save` would prune
+# the packages an earlier one installed).
+NPM_TOOLS := @bufbuild/buf@1.75.0 playwright-core@1.65.1
+# The e2e browser test drives Debian's chromium; a downloaded browser build is never used.
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: help
 help: ## List the targets
@@ -26,8 +32,16 @@ $(STAMP): pyproject.toml
 .PHONY: install
 install: $(STAMP) ## Create .venv and install the service with its dev and gateway tools
 
-$(BUF):
-	npm install --silent --no-audit --no-fund --no-save @bufbuild/buf@1.75.0
+$(BUF) $(PLAYWRIGHT) &:
+	npm install --silent --no-audit --no-fund --no-save $(NPM_TOOLS)
+
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then \
+		echo "Installing Debian's chromium (for the e2e browser test)..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "The e2e browser test needs Debian's chromium: sudo apt-get install chromium" >&2; exit 1; \
+	fi
 
 .PHONY: generate
 generate: $(STAMP) ## Rebuild generated/ (messages, stubs, .pyi, Envoy descriptor set) from protos/
@@ -54,7 +68,7 @@ run: $(STAMP) ## Set up, migrate, seed demo data if empty, then serve gRPC and R
 	$(PY) gateway/run.py
 
 .PHONY: test
-test: $(STAMP) check-generated lint ## Set up, then run every test (unit, integration, e2e)
+test: $(STAMP) $(PLAYWRIGHT) $(CHROMIUM) check-generated lint ## Set up, then run every test (unit, integration, e2e)
 	$(BIN)/pytest -q
 
 .PHONY: test-unit

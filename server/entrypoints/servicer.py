@@ -15,6 +15,8 @@ from server.service_layer.experiments import ExperimentService
 
 # Read by the gateway's Lua filter: the REST status of a successful call, when not 200.
 HTTP_CODE_HEADER = "x-http-code"
+# The URL of a created experiment; the gateway passes it on as the 201's Location header.
+LOCATION_HEADER = "location"
 
 
 class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
@@ -28,7 +30,7 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
         page = self._service.list(
             _authorization(context), request.organization_id, request.page_size, request.cursor
         )
-        base = f"{self._base_url(context)}/api/v5/orgs/{request.organization_id}/experiments"
+        base = self._collection_url(request.organization_id)
 
         next_cursor, previous_cursor = _raw(page.next), _raw(page.previous)
 
@@ -65,7 +67,8 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
         experiment = self._service.create(
             _authorization(context), request.organization_id, experiment_input(request.experiment)
         )
-        context.send_initial_metadata(((HTTP_CODE_HEADER, "201"),))
+        location = f"{self._collection_url(str(experiment.organization.id))}/{experiment.id}"
+        context.send_initial_metadata(((HTTP_CODE_HEADER, "201"), (LOCATION_HEADER, location)))
         return experiment_message(experiment)
 
     def UpdateExperiment(
@@ -88,14 +91,9 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
         context.send_initial_metadata(((HTTP_CODE_HEADER, "204"),))
         return empty_pb2.Empty()
 
-    def _base_url(self, context: grpc.ServicerContext) -> str:
-        # Behind the gateway, pages point at the host and scheme the REST client used.
-        metadata = dict(context.invocation_metadata())
-        host = metadata.get("x-forwarded-host")
-        if isinstance(host, str) and host:
-            scheme = metadata.get("x-forwarded-proto")
-            return f"{scheme if scheme in ('http', 'https') else 'http'}://{host}"
-        return self._public_base_url
+    def _collection_url(self, organization_id: str) -> str:
+        # The configured public URL, never the request's Host: a client could forge that.
+        return f"{self._public_base_url}/api/v5/orgs/{organization_id}/experiments"
 
 
 def _raw(cursor: Cursor | None) -> str:
