@@ -36,19 +36,32 @@ def engine_url(url: str) -> URL:
 def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Engine:
     """An engine for `url`; an SQLite file gets its folder, WAL, foreign keys, real transactions."""
     parsed = engine_url(url)
+    # hide_parameters: an error's text (logged) never carries the values a client sent.
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(parsed, pool_size=pool_size, max_overflow=max_overflow)
+        return create_engine(
+            parsed, pool_size=pool_size, max_overflow=max_overflow, hide_parameters=True
+        )
     if (
         parsed.database
         and parsed.database != ":memory:"
         and not parsed.database.startswith("file:")
     ):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed, pool_size=pool_size, max_overflow=max_overflow)
+        create_private_file(Path(parsed.database))
+        engine = create_engine(
+            parsed, pool_size=pool_size, max_overflow=max_overflow, hide_parameters=True
+        )
     else:
-        engine = create_engine(parsed)
+        engine = create_engine(parsed, hide_parameters=True)
     _configure_sqlite(engine)
     return engine
+
+
+def create_private_file(path: Path) -> None:
+    """Creates the SQLite file readable by its owner only (0600), in a 0700 folder if the folder
+    is new. SQLite gives its -wal and -shm files the mode of the database file."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
 
 
 def read_only_options(dialect: str) -> dict[str, Any]:
