@@ -99,12 +99,18 @@ def claim_port(host: str, port: int) -> socket.socket:
     """Fails clearly if any program holds the port, then keeps it for our workers only.
 
     grpcio sets SO_REUSEPORT, so a second server on a taken port would bind
-    silently and steal half the traffic. A plain bind detects any holder; the
-    socket we then keep (SO_REUSEPORT, never listening) receives no connections
-    but makes the next plain bind, such as another experiments-server, fail.
+    silently and steal half the traffic. A bind without SO_REUSEPORT detects any
+    holder; the socket we then keep (SO_REUSEPORT, never listening) receives no
+    connections but makes the next such bind, such as another experiments-server,
+    fail. The probe sets SO_REUSEADDR: the connections of a server that just
+    stopped linger in TIME_WAIT on the port (grpcio's sockets have SO_REUSEADDR
+    and SO_REUSEPORT), and they must not keep its successor from starting.
+    SO_REUSEADDR never lets a bind share a port that a live socket listens on,
+    nor one the holder (without SO_REUSEADDR) keeps.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as error:
