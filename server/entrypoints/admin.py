@@ -18,7 +18,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from server.adapters import admin, schema
-from server.adapters.database import make_engine, session_factory
+from server.adapters.database import (
+    DatabaseUnusable,
+    check_database,
+    make_engine,
+    session_factory,
+)
 from server.config import Settings
 
 logger = logging.getLogger(__name__)
@@ -34,6 +39,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    try:
+        check_database(settings.database_url)
+    except DatabaseUnusable as error:
+        raise SystemExit(f"experiments-admin: {error}") from None
     if args.command == "migrate":
         schema.upgrade(settings.database_url)
         url = make_url(settings.database_url).render_as_string(hide_password=True)

@@ -28,7 +28,7 @@ from experiments.v5 import experiments_pb2, experiments_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from server.adapters.database import make_engine
+from server.adapters.database import DatabaseUnusable, check_database, make_engine
 from server.adapters.principal_cache import PrincipalCache
 from server.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from server.config import Settings
@@ -150,6 +150,10 @@ def _worker(port: int, settings: Settings) -> None:
 
 
 def serve(settings: Settings) -> int:
+    try:
+        check_database(settings.database_url)
+    except DatabaseUnusable as error:
+        raise SystemExit(f"experiments-server: {error}") from None
     if settings.workers <= 1:
         _serve_until_signalled(settings, reuse_port=False)
         return 0
