@@ -22,12 +22,14 @@ CHROMIUM := /usr/bin/chromium
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
+# One line per step: the first install takes a minute or two.
 $(STAMP): pyproject.toml
-	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
-	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,gateway]'
-	touch $@
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
+	@test -d $(VENV) || { echo "Setting up: creating $(VENV)..."; $(PYTHON) -m venv $(VENV); }
+	@echo "Setting up: installing the Python packages into $(VENV) (pip, 1-2 minutes the first time)..."
+	@$(PY) -m pip install --quiet --upgrade pip
+	@$(PY) -m pip install --quiet -e '.[dev,gateway]'
+	@touch $@
 
 .PHONY: install
 install: $(STAMP) ## Create .venv and install the service with its dev and gateway tools
@@ -63,9 +65,8 @@ migrate: $(STAMP) ## Apply the Alembic migrations to EXPERIMENTS_DATABASE_URL
 	$(BIN)/experiments-admin migrate
 
 .PHONY: run
-run: $(STAMP) ## Set up, migrate, seed demo data if empty, then serve gRPC and REST (Envoy)
-	$(BIN)/experiments-admin migrate
-	$(PY) gateway/run.py
+run: $(STAMP) ## Set up, migrate, serve gRPC and REST (Envoy), then seed demo data if empty
+	@$(PY) gateway/run.py
 
 .PHONY: test
 test: $(STAMP) $(PLAYWRIGHT) $(CHROMIUM) check-generated lint ## Set up, then run every test (unit, integration, e2e)

@@ -9,11 +9,14 @@ nothing races for a port.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import ipaddress
 import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -183,7 +186,11 @@ def spawn(
     output: IO[str] | None = None,
 ) -> subprocess.Popen[str]:
     """Starts a child in a session of its own, so that Ctrl-C in the terminal reaches only its
-    parent, which then stops the children in order."""
+    parent, which then stops the children in order.
+
+    If the parent dies, even by SIGKILL, the kernel sends the child SIGTERM (a graceful stop),
+    so no server or Envoy is left behind holding the ports.
+    """
     return subprocess.Popen(
         command,
         env=None if env is None else dict(env),
@@ -192,7 +199,24 @@ def spawn(
         stderr=subprocess.STDOUT if output is not None else None,
         text=True,
         start_new_session=True,
+        preexec_fn=functools.partial(stop_with_parent, os.getpid()),
     )
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def stop_with_parent(parent: int) -> None:
+    """Asks the kernel for SIGTERM when the parent process dies (Linux PR_SET_PDEATHSIG).
+
+    Runs in the child; `parent` is the pid it expects as its parent: if that one died already,
+    before the request, the child ends at once.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def stop(process: subprocess.Popen[str], timeout: float = STOP_TIMEOUT) -> int:
