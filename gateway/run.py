@@ -73,6 +73,10 @@ def main() -> int:
     except _Stop:
         return 0
     except launcher.StartupError as error:
+        if server is not None and envoy is None and server.poll() is not None:
+            # The server said why in one line (a busy EXPERIMENTS_GRPC_PORT, say); adding ours
+            # would bury it.
+            return 1
         print(f"make run: {error}", file=sys.stderr)
         return 1
     except subprocess.CalledProcessError as error:
