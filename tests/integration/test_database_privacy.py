@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,3 +52,26 @@ def test_a_database_error_does_not_carry_the_bound_values(migrated_url: str) -> 
         engine.dispose()
 
     assert SECRET not in str(raised.value)
+
+
+def test_a_logged_traceback_names_the_error_without_its_message() -> None:
+    script = f"""
+import logging
+from server.entrypoints.grpc_server import configure_logging
+configure_logging("INFO")
+try:
+    try:
+        raise KeyError({SECRET!r})
+    except KeyError as error:
+        raise ValueError("bad value: " + {SECRET!r}) from error
+except ValueError:
+    logging.getLogger("experiments.rpc").exception("rpc %s failed", "/x.Y/Z")
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+
+    assert "rpc /x.Y/Z failed" in result.stderr
+    assert "builtins.KeyError" in result.stderr and "builtins.ValueError" in result.stderr
+    assert 'File "<string>", line 9' in result.stderr  # the frames are kept
+    assert SECRET not in result.stderr
