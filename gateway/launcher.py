@@ -189,7 +189,8 @@ def spawn(
     parent, which then stops the children in order.
 
     If the parent dies, even by SIGKILL, the kernel sends the child SIGTERM (a graceful stop),
-    so no server or Envoy is left behind holding the ports.
+    so no server or Envoy is left behind holding the ports. (Strictly, when the thread that
+    spawned it ends: spawn from the main thread, as run.py, the tests and bench do.)
     """
     return subprocess.Popen(
         command,
