@@ -16,17 +16,24 @@ TS := clients/typescript
 NODE_STAMP := $(TS)/node_modules/.installed
 BUF := $(TS)/node_modules/.bin/buf
 BASELINE := contract/baseline.binpb
+# The e2e browser test's driver, pinned; Debian's chromium is the browser (a downloaded build
+# is never used).
+PLAYWRIGHT := node_modules/playwright-core/package.json
+PLAYWRIGHT_VERSION := 1.65.1
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: help
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
+# One line per step: the first install takes a minute or two.
 $(STAMP): pyproject.toml
-	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
-	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,gateway]'
-	touch $@
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
+	@test -d $(VENV) || { echo "Setting up: creating $(VENV)..."; $(PYTHON) -m venv $(VENV); }
+	@echo "Setting up: installing the Python packages into $(VENV) (pip, 1-2 minutes the first time)..."
+	@$(PY) -m pip install --quiet --upgrade pip
+	@$(PY) -m pip install --quiet -e '.[dev,gateway]'
+	@touch $@
 
 .PHONY: install
 install: $(STAMP) ## Create .venv and install the service with its dev and gateway tools
@@ -36,6 +43,17 @@ $(NODE_STAMP): $(TS)/package-lock.json
 	touch $@
 
 $(BUF): $(NODE_STAMP)
+
+$(PLAYWRIGHT):
+	npm install --silent --no-audit --no-fund --no-save playwright-core@$(PLAYWRIGHT_VERSION)
+
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then \
+		echo "Installing Debian's chromium (for the e2e browser test)..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "The e2e browser test needs Debian's chromium: sudo apt-get install chromium" >&2; exit 1; \
+	fi
 
 .PHONY: generate
 generate: $(STAMP) ## Rebuild generated/ (messages, stubs, .pyi, descriptor set), the OpenAPI document and the TypeScript client
@@ -59,10 +77,9 @@ migrate: $(STAMP) ## Apply the Alembic migrations to EXPERIMENTS_DATABASE_URL
 	$(BIN)/experiments-admin migrate
 
 .PHONY: run
-run: $(STAMP) ## Set up, migrate, seed demo data if empty, then serve gRPC and REST (Envoy)
-	$(BIN)/experiments-admin migrate
+run: $(STAMP) ## Set up, migrate, serve gRPC and REST (Envoy), then seed demo data if empty
 	@echo "OpenAPI 3.1 document of the REST API: $(CURDIR)/openapi/experiments.v5.yaml"
-	$(PY) gateway/run.py
+	@$(PY) gateway/run.py
 
 .PHONY: buf-build
 buf-build: $(BUF) ## Build the contract with buf alone (vendored googleapis, no network)
@@ -101,7 +118,7 @@ test-typescript: $(STAMP) $(NODE_STAMP) ## The TypeScript client against the rea
 	$(BIN)/pytest -q tests/e2e/test_typescript_client.py
 
 .PHONY: test
-test: $(STAMP) $(NODE_STAMP) check-generated lint buf-build buf-breaking check-ts-generated check-openapi ## Set up, then run every test (unit, integration, e2e, contract)
+test: $(STAMP) $(NODE_STAMP) $(PLAYWRIGHT) $(CHROMIUM) check-generated lint buf-build buf-breaking check-ts-generated check-openapi ## Set up, then run every test (unit, integration, e2e, contract, fuzz)
 	$(BIN)/pytest -q
 
 .PHONY: test-unit

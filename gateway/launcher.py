@@ -9,21 +9,25 @@ nothing races for a port.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import ipaddress
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
-from typing import IO, TypeVar
+from typing import IO, Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -94,6 +98,7 @@ def render_config(
     grpc_port: int,
     admin_port: int = 0,
     descriptor: Path = DESCRIPTOR,
+    cors_origins: Sequence[str] = (),
 ) -> str:
     """gateway/envoy.yaml with its placeholders filled in; a missing one is an error."""
     if not descriptor.is_file():
@@ -105,7 +110,73 @@ def render_config(
         GRPC_PORT=grpc_port,
         ADMIN_PORT=admin_port,
         DESCRIPTOR=descriptor,
+        CORS_POLICY=json.dumps(cors_policy(cors_origins)),
+        CORS_PREFLIGHT_ROUTE=cors_preflight_route(cors_origins),
     )
+
+
+# What a browser front end may send and read: the API's methods, the headers its clients send
+# (if-match, if-none-match and idempotency-key included) and the response headers they read.
+CORS_ALLOW_METHODS = "GET, POST, PUT, DELETE"
+CORS_ALLOW_HEADERS = "authorization, content-type, if-match, if-none-match, idempotency-key"
+CORS_EXPOSE_HEADERS = "etag, location"
+CORS_MAX_AGE_SECONDS = 600
+
+
+def cors_policy(origins: Sequence[str]) -> dict[str, Any]:
+    """The virtual host's typed_per_filter_config: Envoy's CorsPolicy for `origins`, if any.
+
+    Actual requests get Access-Control-Allow-Origin when their Origin is one of `origins`.
+    """
+    if not origins:
+        return {}
+    return {
+        "envoy.filters.http.cors": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy",
+            "allow_origin_string_match": [{"exact": origin} for origin in origins],
+            "allow_methods": CORS_ALLOW_METHODS,
+            "allow_headers": CORS_ALLOW_HEADERS,
+            "expose_headers": CORS_EXPOSE_HEADERS,
+            "max_age": str(CORS_MAX_AGE_SECONDS),
+            # Never send a preflight on to the gRPC server.
+            "forward_not_matching_preflights": False,
+        }
+    }
+
+
+def cors_preflight_route(origins: Sequence[str]) -> str:
+    """The route (a YAML list item) on which the CORS filter answers preflights from `origins`.
+
+    The filter acts only on a route that forwards, and the documented paths' OPTIONS otherwise
+    end on the 405 routes (direct responses). A preflight from any other origin still gets the
+    405, without any Access-Control-* header. Without origins: a YAML comment, no route.
+    """
+    if not origins:
+        return "# (CORS is off)"
+    route = {
+        "name": "cors_preflight",
+        "match": {
+            "safe_regex": {"regex": "/api/v5/orgs/[^/]+/experiments(/[^/]+)?"},
+            "headers": [
+                {"name": ":method", "string_match": {"exact": "OPTIONS"}},
+                {"name": "access-control-request-method", "present_match": True},
+                {
+                    "name": "origin",
+                    "string_match": {
+                        "safe_regex": {"regex": "|".join(re.escape(o) for o in origins)}
+                    },
+                },
+            ],
+        },
+        "route": {"cluster": UPSTREAM_CLUSTER},
+        "typed_per_filter_config": {
+            "envoy.filters.http.grpc_json_transcoder": {
+                "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
+                "disabled": True,
+            }
+        },
+    }
+    return f"- {json.dumps(route)}"
 
 
 def spawn(
@@ -115,7 +186,12 @@ def spawn(
     output: IO[str] | None = None,
 ) -> subprocess.Popen[str]:
     """Starts a child in a session of its own, so that Ctrl-C in the terminal reaches only its
-    parent, which then stops the children in order."""
+    parent, which then stops the children in order.
+
+    If the parent dies, even by SIGKILL, the kernel sends the child SIGTERM (a graceful stop),
+    so no server or Envoy is left behind holding the ports. (Strictly, when the thread that
+    spawned it ends: spawn from the main thread, as run.py, the tests and bench do.)
+    """
     return subprocess.Popen(
         command,
         env=None if env is None else dict(env),
@@ -124,7 +200,24 @@ def spawn(
         stderr=subprocess.STDOUT if output is not None else None,
         text=True,
         start_new_session=True,
+        preexec_fn=functools.partial(stop_with_parent, os.getpid()),
     )
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def stop_with_parent(parent: int) -> None:
+    """Asks the kernel for SIGTERM when the parent process dies (Linux PR_SET_PDEATHSIG).
+
+    Runs in the child; `parent` is the pid it expects as its parent: if that one died already,
+    before the request, the child ends at once.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def stop(process: subprocess.Popen[str], timeout: float = STOP_TIMEOUT) -> int:

@@ -1,15 +1,20 @@
-"""`make run`: demo data if the database is empty, then the gRPC server and Envoy until Ctrl-C.
+"""`make run`: migrate, start the gRPC server and Envoy, then demo data if the database was
+empty; serve until Ctrl-C.
 
 Settings come from the environment (server.config): EXPERIMENTS_DATABASE_URL,
 EXPERIMENTS_GRPC_HOST/PORT (127.0.0.1:50051), EXPERIMENTS_HTTP_HOST/PORT (127.0.0.1:8080).
-The database must be migrated first (`make run` does it). Ctrl-C or SIGTERM stops the server
-gracefully (in-flight calls finish), then Envoy, and exits 0.
+Each step prints one line; a step that fails ends with one line saying why. Ctrl-C or SIGTERM
+stops the server gracefully (in-flight calls finish), then Envoy, and exits 0. If this process
+is killed outright (SIGKILL), the kernel stops both children (launcher.spawn).
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -22,11 +27,13 @@ from typing import Any, NoReturn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gateway import launcher
+from server.adapters.database import DatabaseUnusable, engine_url
 from server.config import Settings
 
 SERVICE = "experiments.v5.ExperimentService"
 KEY_PLACEHOLDER = "<api-key>"
 ORGANIZATION_PLACEHOLDER = "<organization_id>"
+GOAL_PLACEHOLDER = "<goal_id>"
 
 
 class _Stop(Exception):
@@ -41,17 +48,25 @@ def main() -> int:
     envoy: launcher.Envoy | None = None
     workdir = tempfile.TemporaryDirectory(prefix="experiments-gateway-")
     try:
-        demo = _demo_world()
+        _step(f"Migrating the database ({_shown(settings.database_url)})")
+        _admin("migrate")
+        # Before the server starts, so that a busy port is the last line printed.
+        _check_http_port_free(settings.http_host, settings.http_port)
+        _step(f"Starting the gRPC server on {settings.grpc_host}:{settings.grpc_port}")
         server = launcher.spawn([launcher.console_script("experiments-server")])
         launcher.wait_for_grpc(settings.grpc_host, settings.grpc_port, server)
+        _step(f"Starting Envoy (REST) on {settings.http_host}:{settings.http_port}")
         config = launcher.render_config(
             http_host=settings.http_host,
             http_port=settings.http_port,
             grpc_host=settings.grpc_host,
             grpc_port=settings.grpc_port,
+            cors_origins=settings.cors_origins,
         )
         envoy = launcher.start_envoy(config, Path(workdir.name))
         envoy.wait_upstream_healthy()
+        # Only now, with the service up, so that the keys are not lost above a startup error.
+        demo = _demo_world()
         _print_usage(settings, demo)
         exited = _wait_for_exit(server, envoy.process)
         print(f"{exited} stopped unexpectedly; stopping the rest", file=sys.stderr)
@@ -59,11 +74,15 @@ def main() -> int:
     except _Stop:
         return 0
     except launcher.StartupError as error:
+        if server is not None and envoy is None and server.poll() is not None:
+            # The server said why in one line (a busy EXPERIMENTS_GRPC_PORT, say); adding ours
+            # would bury it.
+            return 1
         print(f"make run: {error}", file=sys.stderr)
         return 1
     except subprocess.CalledProcessError as error:
-        print(f"make run: {' '.join(error.cmd)} failed (exit {error.returncode})", file=sys.stderr)
-        return 1
+        # The command printed its own one-line reason.
+        return error.returncode or 1
     finally:
         # Once stopping, a second Ctrl-C must not cut the graceful stop short.
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -97,19 +116,57 @@ def _wait_for_exit(server: subprocess.Popen[str], envoy: subprocess.Popen[str]) 
         child_exited.wait()
 
 
-def _demo_world() -> dict[str, Any] | None:
-    """The demo world just created in an empty database, or None if it had data already."""
+def _step(what: str) -> None:
+    print(f"make run: {what}...", flush=True)
+
+
+def _shown(url: str) -> str:
+    """The database URL without its password."""
+    try:
+        return engine_url(url).render_as_string(hide_password=True)
+    except DatabaseUnusable:
+        return "EXPERIMENTS_DATABASE_URL"
+
+
+def _admin(*args: str) -> str:
+    """Runs experiments-admin; its stderr (a one-line reason on failure) goes to the terminal."""
     result = subprocess.run(
-        [launcher.console_script("experiments-admin"), "demo", "--if-empty"],
+        [launcher.console_script("experiments-admin"), *args],
+        # Its INFO lines (each migration step) would bury make run's own progress lines.
+        env={**os.environ, "EXPERIMENTS_LOG_LEVEL": "WARNING"},
         stdout=subprocess.PIPE,
         text=True,
         check=True,
     )
-    if not result.stdout.strip():
+    return result.stdout
+
+
+def _check_http_port_free(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host.strip("[]"), port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise launcher.StartupError(
+                    f"the HTTP port {host}:{port} is already in use by another program; "
+                    "stop it or choose another EXPERIMENTS_HTTP_PORT"
+                ) from None
+            raise
+
+
+def _demo_world() -> dict[str, Any] | None:
+    """The demo world just created in an empty database, or None if it had data already."""
+    output = _admin("demo", "--if-empty")
+    if not output.strip():
         return None
-    demo: dict[str, Any] = json.loads(result.stdout)
-    print("Demo data created in the empty database (the keys are shown only this once):")
-    print(result.stdout, flush=True)
+    demo: dict[str, Any] = json.loads(output)
+    print(
+        "Demo data created in the empty database. Keep these keys; "
+        "`.venv/bin/experiments-admin demo` prints a fresh set at any time:"
+    )
+    print(output, flush=True)
     return demo
 
 
@@ -118,9 +175,10 @@ def _print_usage(settings: Settings, demo: dict[str, Any] | None) -> None:
     grpc_target = f"{_url_host(settings.grpc_host)}:{settings.grpc_port}"
     if demo is None:
         key, organization = KEY_PLACEHOLDER, ORGANIZATION_PLACEHOLDER
+        goal, rooms = GOAL_PLACEHOLDER, []
         print(
             "The database already has data. To get an API key, either create a fresh demo\n"
-            "world (organizations, users and keys, printed as JSON):\n"
+            "world (organizations, goal, rooms, users and keys, printed as JSON):\n"
             "  .venv/bin/experiments-admin demo\n"
             "or create them one by one:\n"
             "  .venv/bin/experiments-admin create-organization --name 'Company Inc.'\n"
@@ -130,19 +188,39 @@ def _print_usage(settings: Settings, demo: dict[str, Any] | None) -> None:
         )
     else:
         key, organization = demo["tokens"]["settings"], demo["organization_id"]
+        goal, rooms = demo["goal_id"], demo["room_ids"]
     collection = f"{http}/api/v5/orgs/{organization}/experiments"
     request = json.dumps({"organization_id": organization})
+    experiment = json.dumps(
+        {
+            "is_draft": False,
+            "name": "Hello experiment",
+            "goal_id": goal,
+            "room_ids": rooms,
+            "starts_at": "2030-05-08T13:02:35.123Z",
+            "groups": [
+                {
+                    "name": "A",
+                    "percentage": 90,
+                    "group_type": "control",
+                    "treatment": {"name": "Rule-A", "actions": [], "conditions": []},
+                },
+                {"name": "B", "percentage": 10, "group_type": "user_defined"},
+            ],
+        }
+    )
     print(
         f"Serving the Experiments API\n"
         f"  REST (Envoy): {http}/api/v5/orgs/{{organization_id}}/experiments\n"
         f"  gRPC:         {grpc_target} (server reflection on)\n"
         f"\n"
-        f"REST:\n"
+        f"REST, list and create:\n"
         f"  curl -s -H 'Authorization: Token {key}' \\\n"
         f"    '{collection}?page_size=10'\n"
-        f"gRPC:\n"
-        f"  grpcurl -plaintext -H 'authorization: Token {key}' \\\n"
-        f"    -d '{request}' {grpc_target} {SERVICE}/ListExperiments\n"
+        f"  curl -s -X POST -H 'Authorization: Token {key}' \\\n"
+        f"    -H 'Content-Type: application/json' '{collection}' \\\n"
+        f"    -d '{experiment}'\n"
+        f"gRPC (buf comes from npm; `make lint` also installs it as node_modules/.bin/buf):\n"
         f"  npx @bufbuild/buf curl --protocol grpc --http2-prior-knowledge \\\n"
         f"    -H 'authorization: Token {key}' -d '{request}' \\\n"
         f"    http://{grpc_target}/{SERVICE}/ListExperiments\n"

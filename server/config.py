@@ -20,13 +20,16 @@ class Settings:
     http_host: str
     http_port: int
     workers: int
-    # Where list pages point when a request came without x-forwarded-host (plain gRPC).
+    # Where list pages' next/previous point, over REST and gRPC alike. Never taken from the
+    # request's Host, which any client can forge.
     public_base_url: str
     log_level: str
     # Threads per worker process: enough to overlap database waits, few enough for the GIL.
     threads: int = 8
     # How long a worker may reuse an API key's user, organization and permissions.
     auth_cache_seconds: float = 5.0
+    # Browser origins (scheme://host[:port]) allowed to call the REST gateway; none: no CORS.
+    cors_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -48,7 +51,21 @@ class Settings:
             auth_cache_seconds=_number(
                 env, "EXPERIMENTS_AUTH_CACHE_SECONDS", cls.auth_cache_seconds
             ),
+            cors_origins=cors_origins(env.get("EXPERIMENTS_CORS_ORIGINS", "")),
         )
+
+
+def cors_origins(value: str) -> tuple[str, ...]:
+    """EXPERIMENTS_CORS_ORIGINS: comma-separated origins such as https://app.example.com."""
+    origins = tuple(origin.strip().rstrip("/") for origin in value.split(",") if origin.strip())
+    for origin in origins:
+        scheme, separator, host = origin.partition("://")
+        if scheme not in ("http", "https") or not separator or not host or "/" in host:
+            raise SystemExit(
+                f"EXPERIMENTS_CORS_ORIGINS: {origin!r} is not an origin; write each as "
+                "scheme://host[:port], e.g. https://app.example.com, separated by commas"
+            )
+    return origins
 
 
 _Number = TypeVar("_Number", int, float)

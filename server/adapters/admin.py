@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TypedDict
 from uuid import UUID
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from server.adapters.orm import (
@@ -22,7 +22,7 @@ from server.domain.access import hash_api_key, new_api_key
 
 
 class UnknownRecord(LookupError):
-    """A referenced organization or user does not exist."""
+    """A referenced organization, user or API key does not exist."""
 
 
 class DemoTokens(TypedDict):
@@ -82,6 +82,26 @@ def create_api_key(session: Session, user_id: UUID) -> str:
     session.add(ApiKeyRecord(user_id=user_id, key_hash=hash_api_key(key)))
     session.flush()
     return key
+
+
+def revoke_api_key(session: Session, key: str) -> UUID:
+    """Deletes the API key `key`; returns its user. A server that authenticated the key in the
+    last EXPERIMENTS_AUTH_CACHE_SECONDS may still accept it until that time has passed."""
+    user_id = session.execute(
+        delete(ApiKeyRecord)
+        .where(ApiKeyRecord.key_hash == hash_api_key(key))
+        .returning(ApiKeyRecord.user_id)
+    ).scalar_one_or_none()
+    if user_id is None:
+        raise UnknownRecord("no such API key")
+    return user_id
+
+
+def revoke_api_keys_of_user(session: Session, user_id: UUID) -> int:
+    """Deletes every API key of the user; returns how many there were."""
+    _require(session, UserRecord, user_id)
+    result = session.execute(delete(ApiKeyRecord).where(ApiKeyRecord.user_id == user_id))
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def create_goal(session: Session, organization_id: UUID, name: str) -> UUID:

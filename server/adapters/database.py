@@ -15,6 +15,7 @@ import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -28,28 +29,102 @@ READ_ONLY: Final = "experiments_read_only"
 SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
 
 
+URL_FORMS: Final = (
+    "use sqlite:///path/to/file.sqlite3 or postgresql+psycopg://user:password@host:5432/database"
+)
+
+
+class DatabaseUnusable(Exception):
+    """EXPERIMENTS_DATABASE_URL cannot be used: the message says, in one line, what is wrong and
+    how to fix it (never with the password)."""
+
+
 def engine_url(url: str) -> URL:
     """The URL to connect to: a bare postgresql:// means psycopg 3, the driver we ship."""
-    parsed = make_url(url)
-    if parsed.drivername == "postgresql":
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseUnusable(
+            f"EXPERIMENTS_DATABASE_URL is not a database URL; {URL_FORMS}"
+        ) from None
+    scheme = parsed.drivername
+    if scheme.split("+")[0] == "postgres":
+        raise DatabaseUnusable(
+            f"EXPERIMENTS_DATABASE_URL starts with {scheme}://, which is not a known scheme; "
+            "write postgresql+psycopg:// instead (the rest of the URL stays as it is)"
+        )
+    if scheme == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql+psycopg"):
+        raise DatabaseUnusable(
+            f"EXPERIMENTS_DATABASE_URL has the unsupported scheme {scheme}://; {URL_FORMS}"
+        )
     return parsed
+
+
+def check_database(url: str) -> None:
+    """Connects once, so that a wrong URL or an unreachable database is one clear line at
+    startup (DatabaseUnusable) rather than a traceback at the first request."""
+    parsed = engine_url(url)
+    try:
+        engine = make_engine(url, pool_size=1, max_overflow=0)
+    except OSError as error:
+        raise DatabaseUnusable(
+            f"cannot create the SQLite file {parsed.database}: {error.strerror}; "
+            "fix the path in EXPERIMENTS_DATABASE_URL"
+        ) from None
+    try:
+        with engine.connect():
+            pass
+    except DBAPIError as error:
+        raise DatabaseUnusable(_connection_problem(parsed, str(error.orig))) from None
+    finally:
+        engine.dispose()
+
+
+def _connection_problem(url: URL, driver_message: str) -> str:
+    if url.get_backend_name() == "sqlite":
+        return (
+            f"cannot open the SQLite file {url.database} ({driver_message}); "
+            "fix the path in EXPERIMENTS_DATABASE_URL"
+        )
+    where = f"PostgreSQL at {url.host or 'localhost'}:{url.port or 5432}"
+    if f'database "{url.database}" does not exist' in driver_message:
+        return (
+            f'the database "{url.database}" does not exist on {where}; create it '
+            f'(CREATE DATABASE "{url.database}") or fix the name in EXPERIMENTS_DATABASE_URL'
+        )
+    if "authentication failed" in driver_message or "role" in driver_message:
+        return (
+            f"{where} refused the user {url.username!r}; fix the user or password "
+            "in EXPERIMENTS_DATABASE_URL"
+        )
+    reason = driver_message.strip().splitlines()[0] if driver_message.strip() else "no answer"
+    return (
+        f"cannot connect to {where} ({reason}); start PostgreSQL there, "
+        "or fix the host and port in EXPERIMENTS_DATABASE_URL"
+    )
 
 
 def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Engine:
     """An engine for `url`; an SQLite file gets its folder, WAL, foreign keys, real transactions."""
     parsed = engine_url(url)
+    # hide_parameters: an error's text (logged) never carries the values a client sent.
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(parsed, pool_size=pool_size, max_overflow=max_overflow)
+        return create_engine(
+            parsed, pool_size=pool_size, max_overflow=max_overflow, hide_parameters=True
+        )
     if (
         parsed.database
         and parsed.database != ":memory:"
         and not parsed.database.startswith("file:")
     ):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed, pool_size=pool_size, max_overflow=max_overflow)
+        create_private_file(Path(parsed.database))
+        engine = create_engine(
+            parsed, pool_size=pool_size, max_overflow=max_overflow, hide_parameters=True
+        )
     else:
-        engine = create_engine(parsed)
+        engine = create_engine(parsed, hide_parameters=True)
     _configure_sqlite(engine)
     return engine
 
@@ -87,6 +162,14 @@ def unavailable_cause(error: BaseException) -> str | None:
         if isinstance(code, int) and code & 0xFF in _SQLITE_TRANSIENT:
             return f"sqlite {getattr(original, 'sqlite_errorname', code)}"
     return None
+
+
+def create_private_file(path: Path) -> None:
+    """Creates the SQLite file readable by its owner only (0600), in a 0700 folder if the folder
+    is new. SQLite gives its -wal and -shm files the mode of the database file."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
 
 
 def read_only_options(dialect: str) -> dict[str, Any]:

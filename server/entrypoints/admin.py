@@ -18,7 +18,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from server.adapters import admin, schema
-from server.adapters.database import make_engine, session_factory
+from server.adapters.database import (
+    DatabaseUnusable,
+    check_database,
+    make_engine,
+    session_factory,
+)
 from server.config import Settings
 
 logger = logging.getLogger(__name__)
@@ -34,6 +39,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    try:
+        check_database(settings.database_url)
+    except DatabaseUnusable as error:
+        raise SystemExit(f"experiments-admin: {error}") from None
     if args.command == "migrate":
         schema.upgrade(settings.database_url)
         url = make_url(settings.database_url).render_as_string(hide_password=True)
@@ -88,6 +97,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     key.add_argument("--user-id", required=True, type=UUID)
 
+    revoke = command(
+        "revoke-api-key",
+        _revoke_api_key,
+        "revoke an API key, or every key of a user; servers stop accepting it within "
+        "EXPERIMENTS_AUTH_CACHE_SECONDS (5 s by default)",
+    )
+    which = revoke.add_mutually_exclusive_group(required=True)
+    which.add_argument("--key", help="the API key itself")
+    which.add_argument("--user-id", type=UUID, help="revoke every key of this user")
+
     for name, run in (("goal", _create_goal), ("room", _create_room)):
         named = command(f"create-{name}", run, f"create a {name} of an organization")
         named.add_argument("--organization-id", required=True, type=UUID)
@@ -122,6 +141,13 @@ def _create_user(session: Session, args: argparse.Namespace) -> dict[str, str]:
 
 def _create_api_key(session: Session, args: argparse.Namespace) -> dict[str, str]:
     return {"user_id": str(args.user_id), "api_key": admin.create_api_key(session, args.user_id)}
+
+
+def _revoke_api_key(session: Session, args: argparse.Namespace) -> dict[str, Any]:
+    if args.key is not None:
+        return {"user_id": str(admin.revoke_api_key(session, args.key)), "revoked": 1}
+    revoked = admin.revoke_api_keys_of_user(session, args.user_id)
+    return {"user_id": str(args.user_id), "revoked": revoked}
 
 
 def _create_goal(session: Session, args: argparse.Namespace) -> dict[str, str]:

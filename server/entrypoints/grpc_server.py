@@ -17,6 +17,7 @@ import socket
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, replace
@@ -28,7 +29,7 @@ from experiments.v5 import experiments_pb2, experiments_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from server.adapters.database import make_engine
+from server.adapters.database import DatabaseUnusable, check_database, make_engine
 from server.adapters.principal_cache import PrincipalCache
 from server.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from server.config import Settings
@@ -40,6 +41,8 @@ from server.service_layer.experiments import ExperimentService
 log = logging.getLogger("experiments.server")
 
 GRACE_SECONDS = 10.0
+# In place of an exception's message in the log: it may quote request values.
+WITHHELD = "(message not logged: it may quote request values)"
 SERVICE_NAME = experiments_pb2.DESCRIPTOR.services_by_name["ExperimentService"].full_name
 
 
@@ -105,12 +108,18 @@ def claim_port(host: str, port: int) -> socket.socket:
     """Fails clearly if any program holds the port, then keeps it for our workers only.
 
     grpcio sets SO_REUSEPORT, so a second server on a taken port would bind
-    silently and steal half the traffic. A plain bind detects any holder; the
-    socket we then keep (SO_REUSEPORT, never listening) receives no connections
-    but makes the next plain bind, such as another experiments-server, fail.
+    silently and steal half the traffic. A bind without SO_REUSEPORT detects any
+    holder; the socket we then keep (SO_REUSEPORT, never listening) receives no
+    connections but makes the next such bind, such as another experiments-server,
+    fail. The probe sets SO_REUSEADDR: the connections of a server that just
+    stopped linger in TIME_WAIT on the port (grpcio's sockets have SO_REUSEADDR
+    and SO_REUSEPORT), and they must not keep its successor from starting.
+    SO_REUSEADDR never lets a bind share a port that a live socket listens on,
+    nor one the holder (without SO_REUSEADDR) keeps.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as error:
@@ -150,6 +159,10 @@ def _worker(port: int, settings: Settings) -> None:
 
 
 def serve(settings: Settings) -> int:
+    try:
+        check_database(settings.database_url)
+    except DatabaseUnusable as error:
+        raise SystemExit(f"experiments-server: {error}") from None
     if settings.workers <= 1:
         _serve_until_signalled(settings, reuse_port=False)
         return 0
@@ -208,9 +221,12 @@ def run_worker_processes(
 
 
 class _Formatter(logging.Formatter):
-    """The standard format, with the date rendered once per second rather than per line.
+    """The standard format, with the date rendered once per second rather than per line, and
+    tracebacks without exception messages.
 
-    One line per RPC at thousands of RPCs per second made strftime a visible cost.
+    One line per RPC at thousands of RPCs per second made strftime a visible cost. An
+    exception's message may quote what a client sent (a database error's DETAIL line, a
+    parser's complaint), so a logged traceback keeps the frames and exception types only.
     """
 
     _second = -1
@@ -222,6 +238,20 @@ class _Formatter(logging.Formatter):
             self._rendered = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
             self._second = second
         return f"{self._rendered},{int(record.msecs):03d}"
+
+    def formatException(self, ei: Any) -> str:
+        chain: list[BaseException] = []
+        error: BaseException | None = ei[1]
+        while error is not None and error not in chain:
+            chain.append(error)
+            error = error.__cause__ or error.__context__
+        lines: list[str] = []
+        for error in reversed(chain):
+            lines.append("Traceback (most recent call last):\n")
+            lines.extend(traceback.format_tb(error.__traceback__))
+            kind = type(error)
+            lines.append(f"{kind.__module__}.{kind.__qualname__}: {WITHHELD}\n")
+        return "".join(lines).rstrip("\n")
 
 
 def configure_logging(level: str) -> None:

@@ -19,6 +19,8 @@ from server.service_layer.experiments import ExperimentService
 
 # Response metadata that Envoy passes on as the REST `ETag` header.
 ETAG_HEADER = "etag"
+# The URL of a created experiment; the gateway passes it on as the 201's Location header.
+LOCATION_HEADER = "location"
 
 
 class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
@@ -43,7 +45,7 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
             del results[kept.stop :]
             del results[: kept.start]
 
-        base = f"{self._base_url(context)}/api/v5/orgs/{request.organization_id}/experiments"
+        base = self._collection_url(request.organization_id)
 
         def url(cursor: str) -> str:
             if not cursor:
@@ -80,7 +82,10 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
             experiment_input(request.experiment),
             _header(context, IDEMPOTENCY_KEY),
         )
-        context.send_initial_metadata(((HTTP_CODE_HEADER, "201"), _etag(experiment)))
+        location = f"{self._collection_url(str(experiment.organization.id))}/{experiment.id}"
+        context.send_initial_metadata(
+            ((HTTP_CODE_HEADER, "201"), (LOCATION_HEADER, location), _etag(experiment))
+        )
         return experiment_message(experiment)
 
     def UpdateExperiment(
@@ -108,14 +113,9 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
         context.send_initial_metadata(((HTTP_CODE_HEADER, "204"),))
         return empty_pb2.Empty()
 
-    def _base_url(self, context: grpc.ServicerContext) -> str:
-        # Behind the gateway, pages point at the host and scheme the REST client used.
-        metadata = dict(context.invocation_metadata())
-        host = metadata.get("x-forwarded-host")
-        if isinstance(host, str) and host:
-            scheme = metadata.get("x-forwarded-proto")
-            return f"{scheme if scheme in ('http', 'https') else 'http'}://{host}"
-        return self._public_base_url
+    def _collection_url(self, organization_id: str) -> str:
+        # The configured public URL, never the request's Host: a client could forge that.
+        return f"{self._public_base_url}/api/v5/orgs/{organization_id}/experiments"
 
 
 def _raw(cursor: Cursor | None) -> str:

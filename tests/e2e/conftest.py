@@ -1,25 +1,92 @@
 """Fixtures of the end-to-end tests: the real stack, demo worlds and REST clients.
 
-One stack serves the whole session (startup takes about two seconds); tests share it but not
-state: each creates the experiments it reads, and a test that needs an organization to itself
-(pagination, cross-organization) creates a fresh demo world. A test that stops the server gets a
-stack of its own.
+One stack per database serves the whole session (startup takes about two seconds): SQLite, and
+PostgreSQL when a server is there (tests/integration/databases.py), on a throwaway database.
+Tests share a stack but not state: each creates the experiments it reads, and a test that needs
+an organization to itself (pagination, cross-organization) creates a fresh demo world. A test
+that stops the server gets a stack of its own.
+
+Every test runs on each database. A test that takes `client` also runs over HTTP/1.1 and HTTP/2,
+on SQLite only: what the HTTP version changes (headers, trailers, framing) is Envoy's part and
+does not depend on the database behind the server.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.e2e.front_end import FrontEnd, serve_front_end
 from tests.e2e.rest import HTTP_1_1, HTTP_2, RestClient
 from tests.e2e.stack import Stack, World
+from tests.integration.databases import (
+    POSTGRESQL,
+    SQLITE,
+    backend_params,
+    postgres_server_url,
+    temporary_postgres_database,
+)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" not in metafunc.fixturenames:
+        return
+    backends = [param.values[0] for param in backend_params()]
+    if "protocol" in metafunc.fixturenames:
+        combinations = [(SQLITE, HTTP_1_1), (SQLITE, HTTP_2)]
+        combinations += [(backend, HTTP_1_1) for backend in backends if backend != SQLITE]
+        metafunc.parametrize(
+            ("backend", "protocol"),
+            [
+                pytest.param(*pair, id=f"{pair[0]}-{pair[1]}", marks=_marks(pair[0]))
+                for pair in combinations
+            ],
+            scope="session",
+        )
+    else:
+        metafunc.parametrize(
+            "backend",
+            [pytest.param(backend, id=backend, marks=_marks(backend)) for backend in backends],
+            scope="session",
+        )
+
+
+def _marks(backend: str) -> list[Any]:
+    return [pytest.mark.postgres] if backend == POSTGRESQL else []
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    started = Stack(tmp_path_factory.mktemp("e2e"))
+def allowed_front_end() -> Iterator[FrontEnd]:
+    """A page on an origin the session's gateways allow (EXPERIMENTS_CORS_ORIGINS)."""
+    with serve_front_end() as front_end:
+        yield front_end
+
+
+@pytest.fixture(scope="session")
+def other_front_end() -> Iterator[FrontEnd]:
+    """A page on an origin no gateway allows."""
+    with serve_front_end() as front_end:
+        yield front_end
+
+
+@pytest.fixture(scope="session")
+def stack(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, allowed_front_end: FrontEnd
+) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp(f"e2e-{backend}")
+    if backend == SQLITE:
+        yield from _running(Stack(workdir, cors_origins=[allowed_front_end.origin]))
+        return
+    server = postgres_server_url()
+    assert server is not None
+    with temporary_postgres_database(server) as url:
+        yield from _running(Stack(workdir, url, cors_origins=[allowed_front_end.origin]))
+
+
+def _running(started: Stack) -> Iterator[Stack]:
     try:
         started.start()
         yield started
@@ -29,13 +96,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture
 def own_stack(tmp_path: Path) -> Iterator[Stack]:
-    """A stack of the test's own, for tests that stop the server."""
-    started = Stack(tmp_path)
-    try:
-        started.start()
-        yield started
-    finally:
-        started.close()
+    """A stack of the test's own (SQLite), for tests that stop the server."""
+    yield from _running(Stack(tmp_path))
 
 
 @pytest.fixture(scope="session")
@@ -55,10 +117,10 @@ def fresh_world(stack: Stack) -> World:
     return stack.new_world()
 
 
-@pytest.fixture(params=[HTTP_1_1, HTTP_2])
-def client(request: pytest.FixtureRequest, stack: Stack) -> Iterator[RestClient]:
-    """A REST client of the session's gateway, once per HTTP version."""
-    rest = RestClient(stack.base_url, request.param)
+@pytest.fixture
+def client(protocol: str, stack: Stack) -> Iterator[RestClient]:
+    """A REST client of the session's gateway: HTTP/1.1 and HTTP/2 (see the module's notes)."""
+    rest = RestClient(stack.base_url, protocol)
     yield rest
     rest.close()
 

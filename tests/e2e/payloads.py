@@ -44,8 +44,9 @@ DOCUMENTED_EXAMPLE = """
 
 
 def documented_example(world: World) -> dict[str, Any]:
-    """The documented example made sendable: as given it has a trailing comma (invalid JSON)
-    and lacks the required is_draft and room_ids, and its goal is not one of ours."""
+    """The documented example as strict JSON for our organization: without its trailing comma
+    (which the gateway accepts anyway), with the required is_draft it lacks, this world's goal
+    and rooms."""
     payload: dict[str, Any] = json.loads(re.sub(r",(\s*[\]}])", r"\1", DOCUMENTED_EXAMPLE))
     payload["is_draft"] = False
     payload["room_ids"] = world.room_ids

@@ -1,5 +1,6 @@
-"""The real stack of the end-to-end tests: a migrated SQLite database, `experiments-server` and
-Envoy on free ports, and the demo worlds `experiments-admin demo` creates in it."""
+"""The real stack of the end-to-end tests: a migrated database (SQLite or PostgreSQL),
+`experiments-server` and Envoy on free ports, and the demo worlds `experiments-admin demo`
+creates in it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import os
 import socket
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,12 +46,19 @@ class World:
 
 
 class Stack:
-    """A migrated database (SQLite by default), the gRPC server and Envoy in front of it."""
+    """A migrated database (an SQLite file by default), the gRPC server and Envoy in front."""
 
-    def __init__(self, workdir: Path, database_url: str | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        database_url: str | None = None,
+        *,
+        cors_origins: Sequence[str] = (),
+    ) -> None:
         self.workdir = workdir
         self.grpc_port = _free_port()
-        # SQLite in the work folder unless told otherwise (tests/fuzz also runs on PostgreSQL).
+        self.cors_origins = tuple(cors_origins)
+        # SQLite in the work folder unless told otherwise.
         self.database_url = database_url or f"sqlite:///{workdir / 'experiments.sqlite3'}"
         self.env = {
             **os.environ,
@@ -67,16 +76,25 @@ class Stack:
         assert self.envoy is not None
         return f"http://127.0.0.1:{self.envoy.http_port}"
 
+    @property
+    def envoy_log(self) -> Path:
+        return self.workdir / "envoy.log"
+
     def start(self) -> None:
-        self.start_server()
-        envoy_log = self.workdir / "envoy.log"
+        # Envoy first: its port (chosen by the kernel) is the public URL the server links to.
         config = launcher.render_config(
-            http_host="127.0.0.1", http_port=0, grpc_host="127.0.0.1", grpc_port=self.grpc_port
+            http_host="127.0.0.1",
+            http_port=0,
+            grpc_host="127.0.0.1",
+            grpc_port=self.grpc_port,
+            cors_origins=self.cors_origins,
         )
-        with envoy_log.open("a") as output:
+        with self.envoy_log.open("a") as output:
             self.envoy = launcher.start_envoy(
-                config, self.workdir, output=output, log=envoy_log, concurrency=1
+                config, self.workdir, output=output, log=self.envoy_log, concurrency=1
             )
+        self.env["EXPERIMENTS_PUBLIC_BASE_URL"] = self.base_url
+        self.start_server()
         self.envoy.wait_upstream_healthy()
 
     def start_server(self) -> None:

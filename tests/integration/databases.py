@@ -1,12 +1,16 @@
 """Throwaway databases for tests: a fresh SQLite file, or a fresh PostgreSQL database.
 
-PostgreSQL runs only when EXPERIMENTS_TEST_POSTGRES_URL names a server to create
-databases on (for example postgresql+psycopg://postgres@127.0.0.1:5432/test); each
-database gets a random name and is dropped afterwards, so no test sees another's rows.
+The PostgreSQL server to create databases on is EXPERIMENTS_TEST_POSTGRES_URL when set (it
+must then be reachable: the tests fail otherwise), else the default local server
+postgresql+psycopg://postgres@127.0.0.1:5432/test if a probe (once per session) reaches it.
+Without one, the PostgreSQL variants are not generated at all and the run says so in one
+line (tests/conftest.py). Each database gets a random name and is dropped afterwards, so
+no test sees another's rows.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from collections.abc import Iterator
@@ -22,31 +26,49 @@ from server.adapters.database import engine_url
 from server.adapters.unit_of_work import SqlAlchemyUnitOfWork
 
 POSTGRES_URL_VARIABLE = "EXPERIMENTS_TEST_POSTGRES_URL"
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+PROBE_TIMEOUT_SECONDS = 2
 SQLITE = "sqlite"
 POSTGRESQL = "postgresql"
 
 
+@functools.cache
 def postgres_server_url() -> str | None:
-    return os.environ.get(POSTGRES_URL_VARIABLE) or None
+    """The PostgreSQL server of this test session, or None if there is none."""
+    configured = os.environ.get(POSTGRES_URL_VARIABLE)
+    if configured:
+        return configured
+    return DEFAULT_POSTGRES_URL if _reachable(DEFAULT_POSTGRES_URL) else None
+
+
+def _reachable(url: str) -> bool:
+    engine = create_engine(engine_url(url), connect_args={"connect_timeout": PROBE_TIMEOUT_SECONDS})
+    try:
+        with engine.connect():
+            return True
+    except Exception:
+        return False
+    finally:
+        engine.dispose()
+
+
+def postgres_status() -> str:
+    """One line for the test report: whether and where the PostgreSQL variants run."""
+    server = postgres_server_url()
+    if server is not None:
+        return f"PostgreSQL variants run on {engine_url(server).render_as_string()}"
+    return (
+        f"PostgreSQL variants NOT run: nothing answers at {DEFAULT_POSTGRES_URL} and "
+        f"{POSTGRES_URL_VARIABLE} is not set (only SQLite was tested)"
+    )
 
 
 def backend_params() -> list[Any]:
-    """pytest parameters for each database: PostgreSQL skipped (saying why) when not configured."""
-    return [
-        pytest.param(SQLITE, id=SQLITE),
-        pytest.param(
-            POSTGRESQL,
-            id=POSTGRESQL,
-            marks=[
-                pytest.mark.postgres,
-                pytest.mark.skipif(
-                    postgres_server_url() is None,
-                    reason=f"PostgreSQL tests need {POSTGRES_URL_VARIABLE}, e.g. "
-                    "postgresql+psycopg://postgres@127.0.0.1:5432/test",
-                ),
-            ],
-        ),
-    ]
+    """pytest parameters for each database; PostgreSQL only when a server is there."""
+    params = [pytest.param(SQLITE, id=SQLITE)]
+    if postgres_server_url() is not None:
+        params.append(pytest.param(POSTGRESQL, id=POSTGRESQL, marks=pytest.mark.postgres))
+    return params
 
 
 @contextmanager

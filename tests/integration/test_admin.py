@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import json
+import time
 from uuid import UUID
 
+import grpc
 import pytest
+from experiments.v5 import experiments_pb2 as pb
 from sqlalchemy import func, select
 
 from server.adapters import database, schema
 from server.adapters.orm import ApiKeyRecord, OrganizationRecord
+from server.config import Settings
 from server.domain.access import hash_api_key
 from server.entrypoints import admin
 from tests.integration.databases import unit_of_work
+from tests.integration.grpc_client import running_client
+
+AUTH_CACHE_SECONDS = Settings.auth_cache_seconds
 
 
 def _run(
@@ -175,3 +182,88 @@ def test_creating_a_user_of_an_unknown_organization_fails_with_a_message(
         )
 
     assert _organizations(migrated_url) == 0
+
+
+def _principal_of(url: str, key: str) -> object:
+    engine = database.make_engine(url)
+    try:
+        with unit_of_work(database.session_factory(engine), read_only=True) as uow:
+            return uow.principals.by_key_hash(hash_api_key(key))
+    finally:
+        engine.dispose()
+
+
+def test_revoke_api_key_by_user_removes_every_key_of_that_user_only(
+    migrated_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    organization = _json(migrated_url, capsys, monkeypatch, "create-organization", "--name", "Acme")
+    users = [
+        _json(
+            migrated_url,
+            capsys,
+            monkeypatch,
+            "create-user",
+            "--organization-id",
+            str(organization["id"]),
+            "--first-name",
+            name,
+            "--last-name",
+            "Doe",
+        )["id"]
+        for name in ("Jane", "John")
+    ]
+    keys = [
+        str(
+            _json(migrated_url, capsys, monkeypatch, "create-api-key", "--user-id", str(user))[
+                "api_key"
+            ]
+        )
+        for user in (users[0], users[0], users[1])
+    ]
+
+    result = _json(migrated_url, capsys, monkeypatch, "revoke-api-key", "--user-id", str(users[0]))
+
+    assert result == {"user_id": users[0], "revoked": 2}
+    assert [_principal_of(migrated_url, key) is None for key in keys] == [True, True, False]
+
+
+def test_revoking_an_unknown_key_fails_with_a_message(
+    migrated_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EXPERIMENTS_DATABASE_URL", migrated_url)
+
+    with pytest.raises(SystemExit, match="no such API key"):
+        admin.main(["revoke-api-key", "--key", "not-a-key"])
+
+
+def test_a_revoked_key_is_refused_within_the_auth_cache_time(
+    migrated_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with running_client(migrated_url) as client:
+        request = pb.ListExperimentsRequest(organization_id=client.org)
+        client.stub.ListExperiments(request, metadata=client.metadata())  # now cached
+
+        result = _json(
+            migrated_url,
+            capsys,
+            monkeypatch,
+            "revoke-api-key",
+            "--key",
+            client.world["tokens"]["settings"],
+        )
+        revoked_at = time.monotonic()
+
+        def refused() -> bool:
+            try:
+                client.stub.ListExperiments(request, metadata=client.metadata())
+            except grpc.RpcError as error:
+                return error.code() == grpc.StatusCode.UNAUTHENTICATED
+            return False
+
+        while not refused():
+            assert time.monotonic() - revoked_at < AUTH_CACHE_SECONDS + 1, "still accepted"
+            time.sleep(0.1)
+
+    assert result["revoked"] == 1
+    # The other demo users' keys still work.
+    assert _principal_of(migrated_url, client.world["tokens"]["no_settings"]) is not None

@@ -1,0 +1,128 @@
+"""`make run`'s supervisor (gateway/run.py): killed with any signal it leaves nothing behind,
+the next run serves, and a busy HTTP port is one line naming EXPERIMENTS_HTTP_PORT."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway import launcher
+from tests.e2e.rest import HTTP_1_1, RestClient
+from tests.e2e.stack import _free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+READY_LINE = "Press Ctrl-C to stop."
+TIMEOUT = 60.0
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found: set[int] = set()
+    pending = [pid]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            found.add(child)
+            pending.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited; only its parent's wait is missing
+
+
+class MakeRun:
+    def __init__(self, workdir: Path) -> None:
+        self.log = workdir / "make-run.log"
+        self.http_port = _free_port()
+        self.env = {
+            **os.environ,
+            "EXPERIMENTS_DATABASE_URL": f"sqlite:///{workdir / 'experiments.sqlite3'}",
+            "EXPERIMENTS_GRPC_PORT": str(_free_port()),
+            "EXPERIMENTS_HTTP_PORT": str(self.http_port),
+            "EXPERIMENTS_WORKERS": "2",
+        }
+
+    def start(self) -> subprocess.Popen[str]:
+        with self.log.open("w") as output:
+            return subprocess.Popen(
+                [sys.executable, str(ROOT / "gateway" / "run.py")],
+                env=self.env,
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+
+    def wait_ready(self, process: subprocess.Popen[str]) -> None:
+        launcher.poll(
+            lambda: True if READY_LINE in self.log.read_text() else None,
+            what="make run",
+            process=process,
+            timeout=TIMEOUT,
+            log=self.log,
+        )
+
+
+@pytest.fixture
+def make_run(tmp_path: Path) -> Iterator[MakeRun]:
+    yield MakeRun(tmp_path)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM, signal.SIGHUP])
+def test_killing_the_supervisor_leaves_no_orphan_and_the_next_run_serves(
+    make_run: MakeRun, signum: signal.Signals
+) -> None:
+    first = make_run.start()
+    make_run.wait_ready(first)
+    children = _descendants(first.pid)
+    assert len(children) >= 4, children  # the server, its 2 workers, Envoy
+
+    first.send_signal(signum)
+    first.wait(TIMEOUT)
+    deadline = time.monotonic() + TIMEOUT
+    while any(_alive(pid) for pid in children):
+        assert time.monotonic() < deadline, [pid for pid in children if _alive(pid)]
+        time.sleep(launcher.POLL_INTERVAL)
+
+    second = make_run.start()
+    try:
+        make_run.wait_ready(second)
+        rest = RestClient(f"http://127.0.0.1:{make_run.http_port}", HTTP_1_1)
+        assert rest.get("/api/v5/orgs/x/experiments").status == 401  # served, by the server
+    finally:
+        second.terminate()
+        assert second.wait(TIMEOUT) == 0
+
+
+def test_a_busy_http_port_is_one_line_naming_the_setting(make_run: MakeRun) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", make_run.http_port))
+        holder.listen()
+        process = make_run.start()
+        assert process.wait(TIMEOUT) == 1
+        children = _descendants(process.pid)
+
+    last = make_run.log.read_text().splitlines()[-1]
+    assert last.startswith("make run: the HTTP port 127.0.0.1:")
+    assert "EXPERIMENTS_HTTP_PORT" in last
+    assert children == set()
