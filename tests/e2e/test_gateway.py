@@ -105,6 +105,25 @@ def test_a_method_the_path_does_not_have_is_405_json_naming_the_allowed_ones(
     assert response.headers["allow"] == allowed
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        # Legal in HTTP, not as a gRPC metadata key.
+        ("a!b", "1"),
+        # gRPC decodes a -bin value as base64, and reads its own headers.
+        ("x-note-bin", "not base64!"),
+        ("grpc-timeout", "soon"),
+        ("grpc-encoding", "zip"),
+    ],
+)
+def test_a_request_header_grpc_cannot_carry_is_ignored_not_a_500(
+    client: RestClient, world: World, name: str, value: str
+) -> None:
+    response = client.get(world.experiments, token=world.tokens.settings, headers={name: value})
+
+    assert response.status == 200, response.body
+
+
 def test_an_unknown_query_parameter_is_400_json(client: RestClient, world: World) -> None:
     response = client.get(f"{world.experiments}?page_sise=2", token=world.tokens.settings)
 
