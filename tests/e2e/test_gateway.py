@@ -105,6 +105,27 @@ def test_a_method_the_path_does_not_have_is_405_json_naming_the_allowed_ones(
     assert response.headers["allow"] == allowed
 
 
+@pytest.mark.parametrize(("one", "allowed"), [(False, "GET, POST"), (True, "GET, PUT, DELETE")])
+def test_a_query_without_content_type_is_the_same_405_naming_the_allowed_ones(
+    client: RestClient, world: World, one: bool, allowed: str
+) -> None:
+    # Envoy refuses a QUERY (RFC 10008) without Content-Type itself, before any route is chosen.
+    path = f"{world.experiments}/{'some-id' if one else ''}".rstrip("/")
+
+    response = client.request("QUERY", f"{path}?page_size=1", token=world.tokens.settings)
+
+    assert_error(response, 405, UNIMPLEMENTED)
+    assert response.headers["allow"] == allowed
+
+
+def test_a_query_without_content_type_elsewhere_is_400_saying_why(
+    client: RestClient, world: World
+) -> None:
+    response = client.request("QUERY", "/nowhere", token=world.tokens.settings)
+
+    assert "Content-Type" in assert_error(response, 400, INVALID_ARGUMENT)["message"]
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
