@@ -13,7 +13,12 @@ what the gateway really does:
   The canonical forms only: Envoy also takes "42" for an integer or "true" for a boolean, which
   the document does not advertise;
 - 201 for Create and 204 with no body for an RPC returning google.protobuf.Empty (the server sets
-  them through the gateway), and errors as google.rpc.Status JSON with google.rpc.BadRequest;
+  them through the gateway), and errors as google.rpc.Status JSON with google.rpc.BadRequest,
+  each HTTP status with the google.rpc.Code its body carries;
+- the optional headers of conditional requests and idempotent creates (If-Match, If-None-Match,
+  Idempotency-Key) and what they bring: ETag, Location, 304, 412; the gateway's own answers
+  (413 for a body over 1 MiB, 503 while the server or database is down, WWW-Authenticate on a
+  401), and the 405 with Allow that any other method gets, in each path's description;
 - the rules a client can check before sending (value sets, ranges, lengths, counts), taken from
   the domain constants in server/domain, so the document and the server cannot disagree.
 
@@ -31,6 +36,7 @@ import argparse
 import re
 import sys
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,20 +47,27 @@ from google.protobuf import descriptor_pb2
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from server.domain import limits  # noqa: E402
+from server.domain.concurrency import (  # noqa: E402
+    IDEMPOTENCY_KEY_LIFETIME,
+    IDEMPOTENCY_KEY_MAX_LENGTH,
+)
 from server.domain.model import GroupType, ResetInterval  # noqa: E402
-from server.domain.rules import MAX_GROUPS, NAME_MAX_LENGTH  # noqa: E402
 
 DESCRIPTOR_SET = ROOT / "generated" / "experiments" / "v5" / "experiments.pb"
 OUTPUT = ROOT / "openapi" / "experiments.v5.yaml"
 SERVICE = "experiments.v5.ExperimentService"
 Json = dict[str, Any]
 
-# Rules a client can see, keyed by field; the domain enforces them (server/domain/rules.py).
+# Rules a client can see, keyed by field; the domain enforces them (server/domain/rules.py, with
+# the numbers of server/domain/limits.py). A treatment's size and depth have no JSON Schema
+# keyword: its description (the proto comment) states them.
 FIELD_RULES: dict[str, Json] = {
-    "experiments.v5.Experiment.name": {"maxLength": NAME_MAX_LENGTH},
+    "experiments.v5.Experiment.name": {"maxLength": limits.NAME_MAX_LENGTH},
     "experiments.v5.Experiment.group_reset_interval": {"enum": [i.value for i in ResetInterval]},
-    "experiments.v5.Experiment.groups": {"maxItems": MAX_GROUPS},
-    "experiments.v5.Group.name": {"maxLength": NAME_MAX_LENGTH},
+    "experiments.v5.Experiment.groups": {"maxItems": limits.MAX_GROUPS},
+    "experiments.v5.Experiment.room_ids": {"maxItems": limits.MAX_ROOMS},
+    "experiments.v5.Group.name": {"maxLength": limits.NAME_MAX_LENGTH},
     "experiments.v5.Group.percentage": {"minimum": 0, "maximum": 100},
     # A google.protobuf.Value holding one of the strings, or an explicit null.
     "experiments.v5.Group.group_type": {
@@ -91,14 +104,115 @@ WELL_KNOWN: dict[str, Json] = {
     ".google.protobuf.Duration": {"type": "string", "pattern": r"^-?\d+(\.\d+)?s$"},
 }
 TYPE_URL = "type.googleapis.com/"
-ERRORS: dict[str, str] = {
-    "400": "INVALID_ARGUMENT: the request breaks a rule (details: google.rpc.BadRequest naming"
-    " every offending field), or the gateway could not parse it (malformed JSON or value, unknown"
-    " query parameter). Nothing is written.",
-    "401": "UNAUTHENTICATED: no `Authorization: Token <key>` header, or an unknown key.",
-    "403": "PERMISSION_DENIED: no access to the organization, no active subscription, or (to"
-    " write) no settings permission.",
-    "404": "NOT_FOUND: no such experiment in that organization.",
+EXPERIMENT = ".experiments.v5.Experiment"
+# The gateway's limit on a REST request body, from its configuration (request_body_limit).
+ENVOY_CONFIG = ROOT / "gateway" / "envoy.yaml"
+BODY_LIMIT = int(re.findall(r"max_request_bytes: (\d+)", ENVOY_CONFIG.read_text())[0])
+
+# Optional request headers, by RPC: the gateway passes them to the server as metadata (README,
+# "Concurrent edits, retries and outages"). A client that sends none gets what the spec promises.
+IF_MATCH: Json = {
+    "name": "If-Match",
+    "in": "header",
+    "required": False,
+    "description": 'Makes the write conditional on the etag read before: `"3"` (a bare `3`, a'
+    ' comma list `"2", "3"`, or `*` for any version also work; a weak `W/"3"` never matches).'
+    " If the experiment changed since, the answer is 412 and nothing is written: read it again,"
+    " reapply the change, retry. An unreadable value is 400 naming `if-match`.",
+    "schema": {"type": "string"},
+}
+HEADERS: dict[str, list[Json]] = {
+    "GetExperiment": [
+        {
+            "name": "If-None-Match",
+            "in": "header",
+            "required": False,
+            "description": 'The etag of a copy the client holds (`"3"`; weak comparison, `*`'
+            " matches any): when it is still current the answer is 304 with no body. An"
+            " unreadable value is ignored.",
+            "schema": {"type": "string"},
+        }
+    ],
+    "CreateExperiment": [
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": False,
+            "description": "Any string the client chooses (a UUID is a good one). A retry with"
+            " the same key and the same body returns the experiment created the first time"
+            " (201 again, same `id`) and never creates a second one, also while the first call"
+            " is still running. The same key with a different body is 400 naming"
+            " `idempotency-key`. Keys belong to the calling user and organization and expire"
+            f" {IDEMPOTENCY_KEY_LIFETIME // timedelta(hours=1)} hours after the Create.",
+            "schema": {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX_LENGTH},
+        }
+    ],
+    "UpdateExperiment": [IF_MATCH],
+    "DeleteExperiment": [IF_MATCH],
+}
+ETAG_HEADER: Json = {
+    "description": 'The experiment\'s `etag`, quoted as HTTP wants: `"3"`.',
+    "required": True,
+    "schema": {"type": "string", "pattern": '^"[^"]+"$'},
+}
+
+
+@dataclass(frozen=True)
+class Error:
+    """An error answer: the google.rpc.Code its google.rpc.Status body carries, when fixed."""
+
+    name: str
+    code: int | None
+    description: str
+
+
+# The error answers by HTTP status (components/responses). Envoy's own refusals have the same
+# body shape as the server's (gateway/envoy.yaml, local_reply_config) and the same code.
+ERRORS: dict[str, Error] = {
+    "400": Error(
+        "InvalidArgument",
+        3,
+        "INVALID_ARGUMENT: the request breaks a rule (details: google.rpc.BadRequest naming"
+        " every offending field), or the gateway could not parse it (malformed JSON or value,"
+        " unknown query parameter; no details). Nothing is written.",
+    ),
+    "401": Error(
+        "Unauthenticated",
+        16,
+        "UNAUTHENTICATED: no `Authorization: Token <key>` header, or an unknown key.",
+    ),
+    "403": Error(
+        "PermissionDenied",
+        7,
+        "PERMISSION_DENIED: no access to the organization, no active subscription, or (to"
+        " write) no settings permission.",
+    ),
+    "404": Error("NotFound", 5, "NOT_FOUND: no such experiment in that organization."),
+    "412": Error(
+        "PreconditionFailed",
+        10,
+        "ABORTED: `If-Match` does not name the experiment's current etag (it changed since it"
+        " was read). Nothing is written; read it again and retry.",
+    ),
+    "413": Error(
+        "PayloadTooLarge",
+        3,
+        f"The request body is larger than {BODY_LIMIT} bytes (1 MiB), the gateway's limit."
+        " Nothing is written.",
+    ),
+    "503": Error(
+        "Unavailable",
+        14,
+        "UNAVAILABLE: the database or the server is unreachable or restarting. Retry later,"
+        " with backoff.",
+    ),
+    "5XX": Error(
+        "ServerError",
+        None,
+        "Another server-side failure: 500 INTERNAL (a bug; a generic message), 502 (the"
+        " gateway lost the connection to the server, code 14) or 504 (the server did not answer"
+        " in time, code 4).",
+    ),
 }
 
 
@@ -264,6 +378,9 @@ class Builder:
 
     def operations(self) -> Json:
         service, file, index = self.contract.service(SERVICE)
+        unknown = set(HEADERS) - {method.name for method in service.method}
+        if unknown:
+            raise SystemExit(f"HEADERS names RPCs the service does not have: {sorted(unknown)}")
         paths: Json = {}
         for i, method in enumerate(service.method):
             rule = method.options.Extensions[annotations_pb2.http]
@@ -271,6 +388,15 @@ class Builder:
             paths.setdefault(template, {})[verb] = self.operation(
                 method, rule, template, self.contract.comment(file, (6, index, 2, i))
             )
+        for template, operations in paths.items():
+            # The gateway's method_not_allowed routes (gateway/envoy.yaml) answer any other
+            # method; OpenAPI has no place for undeclared methods but the path's description.
+            allowed = ", ".join(verb.upper() for verb in operations)
+            paths[template] = {
+                "description": f"Any other method is answered 405 Method Not Allowed with"
+                f" `Allow: {allowed}` and a google.rpc.Status body (code 12, UNIMPLEMENTED).",
+                **operations,
+            }
         return paths
 
     def operation(
@@ -315,6 +441,8 @@ class Builder:
                 )
             else:
                 raise SystemExit(f"{method.name}: body `{rule.body}` is not supported here")
+        headers = HEADERS.get(method.name, [])
+        parameters += headers
         summary, _, _ = description.partition("\n\n")
         operation: Json = {
             "operationId": method.name,
@@ -326,28 +454,85 @@ class Builder:
             operation["parameters"] = parameters
         if body is not None:
             operation["requestBody"] = body
-        operation["responses"] = self.responses(method, "{experiment_id}" in template)
+        sent = {header["name"] for header in headers}
+        operation["responses"] = self.responses(
+            method, "{experiment_id}" in template, sent, body is not None
+        )
         return operation
 
-    def responses(self, method: descriptor_pb2.MethodDescriptorProto, one: bool) -> Json:
+    def responses(
+        self,
+        method: descriptor_pb2.MethodDescriptorProto,
+        one: bool,
+        headers: set[str],
+        has_body: bool,
+    ) -> Json:
         responses: Json = {}
         if method.output_type == ".google.protobuf.Empty":
             responses["204"] = {"description": "Done: no body."}
         else:
             status = "201" if method.name.startswith("Create") else "200"
-            responses[status] = {
-                "description": "Created." if status == "201" else "OK.",
-                "content": {"application/json": {"schema": self.ref(method.output_type)}},
+            success: Json = {"description": "Created." if status == "201" else "OK."}
+            if method.output_type == EXPERIMENT:
+                success["headers"] = {"ETag": ETAG_HEADER}
+            if status == "201":
+                success["headers"]["Location"] = {
+                    "description": "The URL of the new experiment (from"
+                    " EXPERIMENTS_PUBLIC_BASE_URL).",
+                    "required": True,
+                    "schema": {"type": "string", "format": "uri"},
+                }
+                success["links"] = self.links()
+            success["content"] = {"application/json": {"schema": self.ref(method.output_type)}}
+            responses[status] = success
+        if "If-None-Match" in headers:
+            responses["304"] = {
+                "description": "Not Modified: `If-None-Match` names the current etag. No body.",
+                "headers": {"ETag": ETAG_HEADER},
             }
-        error = self.ref(".google.rpc.Status")
-        for code, text in ERRORS.items():
-            if code == "404" and not one:
-                continue
-            responses[code] = {
-                "description": text,
-                "content": {"application/json": {"schema": error}},
-            }
+        wanted = {
+            "404": one,
+            "412": "If-Match" in headers,
+            "413": has_body,
+        }
+        for status, error in ERRORS.items():
+            if wanted.get(status, True):
+                responses[status] = {"$ref": f"#/components/responses/{error.name}"}
         return responses
+
+    def links(self) -> Json:
+        """What a client does next with a created experiment: the stateful phase of schemathesis
+        follows these too, sending the etag it got back as If-Match."""
+        same = {
+            "organization_id": "$request.path.organization_id",
+            "experiment_id": "$response.body#/id",
+        }
+        conditional = {**same, "header.If-Match": "$response.header.ETag"}
+        return {
+            "GetCreated": {"operationId": "GetExperiment", "parameters": same},
+            "UpdateCreated": {"operationId": "UpdateExperiment", "parameters": conditional},
+            "DeleteCreated": {"operationId": "DeleteExperiment", "parameters": conditional},
+        }
+
+    def error_responses(self) -> Json:
+        status = self.ref(".google.rpc.Status")
+        result: Json = {}
+        for code, error in ERRORS.items():
+            schema = status
+            if error.code is not None:
+                schema = {"allOf": [status], "properties": {"code": {"const": error.code}}}
+            answer: Json = {"description": error.description}
+            if code == "401":
+                answer["headers"] = {
+                    "WWW-Authenticate": {
+                        "description": "The scheme to authenticate with.",
+                        "required": True,
+                        "schema": {"type": "string", "const": "Token"},
+                    }
+                }
+            answer["content"] = {"application/json": {"schema": schema}}
+            result[error.name] = answer
+        return result
 
     def error_schemas(self) -> None:
         self.ref(".google.rpc.Status")
@@ -376,6 +561,7 @@ def build(contract: Contract) -> Json:
     service, file, index = contract.service(SERVICE)
     paths = builder.operations()
     builder.error_schemas()
+    responses = builder.error_responses()
     description = contract.comment(file, (6, index))
     package_comment = contract.comment(file, (2,))
     return {
@@ -401,6 +587,7 @@ def build(contract: Contract) -> Json:
                 }
             },
             "schemas": dict(sorted(builder.schemas.items())),
+            "responses": responses,
         },
     }
 

@@ -9,13 +9,20 @@ document does not describe. Settings and the checks left out, with why: openapi/
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+import yaml
 from openapi_spec_validator import validate
 from openapi_spec_validator.readers import read_from_filename
 
+from gateway import launcher
+from server.domain import limits
+from server.domain.concurrency import IDEMPOTENCY_KEY_MAX_LENGTH
 from tests.e2e.stack import Stack, World
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -37,8 +44,10 @@ def test_the_document_states_what_rest_clients_rely_on() -> None:
     assert "201" in collection["post"]["responses"]
     assert "204" in one["delete"]["responses"]
     assert "content" not in one["delete"]["responses"]["204"]
-    error = one["put"]["responses"]["400"]["content"]["application/json"]["schema"]
-    assert error == {"$ref": "#/components/schemas/google.rpc.Status"}
+    error = _response(document, one["put"]["responses"]["400"])
+    assert error["content"]["application/json"]["schema"]["allOf"] == [
+        {"$ref": "#/components/schemas/google.rpc.Status"}
+    ]
     assert document["components"]["securitySchemes"]["ApiKey"] == {
         "type": "apiKey",
         "in": "header",
@@ -56,7 +65,10 @@ def test_the_document_states_what_rest_clients_rely_on() -> None:
     assert group["treatment"]["type"] == ["object", "null"]
     assert (group["percentage"]["minimum"], group["percentage"]["maximum"]) == (0, 100)
     experiment = schemas["Experiment"]
-    assert experiment["properties"]["name"]["maxLength"] == 255
+    assert experiment["properties"]["name"]["maxLength"] == limits.NAME_MAX_LENGTH == 255
+    assert experiment["properties"]["groups"]["maxItems"] == limits.MAX_GROUPS
+    assert experiment["properties"]["room_ids"]["maxItems"] == limits.MAX_ROOMS
+    assert group["name"]["maxLength"] == limits.NAME_MAX_LENGTH
     assert experiment["properties"]["group_reset_interval"]["enum"] == ["full", "1w", "1d", None]
     assert experiment["properties"]["id"]["readOnly"] is True
     assert "is_draft" in experiment["required"]
@@ -72,6 +84,107 @@ def test_the_document_states_what_rest_clients_rely_on() -> None:
         "next_cursor",
         "previous_cursor",
     }
+
+
+def _response(document: Mapping[str, Any], response: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A response object, its $ref (to components/responses) followed."""
+    if "$ref" not in response:
+        return response
+    name = response["$ref"].removeprefix("#/components/responses/")
+    found: Mapping[str, Any] = document["components"]["responses"][name]
+    return found
+
+
+def _header_parameters(operation: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    return {p["name"]: p for p in operation.get("parameters", []) if p["in"] == "header"}
+
+
+def test_the_document_states_conditional_requests_and_idempotent_creates() -> None:
+    document, _ = read_from_filename(str(DOCUMENT))
+    collection = document["paths"]["/api/v5/orgs/{organization_id}/experiments"]
+    one = document["paths"]["/api/v5/orgs/{organization_id}/experiments/{experiment_id}"]
+
+    assert set(_header_parameters(collection["get"])) == set()
+    assert set(_header_parameters(one["get"])) == {"If-None-Match"}
+    assert set(_header_parameters(one["put"])) == {"If-Match"}
+    assert set(_header_parameters(one["delete"])) == {"If-Match"}
+    key = _header_parameters(collection["post"])["Idempotency-Key"]
+    assert (key["schema"]["minLength"], key["schema"]["maxLength"]) == (
+        1,
+        IDEMPOTENCY_KEY_MAX_LENGTH,
+    )
+    # Opt-in: a client written from the spec sends none of them.
+    for operation in (collection["post"], one["get"], one["put"], one["delete"]):
+        assert not any(p["required"] for p in _header_parameters(operation).values())
+
+    for operation, status in (
+        (one["get"], "200"),
+        (collection["post"], "201"),
+        (one["put"], "200"),
+    ):
+        etag = operation["responses"][status]["headers"]["ETag"]
+        assert etag["required"] is True
+        assert re.fullmatch(etag["schema"]["pattern"], '"3"')
+    created = collection["post"]["responses"]["201"]
+    assert created["headers"]["Location"]["required"] is True
+    assert created["links"]["UpdateCreated"]["parameters"]["header.If-Match"] == (
+        "$response.header.ETag"
+    )
+    not_modified = one["get"]["responses"]["304"]
+    assert "content" not in not_modified
+    assert not_modified["headers"]["ETag"]["required"] is True
+
+
+def test_the_document_lists_every_status_each_operation_can_get_with_its_body() -> None:
+    document, _ = read_from_filename(str(DOCUMENT))
+    collection = document["paths"]["/api/v5/orgs/{organization_id}/experiments"]
+    one = document["paths"]["/api/v5/orgs/{organization_id}/experiments/{experiment_id}"]
+    errors = {"400", "401", "403", "503", "5XX"}
+
+    assert set(collection["get"]["responses"]) == {"200", *errors}
+    assert set(collection["post"]["responses"]) == {"201", "413", *errors}
+    assert set(one["get"]["responses"]) == {"200", "304", "404", *errors}
+    assert set(one["put"]["responses"]) == {"200", "404", "412", "413", *errors}
+    assert set(one["delete"]["responses"]) == {"204", "404", "412", *errors}
+    # The google.rpc.Code each error body carries (Envoy's own refusals included).
+    codes = {"400": 3, "401": 16, "403": 7, "404": 5, "412": 10, "413": 3, "503": 14}
+    for operation in (collection["get"], collection["post"], one["get"], one["put"], one["delete"]):
+        for status, code in codes.items():
+            if status in operation["responses"]:
+                response = _response(document, operation["responses"][status])
+                schema = response["content"]["application/json"]["schema"]
+                assert schema["properties"]["code"] == {"const": code}, (status, schema)
+    unauthenticated = _response(document, one["get"]["responses"]["401"])
+    assert unauthenticated["headers"]["WWW-Authenticate"]["schema"]["const"] == "Token"
+    too_large = _response(document, one["put"]["responses"]["413"])
+    assert str(1024 * 1024) in too_large["description"]
+
+
+def test_each_paths_405_in_the_document_is_what_the_gateway_answers() -> None:
+    """OpenAPI has no place for undeclared methods: each path's description names the Allow
+    header of the gateway's method_not_allowed route for it (gateway/envoy.yaml)."""
+    document, _ = read_from_filename(str(DOCUMENT))
+    config = yaml.safe_load(
+        launcher.render_config(
+            http_host="127.0.0.1", http_port=0, grpc_host="127.0.0.1", grpc_port=1
+        )
+    )
+    manager = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    routes = manager["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
+    not_allowed = {
+        route["match"]["safe_regex"]["regex"]: route["response_headers_to_add"][0]["header"][
+            "value"
+        ]
+        for route in routes
+        if route.get("direct_response", {}).get("status") == 405
+    }
+
+    for template, item in document["paths"].items():
+        path = re.sub(r"{[^}]+}", "some-id", template)
+        methods = ", ".join(m.upper() for m in item if m in ("get", "put", "post", "delete"))
+        [allow] = [allow for regex, allow in not_allowed.items() if re.fullmatch(regex, path)]
+        assert allow == methods
+        assert f"`Allow: {allow}`" in item["description"]
 
 
 def test_the_gateway_does_what_the_document_says(stack: Stack, fresh_world: World) -> None:
