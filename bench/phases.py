@@ -470,7 +470,7 @@ def verify(m: Measurement) -> tuple[list[str], list[str]]:
     if m.rpc_calls is not None and phase.method is None:
         # The mixed phase: every call the server logged ended OK (the client waits for each
         # of its calls, so none is cut off), and it logged at least the client's successes.
-        logged = Counter(status for _, status in m.rpc_calls)
-        if set(logged) - {"OK"} or logged["OK"] < r.succeeded:
-            problems.append(f"server log: {dict(logged)}; client: {r.succeeded} succeeded")
+        ended = Counter(status for _, status in m.rpc_calls)
+        if set(ended) - {"OK"} or ended["OK"] < r.succeeded:
+            problems.append(f"server log: {dict(ended)}; client: {r.succeeded} succeeded")
     return problems, notes
