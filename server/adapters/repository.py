@@ -201,6 +201,7 @@ _UPDATE_EXPERIMENT = (
         _experiments.c.id == _of_experiment,
     )
     .values(version=_experiments.c.version + 1)
+    .returning(_experiments.c.version)
 )
 # If-Match: the version the client named is compared and replaced in one statement, so of
 # racing writers with the same etag exactly one matches (PostgreSQL re-checks the WHERE
@@ -315,15 +316,29 @@ class SqlAlchemyExperimentRepository:
             "updated_by_user_id": user_id,
         }
         if expected_version is None:
-            updated = connection.execute(_UPDATE_EXPERIMENT, params)
+            updated = connection.execute(_UPDATE_EXPERIMENT, params).first()
         else:
             params["expected_version"] = expected_version
-            updated = connection.execute(_UPDATE_EXPERIMENT_IF_VERSION, params)
-        if updated.rowcount == 0:
+            updated = connection.execute(_UPDATE_EXPERIMENT_IF_VERSION, params).first()
+        if updated is None:
             return False  # deleted, or (If-Match) changed, since it was read
-        self._replace_groups(connection, current.id, state.groups, now)
-        connection.execute(_DELETE_ROOM_LINKS, {"experiment_id": current.id})
-        self._insert_room_links(connection, current.id, state.room_ids)
+        # Every write moves the version on by one: if ours is the only move since `current`
+        # was read, `current` still shows the stored groups and rooms, and what did not
+        # change need not be read or written again.
+        unchanged_since_read = updated.version == current.version + 1
+        self._replace_groups(
+            connection,
+            current.id,
+            state.groups,
+            now,
+            {g.order: (g.id, _group_values(g)) for g in current.groups}
+            if unchanged_since_read
+            else None,
+        )
+        same_rooms = tuple(state.room_ids) == tuple(room.id for room in current.rooms)
+        if not (unchanged_since_read and same_rooms):
+            connection.execute(_DELETE_ROOM_LINKS, {"experiment_id": current.id})
+            self._insert_room_links(connection, current.id, state.room_ids)
         return True
 
     def delete(
@@ -359,12 +374,16 @@ class SqlAlchemyExperimentRepository:
         experiment_id: UUID,
         groups: Sequence[GroupState],
         now: datetime,
+        stored: dict[int, tuple[UUID, dict[str, Any]]] | None = None,
     ) -> None:
-        """Group i updates the stored group at position i; the rest are created or deleted."""
-        stored = {
-            row.position: row
-            for row in connection.execute(_STORED_GROUPS, {"experiment_id": experiment_id})
-        }
+        """Group i updates the stored group at position i; the rest are created or deleted.
+
+        `stored`: the stored groups by position (id, values), when the caller knows them."""
+        if stored is None:
+            stored = {
+                row.position: (row.id, _stored_group_values(row))
+                for row in connection.execute(_STORED_GROUPS, {"experiment_id": experiment_id})
+            }
         count = len(groups)
         if any(position >= count for position in stored):
             connection.execute(
@@ -372,9 +391,9 @@ class SqlAlchemyExperimentRepository:
             )
         # Only groups that change get a new updated_at.
         changed = [
-            {"group_id": stored[position].id, **_group_values(group), "updated_at": now}
-            for position, group in enumerate(groups)
-            if position in stored and _group_values(group) != _stored_group_values(stored[position])
+            {"group_id": stored[position][0], **values, "updated_at": now}
+            for position, values in enumerate(map(_group_values, groups))
+            if position in stored and values != stored[position][1]
         ]
         if changed:
             connection.execute(_UPDATE_GROUP, changed)
@@ -510,7 +529,7 @@ def _experiment_values(state: ExperimentState) -> dict[str, Any]:
     }
 
 
-def _group_values(group: GroupState) -> dict[str, Any]:
+def _group_values(group: GroupState | Group) -> dict[str, Any]:
     return {
         "name": group.name,
         "percentage": group.percentage,

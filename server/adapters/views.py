@@ -20,13 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, Select, Uuid, bindparam, or_, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, LargeBinary, Select, Uuid, bindparam, or_, select, text
 from sqlalchemy.sql.expression import BindParameter
 
 from server.adapters.orm import Base, ExperimentRecord, ExperimentViewRecord, UtcDateTime
@@ -89,15 +86,21 @@ _NEWER_PAGE = (
 )
 
 
-@cache
-def _upsert(dialect: str) -> Any:
-    """INSERT ... ON CONFLICT (experiment_id) DO UPDATE: one statement for create and update."""
-    statement = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(_views)
-    changing = ("version", "render_version", "message")
-    return statement.on_conflict_do_update(
-        index_elements=[_views.c.experiment_id],
-        set_={name: statement.excluded[name] for name in changing},
-    )
+# INSERT ... ON CONFLICT DO UPDATE: one statement whether the view exists or not, spelled the
+# same on SQLite and PostgreSQL. Text rather than the dialects' insert().on_conflict_do_update(),
+# which SQLAlchemy compiles again on every execution (it is not in its statement cache).
+_UPSERT = text(
+    "INSERT INTO experiment_views"
+    " (experiment_id, organization_id, created_at, version, render_version, message)"
+    " VALUES (:experiment_id, :organization_id, :created_at, :version, :render_version, :message)"
+    " ON CONFLICT (experiment_id) DO UPDATE SET version = excluded.version,"
+    " render_version = excluded.render_version, message = excluded.message"
+).bindparams(
+    bindparam("experiment_id", type_=Uuid()),
+    bindparam("organization_id", type_=Uuid()),
+    bindparam("created_at", type_=UtcDateTime()),
+    bindparam("message", type_=LargeBinary()),
+)
 
 
 class SqlAlchemyExperimentViews:
@@ -130,14 +133,14 @@ class SqlAlchemyExperimentViews:
 
     def store(self, experiment: Experiment) -> ExperimentView:
         view, row = self._render(experiment)
-        self._connection.execute(_upsert(self._connection.dialect.name), row)
+        self._connection.execute(_UPSERT, row)
         return view
 
     def store_all(self, experiments: list[Experiment]) -> None:
         """`store` for many experiments, in one statement."""
         if experiments:
             rows = [self._render(experiment)[1] for experiment in experiments]
-            self._connection.execute(_upsert(self._connection.dialect.name), rows)
+            self._connection.execute(_UPSERT, rows)
 
     def _render(self, experiment: Experiment) -> tuple[ExperimentView, dict[str, Any]]:
         if self._renderer is None:

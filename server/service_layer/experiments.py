@@ -133,7 +133,8 @@ class ExperimentService:
             current = self._existing(uow, organization, experiment_id)
             check_if_match(if_match, current)
             now = self._now()
-            state = validate_update(current, data, _references(uow, organization, data), now)
+            references = _references(uow, organization, data, current)
+            state = validate_update(current, data, references, now)
             expected = current.version if if_match is not None else None
             if not uow.experiments.update(current, state, principal.user.id, now, expected):
                 raise self._changed_or_gone(uow, organization, current.id)
@@ -199,13 +200,20 @@ def _authorized_organization(principal: Principal, organization_id: str, action:
     return principal.organization.id
 
 
-def _references(uow: UnitOfWork, organization: UUID, data: ExperimentInput) -> References:
+def _references(
+    uow: UnitOfWork, organization: UUID, data: ExperimentInput, current: Experiment | None = None
+) -> References:
+    """Which referenced goals and rooms exist in the organization. Those the current
+    experiment already refers to are known to (foreign keys keep them): only the others
+    are looked up, so an update that keeps its goal and rooms makes no query here."""
     goal_ids, room_ids = referenced_ids(data)
+    known_goals = {current.goal_id} & goal_ids if current and current.goal_id else set()
+    known_rooms = {room.id for room in current.rooms} & room_ids if current else set()
+    goal_ids -= known_goals
+    room_ids -= known_rooms
     return References(
-        goal_ids=uow.experiments.existing_goal_ids(organization, goal_ids)
-        if goal_ids
-        else frozenset(),
-        room_ids=uow.experiments.existing_room_ids(organization, room_ids)
-        if room_ids
-        else frozenset(),
+        goal_ids=frozenset(known_goals)
+        | (uow.experiments.existing_goal_ids(organization, goal_ids) if goal_ids else frozenset()),
+        room_ids=frozenset(known_rooms)
+        | (uow.experiments.existing_room_ids(organization, room_ids) if room_ids else frozenset()),
     )
