@@ -46,13 +46,8 @@ class Renderer:
 _views = Base.metadata.tables[ExperimentViewRecord.__tablename__]
 _experiments = Base.metadata.tables[ExperimentRecord.__tablename__]
 
-_rows = select(
-    _views.c.experiment_id,
-    _views.c.organization_id,
-    _views.c.created_at,
-    _views.c.version,
-    _views.c.message,
-)
+# Not organization_id: every read names it already.
+_rows = select(_views.c.experiment_id, _views.c.created_at, _views.c.version, _views.c.message)
 _in_organization = _views.c.organization_id == bindparam("organization_id")
 _GET = _rows.where(_in_organization, _views.c.experiment_id == bindparam("experiment_id"))
 
@@ -113,7 +108,9 @@ class SqlAlchemyExperimentViews:
     def get(self, organization_id: UUID, experiment_id: UUID) -> ExperimentView | None:
         params = {"organization_id": organization_id, "experiment_id": experiment_id}
         row = self._connection.execute(_GET, params).first()
-        return ExperimentView(*row) if row is not None else None
+        if row is None:
+            return None
+        return ExperimentView(row[0], organization_id, row[1], row[2], row[3])
 
     def list_page(
         self, organization_id: UUID, limit: int, start: Position | None, backwards: bool
@@ -124,7 +121,10 @@ class SqlAlchemyExperimentViews:
         if start is not None:
             statement = _NEWER_PAGE if backwards else _OLDER_PAGE
             params.update(start_at=start.created_at, start_id=start.id)
-        views = [ExperimentView(*row) for row in self._connection.execute(statement, params)]
+        views = [
+            ExperimentView(id_, organization_id, created_at, version, message)
+            for id_, created_at, version, message in self._connection.execute(statement, params)
+        ]
         has_more = len(views) > limit
         del views[limit:]
         if backwards:
@@ -204,12 +204,11 @@ def rebuild(connection: Connection, renderer: Renderer, *, everything: bool = Fa
 def stale(connection: Connection, renderer: Renderer) -> list[UUID]:
     """The experiments whose stored view is missing, of another render version or differs
     from a fresh render: none when the read model agrees with the tables it projects."""
+    columns = ("organization_id", "created_at", "version", "render_version", "message")
     stored = {
-        row.experiment_id: (row.version, row.render_version, row.message)
+        row[0]: tuple(row[1:])
         for row in connection.execute(
-            select(
-                _views.c.experiment_id, _views.c.version, _views.c.render_version, _views.c.message
-            )
+            select(_views.c.experiment_id, *(_views.c[name] for name in columns))
         )
     }
     return [
@@ -217,5 +216,11 @@ def stale(connection: Connection, renderer: Renderer) -> list[UUID]:
         for batch in _experiments_to_render(connection, renderer, everything=True)
         for experiment in batch
         if stored.get(experiment.id)
-        != (experiment.version, renderer.version, renderer.render(experiment))
+        != (
+            experiment.organization.id,
+            experiment.created_at,
+            experiment.version,
+            renderer.version,
+            renderer.render(experiment),
+        )
     ]
