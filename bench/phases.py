@@ -20,6 +20,7 @@ from typing import Any
 
 import grpc
 import loadgen
+import mixed
 import procstats
 import seed
 import stack
@@ -49,6 +50,8 @@ class Phase:
     exact: bool = True  # every response has a size in response_bytes (else: about it)
     http_status: int = 200
     rest: bool = False
+    # Runs the load itself for the given seconds instead of h2load (the mixed phase).
+    runner: Callable[[float], loadgen.Result] | None = None
 
 
 @dataclass
@@ -306,7 +309,22 @@ def service_phases(
             variable=True,
         ),
     ]
+    phases.append(lambda: mixed_phase(grpc_port, world))
     return phases
+
+
+def mixed_phase(grpc_port: int, world: seed.World) -> Phase:
+    shares = "/".join(str(share) for _, share in mixed.MIX)
+    return Phase(
+        key="mixed",
+        title=f"mixed {shares} ({mixed.CLIENTS} clients)",
+        load=loadgen.Load(urls=()),
+        method=None,
+        # Any size: the responses differ by RPC; failures are counted by the client itself.
+        response_bytes=(0, 1 << 30),
+        exact=False,
+        runner=lambda seconds: mixed.run(grpc_port, world, published_experiment, seconds),
+    )
 
 
 # --- one measured run ---------------------------------------------------------------------
@@ -330,8 +348,16 @@ def measure(
     """A warm-up run, then the measured run of `seconds`, then the checks. h2load's files
     are named after `name` (default: the phase's key) in workdir."""
     name = name or phase.key
+
+    def run(seconds: float, name: str) -> loadgen.Result:
+        if phase.runner is None:
+            return loadgen.run(phase.load, seconds, workdir, name)
+        result = phase.runner(seconds)
+        (workdir / f"{name}.txt").write_text(result.output + "\n")
+        return result
+
     if warmup > 0:
-        loadgen.run(phase.load, warmup, workdir, f"{name}.warmup")
+        run(warmup, f"{name}.warmup")
     # Calls still in flight when the warm-up stopped must not count in the measured window.
     start = target.log.settle() if target.log else 0
     database_pids = procstats.named(target.database) if target.database else []
@@ -347,7 +373,7 @@ def measure(
     )
     sampler.start()
     try:
-        result = loadgen.run(phase.load, seconds, workdir, name)
+        result = run(seconds, name)
     finally:
         sampler.cancel()
         sampler.join()
@@ -441,4 +467,10 @@ def verify(m: Measurement) -> tuple[list[str], list[str]]:
         others = Counter(c for c in m.rpc_calls if c[0] != phase.method and c[1] != "OK")
         if others:
             problems.append(f"server log: other calls that did not end OK: {dict(others)}")
+    if m.rpc_calls is not None and phase.method is None:
+        # The mixed phase: every call the server logged ended OK (the client waits for each
+        # of its calls, so none is cut off), and it logged at least the client's successes.
+        ended = Counter(status for _, status in m.rpc_calls)
+        if set(ended) - {"OK"} or ended["OK"] < r.succeeded:
+            problems.append(f"server log: {dict(ended)}; client: {r.succeeded} succeeded")
     return problems, notes

@@ -3,7 +3,8 @@
 Rows go in with SQLAlchemy Core executemany, in batches, in one transaction: 100,000
 experiments (with ~300,000 groups) take seconds, where the gRPC API or ORM objects would
 take many minutes. The tables and column types are the service's own (server.adapters.orm),
-so values are stored exactly as the server stores them.
+so values are stored exactly as the server stores them. The read model (experiment_views)
+is then rendered from them by the service's own code (server.adapters.views.rebuild).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, insert
 from sqlalchemy.orm import Session
 
+from server.adapters import views
 from server.adapters.admin import create_api_key
 from server.adapters.orm import (
     Base,
@@ -29,6 +31,7 @@ from server.adapters.orm import (
     RoomRecord,
     UserRecord,
 )
+from server.entrypoints.translate import RENDERER
 
 ORGANIZATIONS = 100
 USERS_PER_ORGANIZATION = 4  # one with the settings permission (holds the key), a bot, two more
@@ -179,6 +182,8 @@ def seed(engine: Engine, experiments: int, *, random_seed: int = 5) -> World:
                 ):
                     writer.add(tables[table], row)
         writer.flush()
+        # The read model, as `experiments-admin migrate` fills it for rows written without it.
+        views.rebuild(connection, RENDERER)
     return World(
         experiments=experiments,
         organization_id=largest,

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     TypeDecorator,
@@ -227,3 +228,35 @@ class ExperimentRoomRecord(Base):
         Uuid, ForeignKey("rooms.id"), primary_key=True, index=True
     )
     position: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class ExperimentViewRecord(Base):
+    """The read model: each experiment as reads send it, kept current by every write.
+
+    A projection of the tables above, never a source of truth: `experiments-admin
+    rebuild-read-model` (and `migrate`, for rows of an older `render_version`) renders it
+    again from them. Deleting the experiment deletes its view (the foreign key cascades).
+    """
+
+    __tablename__ = "experiment_views"
+    __table_args__ = (
+        # List pages read this table alone, in the experiments' keyset order.
+        Index(
+            "ix_experiment_views_organization_id_created_at_experiment_id",
+            "organization_id",
+            "created_at",
+            "experiment_id",
+        ),
+    )
+
+    experiment_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True
+    )
+    organization_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    # The experiment's version when rendered: the etag of the message.
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    # Which rendering made `message` (server.entrypoints.translate.RENDER_VERSION).
+    render_version: Mapped[int] = mapped_column(Integer, nullable=False)
+    # The serialized experiments.v5.Experiment message.
+    message: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)

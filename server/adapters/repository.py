@@ -1,18 +1,16 @@
 """The storage ports (server.service_layer.ports) implemented with SQLAlchemy Core.
 
-Reads are prebuilt Core statements, compiled once and cached by SQLAlchemy, and
-load an experiment or a whole page in ONE statement whatever its size: the
-experiments joined with their organization, goal and users, each row carrying
-its groups and rooms as JSON arrays built by the database (json_group_array on
-SQLite, json_agg on PostgreSQL). One statement is one round trip and is
-consistent on its own, so reads need no transaction. Everything runs on the
+This is the write side. Clients' reads come from the read model (server/adapters/views.py);
+the experiment is loaded here as a domain object only for the rules of a write and to
+render its view: ONE prebuilt statement whatever its size, the experiment joined with its
+organization, goal and users, carrying its groups and rooms as JSON arrays built by the
+database (json_group_array on SQLite, json_agg on PostgreSQL). Everything runs on the
 connection the unit of work hands in.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from operator import itemgetter
@@ -25,13 +23,11 @@ from sqlalchemy import (
     Connection,
     Row,
     Select,
-    Uuid,
     bindparam,
     delete,
     func,
     insert,
     literal_column,
-    or_,
     select,
     type_coerce,
     update,
@@ -51,7 +47,6 @@ from server.adapters.orm import (
     OrganizationRecord,
     RoomRecord,
     UserRecord,
-    UtcDateTime,
 )
 from server.domain.concurrency import IdempotentRequest
 from server.domain.model import (
@@ -67,7 +62,6 @@ from server.domain.model import (
     Room,
     User,
 )
-from server.domain.pagination import Position
 
 _tables = Base.metadata.tables
 _organizations = _tables[OrganizationRecord.__tablename__]
@@ -184,45 +178,16 @@ def _json_children(dialect: str) -> tuple[ColumnElement[Any], ColumnElement[Any]
     return type_coerce(groups, JSON).label("groups"), type_coerce(rooms, JSON).label("rooms")
 
 
-# Keyset pagination over (created_at, id). The comparison of the pair is spelled out
-# (SQLite and PostgreSQL alike), with a plain bound on created_at that an index range uses.
-_start_at = bindparam("start_at", type_=UtcDateTime())
-_start_id = bindparam("start_id", type_=Uuid())
-_in_organization = _experiments.c.organization_id == bindparam("organization_id")
-_newest_first = (_experiments.c.created_at.desc(), _experiments.c.id.desc())
-
-
-@dataclass(frozen=True)
-class _Reads:
-    """The read statements for one SQL dialect."""
-
-    get: Select[Any]
-    first_page: Select[Any]
-    older_page: Select[Any]
-    newer_page: Select[Any]
-
-
 @cache
-def _reads(dialect: str) -> _Reads:
-    rows = select(*_EXPERIMENT_COLUMNS, *_json_children(dialect)).select_from(_EXPERIMENT_JOINS)
-    limit: BindParameter[int] = bindparam("limit")
-    return _Reads(
-        get=rows.where(_in_organization, _experiments.c.id == bindparam("experiment_id")),
-        first_page=rows.where(_in_organization).order_by(*_newest_first).limit(limit),
-        older_page=rows.where(
-            _in_organization,
-            _experiments.c.created_at <= _start_at,
-            or_(_experiments.c.created_at < _start_at, _experiments.c.id < _start_id),
+def _get(dialect: str) -> Select[Any]:
+    """The experiment with everything the domain object holds, in one statement."""
+    return (
+        select(*_EXPERIMENT_COLUMNS, *_json_children(dialect))
+        .select_from(_EXPERIMENT_JOINS)
+        .where(
+            _experiments.c.organization_id == bindparam("organization_id"),
+            _experiments.c.id == bindparam("experiment_id"),
         )
-        .order_by(*_newest_first)
-        .limit(limit),
-        newer_page=rows.where(
-            _in_organization,
-            _experiments.c.created_at >= _start_at,
-            or_(_experiments.c.created_at > _start_at, _experiments.c.id > _start_id),
-        )
-        .order_by(_experiments.c.created_at.asc(), _experiments.c.id.asc())
-        .limit(limit),
     )
 
 
@@ -236,6 +201,7 @@ _UPDATE_EXPERIMENT = (
         _experiments.c.id == _of_experiment,
     )
     .values(version=_experiments.c.version + 1)
+    .returning(_experiments.c.version)
 )
 # If-Match: the version the client named is compared and replaced in one statement, so of
 # racing writers with the same etag exactly one matches (PostgreSQL re-checks the WHERE
@@ -299,30 +265,13 @@ class SqlAlchemyExperimentRepository:
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
-        self._reads = _reads(connection.dialect.name)
+        self._get = _get(connection.dialect.name)
 
     def get(self, organization_id: UUID, experiment_id: UUID) -> Experiment | None:
         row = self._connection.execute(
-            self._reads.get, {"organization_id": organization_id, "experiment_id": experiment_id}
+            self._get, {"organization_id": organization_id, "experiment_id": experiment_id}
         ).first()
         return _experiment(row) if row is not None else None
-
-    def list_page(
-        self, organization_id: UUID, limit: int, start: Position | None, backwards: bool
-    ) -> tuple[list[Experiment], bool]:
-        # One row beyond the page tells whether there is more in that direction.
-        params: dict[str, Any] = {"organization_id": organization_id, "limit": limit + 1}
-        if start is None:
-            statement = self._reads.first_page
-        else:
-            statement = self._reads.newer_page if backwards else self._reads.older_page
-            params.update(start_at=start.created_at, start_id=start.id)
-        rows = list(self._connection.execute(statement, params))
-        has_more = len(rows) > limit
-        del rows[limit:]
-        if backwards:
-            rows.reverse()  # fetched oldest first, shown newest first
-        return [_experiment(row) for row in rows], has_more
 
     def add(
         self,
@@ -367,15 +316,29 @@ class SqlAlchemyExperimentRepository:
             "updated_by_user_id": user_id,
         }
         if expected_version is None:
-            updated = connection.execute(_UPDATE_EXPERIMENT, params)
+            updated = connection.execute(_UPDATE_EXPERIMENT, params).first()
         else:
             params["expected_version"] = expected_version
-            updated = connection.execute(_UPDATE_EXPERIMENT_IF_VERSION, params)
-        if updated.rowcount == 0:
+            updated = connection.execute(_UPDATE_EXPERIMENT_IF_VERSION, params).first()
+        if updated is None:
             return False  # deleted, or (If-Match) changed, since it was read
-        self._replace_groups(connection, current.id, state.groups, now)
-        connection.execute(_DELETE_ROOM_LINKS, {"experiment_id": current.id})
-        self._insert_room_links(connection, current.id, state.room_ids)
+        # Every write moves the version on by one: if ours is the only move since `current`
+        # was read, `current` still shows the stored groups and rooms, and what did not
+        # change need not be read or written again.
+        unchanged_since_read = updated.version == current.version + 1
+        self._replace_groups(
+            connection,
+            current.id,
+            state.groups,
+            now,
+            {g.order: (g.id, _group_values(g)) for g in current.groups}
+            if unchanged_since_read
+            else None,
+        )
+        same_rooms = tuple(state.room_ids) == tuple(room.id for room in current.rooms)
+        if not (unchanged_since_read and same_rooms):
+            connection.execute(_DELETE_ROOM_LINKS, {"experiment_id": current.id})
+            self._insert_room_links(connection, current.id, state.room_ids)
         return True
 
     def delete(
@@ -411,12 +374,16 @@ class SqlAlchemyExperimentRepository:
         experiment_id: UUID,
         groups: Sequence[GroupState],
         now: datetime,
+        stored: dict[int, tuple[UUID, dict[str, Any]]] | None = None,
     ) -> None:
-        """Group i updates the stored group at position i; the rest are created or deleted."""
-        stored = {
-            row.position: row
-            for row in connection.execute(_STORED_GROUPS, {"experiment_id": experiment_id})
-        }
+        """Group i updates the stored group at position i; the rest are created or deleted.
+
+        `stored`: the stored groups by position (id, values), when the caller knows them."""
+        if stored is None:
+            stored = {
+                row.position: (row.id, _stored_group_values(row))
+                for row in connection.execute(_STORED_GROUPS, {"experiment_id": experiment_id})
+            }
         count = len(groups)
         if any(position >= count for position in stored):
             connection.execute(
@@ -424,9 +391,9 @@ class SqlAlchemyExperimentRepository:
             )
         # Only groups that change get a new updated_at.
         changed = [
-            {"group_id": stored[position].id, **_group_values(group), "updated_at": now}
-            for position, group in enumerate(groups)
-            if position in stored and _group_values(group) != _stored_group_values(stored[position])
+            {"group_id": stored[position][0], **values, "updated_at": now}
+            for position, values in enumerate(map(_group_values, groups))
+            if position in stored and values != stored[position][1]
         ]
         if changed:
             connection.execute(_UPDATE_GROUP, changed)
@@ -562,7 +529,7 @@ def _experiment_values(state: ExperimentState) -> dict[str, Any]:
     }
 
 
-def _group_values(group: GroupState) -> dict[str, Any]:
+def _group_values(group: GroupState | Group) -> dict[str, Any]:
     return {
         "name": group.name,
         "percentage": group.percentage,

@@ -14,8 +14,10 @@ from server.adapters.repository import (
     SqlAlchemyIdempotencyKeyRepository,
     SqlAlchemyPrincipalRepository,
 )
+from server.adapters.views import Renderer, SqlAlchemyExperimentViews
 from server.service_layer.ports import (
     ExperimentRepository,
+    ExperimentViews,
     IdempotencyKeyRepository,
     PrincipalRepository,
 )
@@ -32,6 +34,7 @@ class SqlAlchemyUnitOfWork:
     """
 
     experiments: ExperimentRepository
+    views: ExperimentViews
     idempotency_keys: IdempotencyKeyRepository
     principals: PrincipalRepository
 
@@ -39,10 +42,13 @@ class SqlAlchemyUnitOfWork:
         self,
         engine: Engine,
         *,
+        renderer: Renderer | None = None,
         read_only: bool = False,
         principal_cache: PrincipalCache | None = None,
     ) -> None:
+        """`renderer` makes the read model's views; without it, the work cannot write them."""
         self._engine = engine
+        self._renderer = renderer
         self._read_only = read_only
         self._principal_cache = principal_cache
         self._connection: Connection | None = None
@@ -64,6 +70,7 @@ class SqlAlchemyUnitOfWork:
             raise
         self._connection = connection
         self.experiments = SqlAlchemyExperimentRepository(connection)
+        self.views = SqlAlchemyExperimentViews(connection, self._renderer)
         self.idempotency_keys = SqlAlchemyIdempotencyKeyRepository(connection)
         principals = SqlAlchemyPrincipalRepository(connection)
         self.principals = (

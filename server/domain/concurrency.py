@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-from typing import Final
+from typing import Final, Protocol
 from uuid import UUID
 
 from server.domain import messages
@@ -69,7 +69,14 @@ def check_if_match(if_match: str | None, experiment: Experiment) -> None:
         raise PreconditionFailed(messages.ETAG_MISMATCH)
 
 
-def not_modified(if_none_match: str | None, experiment: Experiment) -> bool:
+class Tagged(Protocol):
+    """Anything with an etag: an experiment, or its stored view."""
+
+    @property
+    def etag(self) -> str: ...
+
+
+def not_modified(if_none_match: str | None, experiment: Tagged) -> bool:
     """True when a read's If-None-Match names the stored version (weak comparison, RFC 9110).
 
     A malformed value is ignored rather than refused: the full answer is always correct.

@@ -107,7 +107,7 @@ class Experiment:
     @property
     def etag(self) -> str:
         """The stored version as clients see it: opaque to them, new on every write."""
-        return str(self.version)
+        return etag_of(self.version)
 
     @property
     def goal_id(self) -> UUID | None:
@@ -148,3 +148,8 @@ class ExperimentState:
     group_reset_interval: ResetInterval
     room_ids: tuple[UUID, ...]
     groups: tuple[GroupState, ...] = field(default_factory=tuple)
+
+
+def etag_of(version: int) -> str:
+    """The etag clients see for a stored version of an experiment."""
+    return str(version)

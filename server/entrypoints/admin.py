@@ -17,7 +17,7 @@ from uuid import UUID
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from server.adapters import admin, schema
+from server.adapters import admin, schema, views
 from server.adapters.database import (
     DatabaseUnusable,
     check_database,
@@ -25,6 +25,7 @@ from server.adapters.database import (
     session_factory,
 )
 from server.config import Settings
+from server.entrypoints.translate import RENDERER
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +46,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"experiments-admin: {error}") from None
     if args.command == "migrate":
         schema.upgrade(settings.database_url)
+        # The read model: views missing or rendered by another version of the code.
+        rendered = _rebuild_read_model(settings.database_url, everything=False)
         url = make_url(settings.database_url).render_as_string(hide_password=True)
-        _print({"database_url": url, "revision": schema.head_revision()})
+        _print(
+            {
+                "database_url": url,
+                "revision": schema.head_revision(),
+                "views_rendered": rendered,
+            }
+        )
+        return 0
+    if args.command == "rebuild-read-model":
+        _print({"views_rendered": _rebuild_read_model(settings.database_url, everything=True)})
         return 0
     engine = make_engine(settings.database_url)
     try:
@@ -63,6 +75,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _rebuild_read_model(url: str, *, everything: bool) -> int:
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            return views.rebuild(connection, RENDERER, everything=everything)
+    finally:
+        engine.dispose()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="experiments-admin",
@@ -70,7 +91,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    commands.add_parser("migrate", help="apply the Alembic migrations (upgrade to head)")
+    commands.add_parser(
+        "migrate",
+        help="apply the Alembic migrations (upgrade to head), then render the read model's "
+        "views that are missing or of an older render version",
+    )
+    commands.add_parser(
+        "rebuild-read-model",
+        help="render every experiment's view again from the tables (after changing an "
+        "organization, user, goal or room name in the database by hand)",
+    )
 
     def command(name: str, run: Command, help: str) -> argparse.ArgumentParser:
         subparser = commands.add_parser(name, help=help, description=help)

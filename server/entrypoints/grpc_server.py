@@ -36,6 +36,7 @@ from server.config import Settings
 from server.domain import limits
 from server.entrypoints.interceptors import RpcInterceptor
 from server.entrypoints.servicer import ExperimentServicer
+from server.entrypoints.translate import RENDERER
 from server.service_layer.experiments import ExperimentService
 
 log = logging.getLogger("experiments.server")
@@ -71,7 +72,9 @@ def build_server(settings: Settings, *, reuse_port: bool = False) -> RunningServ
     engine = make_engine(settings.database_url, pool_size=settings.threads)
     principals = PrincipalCache(settings.auth_cache_seconds)
     service = ExperimentService(
-        lambda: SqlAlchemyUnitOfWork(engine, principal_cache=principals),
+        # The read model's views are rendered by translate: an adapter given the entrypoint's
+        # renderer here keeps protobuf out of the adapters and the service layer.
+        lambda: SqlAlchemyUnitOfWork(engine, renderer=RENDERER, principal_cache=principals),
         read_only_unit_of_work=lambda: SqlAlchemyUnitOfWork(
             engine, read_only=True, principal_cache=principals
         ),

@@ -28,6 +28,8 @@ class RpcInterceptor(grpc.ServerInterceptor):
     Anything else is a bug: logged with its traceback, answered INTERNAL with a
     generic message, so no exception text reaches a client.
 
+    A handler may return bytes: they are the serialized response, sent as they are.
+
     The request bytes are parsed here rather than by grpcio, whose failure to parse
     (malformed protobuf, invalid UTF-8 in a string) would answer INTERNAL before any
     of our code runs: too large or unreadable requests are INVALID_ARGUMENT, in our words.
@@ -45,8 +47,22 @@ class RpcInterceptor(grpc.ServerInterceptor):
             _wrap(details.method, handler.unary_unary, handler.request_deserializer),
             # None: grpcio hands the request bytes over as they came.
             request_deserializer=None,
-            response_serializer=handler.response_serializer,
+            response_serializer=_passing_bytes_through(handler.response_serializer),
         )
+
+
+def _passing_bytes_through(
+    serializer: Callable[[Any], bytes] | None,
+) -> Callable[[Any], bytes] | None:
+    """The handler's serializer, except that a response already serialized (the read model's
+    stored bytes, see servicer.py) goes out untouched."""
+    if serializer is None:
+        return None
+
+    def serialize(response: Any) -> bytes:
+        return response if type(response) is bytes else serializer(response)
+
+    return serialize
 
 
 def _parse(raw: bytes, deserializer: Callable[[bytes], Any] | None) -> Any:

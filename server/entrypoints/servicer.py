@@ -1,4 +1,8 @@
-"""The gRPC servicer: request message -> plain values -> one use case -> response message."""
+"""The gRPC servicer: request message -> plain values -> one use case -> response.
+
+Responses about experiments are the read model's stored bytes (server/adapters/views.py),
+returned as they are: the interceptor's response serializer passes bytes through.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,11 @@ from google.protobuf import empty_pb2
 
 from server.domain.concurrency import IDEMPOTENCY_KEY, IF_MATCH, IF_NONE_MATCH, not_modified
 from server.domain.limits import PAGE_BUDGET_BYTES
-from server.domain.model import Experiment
 from server.domain.pagination import Cursor, encode_cursor, within_budget
 from server.entrypoints.errors import HTTP_CODE_HEADER
-from server.entrypoints.translate import experiment_input, experiment_message, fill_experiment
+from server.entrypoints.translate import experiment_input, list_response
 from server.service_layer.experiments import ExperimentService
+from server.service_layer.ports import ExperimentView
 
 # Response metadata that Envoy passes on as the REST `ETag` header.
 ETAG_HEADER = "etag"
@@ -24,26 +28,23 @@ LOCATION_HEADER = "location"
 
 
 class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
+    """Methods that answer with an experiment return its stored, serialized form (bytes),
+    which the generated stubs do not type: hence their `type: ignore[override]`."""
+
     def __init__(self, service: ExperimentService, public_base_url: str) -> None:
         self._service = service
         self._public_base_url = public_base_url
 
-    def ListExperiments(
+    def ListExperiments(  # type: ignore[override]
         self, request: pb.ListExperimentsRequest, context: grpc.ServicerContext
-    ) -> pb.ListExperimentsResponse:
+    ) -> bytes:  # a serialized pb.ListExperimentsResponse
         page = self._service.list(
             _authorization(context), request.organization_id, request.page_size, request.cursor
         )
-        response = pb.ListExperimentsResponse()
-        results = response.results
-        for experiment in page.items:
-            # Filled in place: results=[...] would copy every message once more.
-            fill_experiment(results.add(), experiment)
-        if response.ByteSize() > PAGE_BUDGET_BYTES:
+        sizes = [len(view.message) for view in page.items]
+        if sum(sizes) > PAGE_BUDGET_BYTES:
             # Too large for a client or the gateway: fewer items, and a cursor to the rest.
-            page, kept = within_budget(page, [message.ByteSize() for message in results])
-            del results[kept.stop :]
-            del results[: kept.start]
+            page, _ = within_budget(page, sizes)
 
         base = self._collection_url(request.organization_id)
 
@@ -55,51 +56,55 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
                 query["page_size"] = str(request.page_size)
             return f"{base}?{urlencode(query)}"
 
-        response.next_cursor, response.previous_cursor = _raw(page.next), _raw(page.previous)
-        response.next = url(response.next_cursor)
-        response.previous = url(response.previous_cursor)
-        return response
+        next_cursor, previous_cursor = _raw(page.next), _raw(page.previous)
+        links = pb.ListExperimentsResponse(
+            next=url(next_cursor),
+            previous=url(previous_cursor),
+            next_cursor=next_cursor,
+            previous_cursor=previous_cursor,
+        )
+        return list_response([view.message for view in page.items], links)
 
-    def GetExperiment(
+    def GetExperiment(  # type: ignore[override]
         self, request: pb.GetExperimentRequest, context: grpc.ServicerContext
-    ) -> pb.Experiment:
-        experiment = self._service.get(
+    ) -> bytes:  # a serialized pb.Experiment, as stored
+        view = self._service.get(
             _authorization(context), request.organization_id, request.experiment_id
         )
-        metadata: tuple[tuple[str, str], ...] = (_etag(experiment),)
-        if not_modified(_header(context, IF_NONE_MATCH), experiment):
+        metadata: tuple[tuple[str, str], ...] = (_etag(view),)
+        if not_modified(_header(context, IF_NONE_MATCH), view):
             # REST answers 304 without a body; gRPC ignores it and gets the experiment.
             metadata += ((HTTP_CODE_HEADER, "304"),)
         context.send_initial_metadata(metadata)
-        return experiment_message(experiment)
+        return view.message
 
-    def CreateExperiment(
+    def CreateExperiment(  # type: ignore[override]
         self, request: pb.CreateExperimentRequest, context: grpc.ServicerContext
-    ) -> pb.Experiment:
-        experiment = self._service.create(
+    ) -> bytes:  # a serialized pb.Experiment
+        view = self._service.create(
             _authorization(context),
             request.organization_id,
             experiment_input(request.experiment),
             _header(context, IDEMPOTENCY_KEY),
         )
-        location = f"{self._collection_url(str(experiment.organization.id))}/{experiment.id}"
+        location = f"{self._collection_url(str(view.organization_id))}/{view.id}"
         context.send_initial_metadata(
-            ((HTTP_CODE_HEADER, "201"), (LOCATION_HEADER, location), _etag(experiment))
+            ((HTTP_CODE_HEADER, "201"), (LOCATION_HEADER, location), _etag(view))
         )
-        return experiment_message(experiment)
+        return view.message
 
-    def UpdateExperiment(
+    def UpdateExperiment(  # type: ignore[override]
         self, request: pb.UpdateExperimentRequest, context: grpc.ServicerContext
-    ) -> pb.Experiment:
-        experiment = self._service.update(
+    ) -> bytes:  # a serialized pb.Experiment
+        view = self._service.update(
             _authorization(context),
             request.organization_id,
             request.experiment_id,
             experiment_input(request.experiment),
             _header(context, IF_MATCH),
         )
-        context.send_initial_metadata((_etag(experiment),))
-        return experiment_message(experiment)
+        context.send_initial_metadata((_etag(view),))
+        return view.message
 
     def DeleteExperiment(
         self, request: pb.DeleteExperimentRequest, context: grpc.ServicerContext
@@ -134,6 +139,6 @@ def _header(context: grpc.ServicerContext, name: str) -> str | None:
     return None
 
 
-def _etag(experiment: Experiment) -> tuple[str, str]:
+def _etag(view: ExperimentView) -> tuple[str, str]:
     # HTTP wants a quoted (strong) entity tag; the message's etag field is the bare tag.
-    return ETAG_HEADER, f'"{experiment.etag}"'
+    return ETAG_HEADER, f'"{view.etag}"'

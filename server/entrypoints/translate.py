@@ -1,4 +1,6 @@
-"""Conversions between the protobuf messages and the domain's plain values, both ways."""
+"""Conversions between the protobuf messages and the domain's plain values, both ways,
+and the read model's rendering: an experiment as the bytes reads send, and a List page
+assembled from those bytes."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from typing import Any
 from experiments.v5 import experiments_pb2 as pb
 from google.protobuf import struct_pb2, timestamp_pb2
 
+from server.adapters.views import Renderer
 from server.domain.model import Experiment, Group, Treatment, User
 from server.domain.rules import MISSING, UNREADABLE, ExperimentInput, GroupInput, Missing, Time
 
@@ -66,6 +69,46 @@ def _plain(value: struct_pb2.Value) -> Any:
     if kind == "bool_value":
         return value.bool_value
     return None  # null_value, or no kind at all (JSON null)
+
+
+def render_experiment(experiment: Experiment) -> bytes:
+    """The serialized Experiment message: what the read model stores and reads send."""
+    return experiment_message(experiment).SerializeToString()
+
+
+# Bump RENDER_VERSION whenever render_experiment would produce other bytes for the same
+# experiment (a field added to the message, a new way to fill one): `experiments-admin
+# migrate` then renders the stored views of older versions again.
+RENDER_VERSION = 1
+RENDERER = Renderer(render_experiment, RENDER_VERSION)
+
+
+def list_response(experiments: list[bytes], links: pb.ListExperimentsResponse) -> bytes:
+    """A serialized ListExperimentsResponse: `links` (its other fields) followed by each
+    serialized Experiment as one `results` entry (tag, length, bytes).
+
+    Protobuf parsers accept fields in any order and append the entries of a repeated field,
+    so this is the same message as `links` with `results` filled, without decoding anything.
+    """
+    parts = [links.SerializeToString()]
+    for message in experiments:
+        parts += (_RESULTS_TAG, _varint(len(message)), message)
+    return b"".join(parts)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+# Field `results` as a length-delimited field (wire type 2): (number << 3) | 2.
+_RESULTS_TAG = _varint(
+    pb.ListExperimentsResponse.DESCRIPTOR.fields_by_name["results"].number << 3 | 2
+)
 
 
 def experiment_message(experiment: Experiment) -> pb.Experiment:

@@ -1,4 +1,9 @@
-"""The experiment use cases: authenticate, authorize, load, check, store; one transaction each."""
+"""The experiment use cases: authenticate, authorize, load, check, store; one transaction each.
+
+Reads answer from the read model (ports.ExperimentViews): stored views, no domain objects.
+Writes load the experiment, apply the rules, store it, and store its new view in the same
+transaction; they return that view, which is what the client gets back.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +32,7 @@ from server.domain.rules import (
     validate_new,
     validate_update,
 )
-from server.service_layer.ports import UnitOfWork
+from server.service_layer.ports import ExperimentView, UnitOfWork
 
 Clock = Callable[[], datetime]
 
@@ -52,26 +57,30 @@ class ExperimentService:
 
     def list(
         self, authorization: str | None, organization_id: str, requested_page_size: int, cursor: str
-    ) -> Page[Experiment]:
+    ) -> Page[ExperimentView]:
         with self._read_unit_of_work() as uow:
             organization = self._authorize(uow, authorization, organization_id, Action.READ)
             limit = page_size(requested_page_size)
             start = decode_cursor(cursor)
-            items, has_more = uow.experiments.list_page(
+            items, has_more = uow.views.list_page(
                 organization,
                 limit,
                 start.position if start else None,
                 backwards=bool(start and start.backwards),
             )
-            positions = [Position(e.created_at, e.id) for e in items]
+            positions = [Position(view.created_at, view.id) for view in items]
             return page_of(items, positions, has_more, start)
 
     def get(
         self, authorization: str | None, organization_id: str, experiment_id: str
-    ) -> Experiment:
+    ) -> ExperimentView:
         with self._read_unit_of_work() as uow:
             organization = self._authorize(uow, authorization, organization_id, Action.READ)
-            return self._existing(uow, organization, experiment_id)
+            identifier = parse_uuid(experiment_id)
+            view = uow.views.get(organization, identifier) if identifier else None
+            if view is None:
+                raise NotFound(messages.EXPERIMENT_NOT_FOUND)
+            return view
 
     def create(
         self,
@@ -79,7 +88,7 @@ class ExperimentService:
         organization_id: str,
         data: ExperimentInput,
         idempotency_key: str | None = None,
-    ) -> Experiment:
+    ) -> ExperimentView:
         """Creates an experiment; with an idempotency key, a retry returns the first one."""
         with self._unit_of_work() as uow:
             principal = self._principal(uow, authorization)
@@ -99,12 +108,15 @@ class ExperimentService:
                 )
                 if earlier is not None:
                     check_same_request(earlier, request.fingerprint)
-                    return self._existing(uow, organization, str(earlier.experiment_id))
+                    view = uow.views.get(organization, earlier.experiment_id)
+                    if view is None:
+                        raise NotFound(messages.EXPERIMENT_NOT_FOUND)
+                    return view
             state = validate_new(data, _references(uow, organization, data))
             uow.experiments.add(experiment_id, organization, state, principal.user.id, now)
-            created = self._existing(uow, organization, str(experiment_id))
+            view = uow.views.store(self._existing(uow, organization, str(experiment_id)))
             uow.commit()
-            return created
+            return view
 
     def update(
         self,
@@ -113,7 +125,7 @@ class ExperimentService:
         experiment_id: str,
         data: ExperimentInput,
         if_match: str | None = None,
-    ) -> Experiment:
+    ) -> ExperimentView:
         """Replaces the experiment; with If-Match, only if it is still the version named."""
         with self._unit_of_work() as uow:
             principal = self._principal(uow, authorization)
@@ -121,13 +133,14 @@ class ExperimentService:
             current = self._existing(uow, organization, experiment_id)
             check_if_match(if_match, current)
             now = self._now()
-            state = validate_update(current, data, _references(uow, organization, data), now)
+            references = _references(uow, organization, data, current)
+            state = validate_update(current, data, references, now)
             expected = current.version if if_match is not None else None
             if not uow.experiments.update(current, state, principal.user.id, now, expected):
                 raise self._changed_or_gone(uow, organization, current.id)
-            updated = self._existing(uow, organization, experiment_id)
+            view = uow.views.store(self._existing(uow, organization, experiment_id))
             uow.commit()
-            return updated
+            return view
 
     def delete(
         self,
@@ -187,13 +200,20 @@ def _authorized_organization(principal: Principal, organization_id: str, action:
     return principal.organization.id
 
 
-def _references(uow: UnitOfWork, organization: UUID, data: ExperimentInput) -> References:
+def _references(
+    uow: UnitOfWork, organization: UUID, data: ExperimentInput, current: Experiment | None = None
+) -> References:
+    """Which referenced goals and rooms exist in the organization. Those the current
+    experiment already refers to are known to (foreign keys keep them): only the others
+    are looked up, so an update that keeps its goal and rooms makes no query here."""
     goal_ids, room_ids = referenced_ids(data)
+    known_goals = {current.goal_id} & goal_ids if current and current.goal_id else set()
+    known_rooms = {room.id for room in current.rooms} & room_ids if current else set()
+    goal_ids -= known_goals
+    room_ids -= known_rooms
     return References(
-        goal_ids=uow.experiments.existing_goal_ids(organization, goal_ids)
-        if goal_ids
-        else frozenset(),
-        room_ids=uow.experiments.existing_room_ids(organization, room_ids)
-        if room_ids
-        else frozenset(),
+        goal_ids=frozenset(known_goals)
+        | (uow.experiments.existing_goal_ids(organization, goal_ids) if goal_ids else frozenset()),
+        room_ids=frozenset(known_rooms)
+        | (uow.experiments.existing_room_ids(organization, room_ids) if room_ids else frozenset()),
     )

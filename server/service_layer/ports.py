@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self
 from uuid import UUID
 
 from server.domain.concurrency import IdempotentRequest
-from server.domain.model import Experiment, ExperimentState, Principal
+from server.domain.model import Experiment, ExperimentState, Principal, etag_of
 from server.domain.pagination import Position
 
 
 class ExperimentRepository(Protocol):
     def get(self, organization_id: UUID, experiment_id: UUID) -> Experiment | None:
-        """The experiment with everything a response shows, in a fixed number of queries."""
-
-    def list_page(
-        self, organization_id: UUID, limit: int, start: Position | None, backwards: bool
-    ) -> tuple[list[Experiment], bool]:
-        """Up to `limit` experiments of the organization, newest first (by created_at, id).
-
-        Forwards: those strictly older than `start` (all when None). Backwards: the
-        `limit` ones strictly newer than `start`, still returned newest first. The
-        bool says whether more exist beyond the page in the direction fetched.
-        """
+        """The experiment as the domain sees it (what the rules and the read model need)."""
 
     def add(
         self,
@@ -65,6 +56,47 @@ class ExperimentRepository(Protocol):
         """Those of `ids` that are rooms of the organization."""
 
 
+@dataclass(frozen=True)
+class ExperimentView:
+    """An experiment as reads send it: its response message, already serialized.
+
+    What the read model stores for each experiment; `message` is opaque here (the
+    entrypoint's renderer made it), the rest is what reads need beside it.
+    """
+
+    id: UUID
+    organization_id: UUID
+    created_at: datetime
+    version: int
+    message: bytes
+
+    @property
+    def etag(self) -> str:
+        return etag_of(self.version)
+
+
+class ExperimentViews(Protocol):
+    """The read model (CQRS): one stored view per experiment, written by the write path in
+    the transaction that writes the experiment, read by Get and List without building
+    domain objects. A deleted experiment's view goes with it."""
+
+    def get(self, organization_id: UUID, experiment_id: UUID) -> ExperimentView | None:
+        """The stored view of the organization's experiment."""
+
+    def list_page(
+        self, organization_id: UUID, limit: int, start: Position | None, backwards: bool
+    ) -> tuple[list[ExperimentView], bool]:
+        """Up to `limit` views of the organization, newest first (by created_at, id).
+
+        Forwards: those strictly older than `start` (all when None). Backwards: the
+        `limit` ones strictly newer than `start`, still returned newest first. The
+        bool says whether more exist beyond the page in the direction fetched.
+        """
+
+    def store(self, experiment: Experiment) -> ExperimentView:
+        """Renders the experiment as it now is and stores that as its view."""
+
+
 class IdempotencyKeyRepository(Protocol):
     def claim(
         self,
@@ -92,6 +124,7 @@ class UnitOfWork(Protocol):
     """One transaction: rolled back on exit unless committed."""
 
     experiments: ExperimentRepository
+    views: ExperimentViews
     idempotency_keys: IdempotencyKeyRepository
     principals: PrincipalRepository
 

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from server.adapters.database import engine_url
 from server.adapters.unit_of_work import SqlAlchemyUnitOfWork
+from server.entrypoints.translate import RENDERER
 
 POSTGRES_URL_VARIABLE = "EXPERIMENTS_TEST_POSTGRES_URL"
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -107,4 +108,4 @@ def unit_of_work(
     factory: sessionmaker[Session], *, read_only: bool = False
 ) -> SqlAlchemyUnitOfWork:
     """A unit of work on the engine the test's session factory is bound to."""
-    return SqlAlchemyUnitOfWork(factory.kw["bind"], read_only=read_only)
+    return SqlAlchemyUnitOfWork(factory.kw["bind"], renderer=RENDERER, read_only=read_only)

@@ -22,7 +22,7 @@ from server.adapters.orm import ExperimentRecord
 from server.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from server.domain import messages
 from server.domain.concurrency import IDEMPOTENCY_KEY_LIFETIME, IDEMPOTENCY_KEY_MAX_LENGTH
-from server.entrypoints.translate import experiment_input
+from server.entrypoints.translate import RENDERER, experiment_input
 from server.service_layer.experiments import ExperimentService
 from tests.integration.grpc_client import Client, field_violations, published, running_client
 
@@ -285,7 +285,9 @@ def test_an_expired_idempotency_key_creates_anew(migrated_url: str) -> None:
         world, token = client.world, f"Token {client.world['tokens']['settings']}"
     engine = make_engine(migrated_url)
     now = datetime(2030, 1, 1, tzinfo=UTC)
-    service = ExperimentService(lambda: SqlAlchemyUnitOfWork(engine), clock=lambda: now)
+    service = ExperimentService(
+        lambda: SqlAlchemyUnitOfWork(engine, renderer=RENDERER), clock=lambda: now
+    )
     data = experiment_input(published(world))
     organization = str(world["organization_id"])
     try:

@@ -476,7 +476,7 @@ def test_a_database_fault_is_answered_internal_without_its_text(
     created = _create(client, published(client.world))
     engine = make_engine(migrated_url)
     with engine.begin() as connection:
-        connection.execute(text("DROP TABLE experiment_rooms"))
+        connection.execute(text("DROP TABLE experiment_views"))  # what reads read
     engine.dispose()
     error = _fails(_get, client, created.id)
     assert error.code() == grpc.StatusCode.INTERNAL

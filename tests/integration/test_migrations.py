@@ -27,6 +27,7 @@ TABLES = {
     "experiment_groups",
     "experiment_rooms",
     "idempotency_keys",
+    "experiment_views",
 }
 
 

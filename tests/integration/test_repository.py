@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from uuid import UUID, uuid4
 
 import pytest
+from experiments.v5 import experiments_pb2 as pb
 from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
@@ -29,6 +30,7 @@ from server.domain.model import (
     ResetInterval,
 )
 from server.domain.pagination import Position
+from server.service_layer.ports import UnitOfWork
 from tests.integration.databases import unit_of_work
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -109,12 +111,19 @@ def _add(
     organization_id: UUID | None = None,
 ) -> UUID:
     experiment_id = uuid4()
+    organization_id = organization_id or world.organization_id
     with unit_of_work(factory) as uow:
-        uow.experiments.add(
-            experiment_id, organization_id or world.organization_id, state, world.user_id, now
-        )
+        uow.experiments.add(experiment_id, organization_id, state, world.user_id, now)
+        _store_view(uow, organization_id, experiment_id)
         uow.commit()
     return experiment_id
+
+
+def _store_view(uow: UnitOfWork, organization_id: UUID, experiment_id: UUID) -> None:
+    """Renders the experiment into the read model, as the write use cases do."""
+    experiment = uow.experiments.get(organization_id, experiment_id)
+    assert experiment is not None
+    uow.views.store(experiment)
 
 
 def _get(factory: sessionmaker[Session], organization_id: UUID, experiment_id: UUID) -> Experiment:
@@ -440,7 +449,7 @@ def _page(
 ) -> tuple[list[UUID], bool]:
     position = Position(start.created_at, start.id) if start else None
     with unit_of_work(factory, read_only=True) as uow:
-        items, more = uow.experiments.list_page(organization_id, limit, position, backwards)
+        items, more = uow.views.list_page(organization_id, limit, position, backwards)
     return [item.id for item in items], more
 
 
@@ -486,7 +495,7 @@ def test_list_page_past_the_end_is_empty(
     assert _page(session_factory, world.other_organization_id, 25) == ([], False)
 
 
-def test_page_items_carry_their_own_groups_and_rooms(
+def test_page_items_are_the_stored_messages_with_their_own_groups_and_rooms(
     session_factory: sessionmaker[Session], world: World
 ) -> None:
     one = _add(session_factory, world, _published(world, room_ids=(world.room_ids[0],)), now=T0)
@@ -498,13 +507,15 @@ def test_page_items_carry_their_own_groups_and_rooms(
     )
 
     with unit_of_work(session_factory, read_only=True) as uow:
-        items, _ = uow.experiments.list_page(world.organization_id, 10, None, False)
+        views, _ = uow.views.list_page(world.organization_id, 10, None, False)
+    items = [pb.Experiment.FromString(view.message) for view in views]
 
-    assert [item.id for item in items] == [two, one]
+    assert [view.id for view in views] == [two, one]
+    assert [item.id for item in items] == [str(two), str(one)]
     assert [g.name for g in items[0].groups] == ["Solo"]
     assert [g.name for g in items[1].groups] == ["A", "B"]
-    assert items[0].room_ids == (world.room_ids[2], world.room_ids[0])
-    assert items[1].room_ids == (world.room_ids[0],)
+    assert list(items[0].room_ids) == [str(world.room_ids[2]), str(world.room_ids[0])]
+    assert list(items[1].room_ids) == [str(world.room_ids[0])]
 
 
 def test_get_takes_the_same_number_of_queries_however_many_groups_and_rooms(
@@ -617,9 +628,12 @@ def test_unit_of_work_rolls_back_what_was_not_committed(
 
     with pytest.raises(RuntimeError), unit_of_work(session_factory) as uow:
         uow.experiments.add(experiment_id, world.organization_id, _draft(), world.user_id, T0)
+        _store_view(uow, world.organization_id, experiment_id)
         raise RuntimeError("the use case failed")
     with unit_of_work(session_factory) as uow:
-        uow.experiments.add(uuid4(), world.organization_id, _draft(), world.user_id, T0)
+        uncommitted = uuid4()
+        uow.experiments.add(uncommitted, world.organization_id, _draft(), world.user_id, T0)
+        _store_view(uow, world.organization_id, uncommitted)
 
     assert _page(session_factory, world.organization_id, 10) == ([], False)
 
@@ -637,11 +651,12 @@ def test_concurrent_writers_each_read_then_write_and_all_commit(
             for _ in range(5):
                 with unit_of_work(session_factory) as uow:
                     uow.experiments.existing_goal_ids(world.organization_id, {world.goal_id})
-                    uow.experiments.list_page(world.organization_id, 1, None, False)
+                    uow.views.list_page(world.organization_id, 1, None, False)
                     experiment_id = uuid4()
                     uow.experiments.add(
                         experiment_id, world.organization_id, _published(world), world.user_id, T0
                     )
+                    _store_view(uow, world.organization_id, experiment_id)
                     uow.commit()
                 added.append(experiment_id)
         except BaseException as error:  # reported by the assertion below

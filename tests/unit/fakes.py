@@ -30,6 +30,8 @@ from server.domain.model import (
 from server.domain.pagination import Position
 from server.service_layer.ports import (
     ExperimentRepository,
+    ExperimentView,
+    ExperimentViews,
     IdempotencyKeyRepository,
     PrincipalRepository,
 )
@@ -57,6 +59,17 @@ def keyset_page(
     return beyond[:limit], len(beyond) > limit
 
 
+def view_of(experiment: Experiment) -> ExperimentView:
+    """The read model's view of an experiment, rendered by the fakes' stand-in renderer."""
+    return ExperimentView(
+        experiment.id,
+        experiment.organization.id,
+        experiment.created_at,
+        experiment.version,
+        repr(experiment).encode(),
+    )
+
+
 class ManualClock:
     """The service's clock: it reads `now`, which only the test moves."""
 
@@ -77,6 +90,7 @@ class FakeStore:
     users: dict[UUID, User] = field(default_factory=dict)
     principals: dict[str, Principal] = field(default_factory=dict)
     experiments: dict[UUID, Experiment] = field(default_factory=dict)
+    views: dict[UUID, ExperimentView] = field(default_factory=dict)
     # (organization, user, key) -> the request and when it was recorded
     idempotency_keys: dict[tuple[UUID, UUID, str], tuple[IdempotentRequest, datetime]] = field(
         default_factory=dict
@@ -99,6 +113,7 @@ class FakeStore:
         """Stores an experiment as if a previous, committed request had created it."""
         self.organizations[experiment.organization.id] = experiment.organization
         self.experiments[experiment.id] = experiment
+        self.views[experiment.id] = view_of(experiment)
         return experiment
 
     def unit_of_work(self) -> FakeUnitOfWork:
@@ -114,12 +129,6 @@ class FakeExperimentRepository:
         if experiment is None or experiment.organization.id != organization_id:
             return None
         return experiment
-
-    def list_page(
-        self, organization_id: UUID, limit: int, start: Position | None, backwards: bool
-    ) -> tuple[list[Experiment], bool]:
-        rows = [e for e in self._store.experiments.values() if e.organization.id == organization_id]
-        return keyset_page(rows, lambda e: Position(e.created_at, e.id), limit, start, backwards)
 
     def add(
         self,
@@ -185,6 +194,7 @@ class FakeExperimentRepository:
             return False
         self._store.writes.append(("delete", experiment_id))
         del self._store.experiments[experiment_id]
+        self._store.views.pop(experiment_id, None)  # as the foreign key cascades
         return True
 
     def existing_goal_ids(self, organization_id: UUID, ids: set[UUID]) -> frozenset[UUID]:
@@ -235,6 +245,28 @@ class FakeExperimentRepository:
         return tuple(groups)
 
 
+class FakeExperimentViews:
+    """The read model: only what `store` put there, so a write that forgets it shows."""
+
+    def __init__(self, store: FakeStore) -> None:
+        self._store = store
+
+    def get(self, organization_id: UUID, experiment_id: UUID) -> ExperimentView | None:
+        view = self._store.views.get(experiment_id)
+        return view if view is not None and view.organization_id == organization_id else None
+
+    def list_page(
+        self, organization_id: UUID, limit: int, start: Position | None, backwards: bool
+    ) -> tuple[list[ExperimentView], bool]:
+        rows = [v for v in self._store.views.values() if v.organization_id == organization_id]
+        return keyset_page(rows, lambda v: Position(v.created_at, v.id), limit, start, backwards)
+
+    def store(self, experiment: Experiment) -> ExperimentView:
+        self._store.writes.append(("view", experiment.id))
+        view = self._store.views[experiment.id] = view_of(experiment)
+        return view
+
+
 class FakeIdempotencyKeyRepository:
     def __init__(self, store: FakeStore) -> None:
         self._store = store
@@ -269,14 +301,17 @@ class FakeUnitOfWork:
     def __init__(self, store: FakeStore) -> None:
         self._store = store
         self._last_committed = dict(store.experiments)
+        self._last_committed_views = dict(store.views)
         self._last_committed_keys = dict(store.idempotency_keys)
         # Typed as the ports, so that mypy checks the fakes implement them.
         self.experiments: ExperimentRepository = FakeExperimentRepository(store)
+        self.views: ExperimentViews = FakeExperimentViews(store)
         self.idempotency_keys: IdempotencyKeyRepository = FakeIdempotencyKeyRepository(store)
         self.principals: PrincipalRepository = FakePrincipalRepository(store)
 
     def __enter__(self) -> Self:
         self._last_committed = dict(self._store.experiments)
+        self._last_committed_views = dict(self._store.views)
         self._last_committed_keys = dict(self._store.idempotency_keys)
         return self
 
@@ -288,9 +323,11 @@ class FakeUnitOfWork:
     ) -> None:
         # Whatever was written since the last commit is lost, as in a rollback.
         self._store.experiments = self._last_committed
+        self._store.views = self._last_committed_views
         self._store.idempotency_keys = self._last_committed_keys
 
     def commit(self) -> None:
         self._last_committed = dict(self._store.experiments)
+        self._last_committed_views = dict(self._store.views)
         self._last_committed_keys = dict(self._store.idempotency_keys)
         self._store.commits += 1

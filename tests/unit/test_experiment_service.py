@@ -13,6 +13,7 @@ from server.domain.errors import InvalidArgument, NotFound, PermissionDenied, Un
 from server.domain.model import Experiment, GroupType, Principal, ResetInterval, User
 from server.domain.pagination import Cursor, Page, encode_cursor
 from server.service_layer.experiments import ExperimentService
+from server.service_layer.ports import ExperimentView
 from tests.unit.builders import (
     DAY,
     EDITOR_KEY,
@@ -37,7 +38,7 @@ from tests.unit.builders import (
     token,
     violations_of,
 )
-from tests.unit.fakes import FakeStore, ManualClock
+from tests.unit.fakes import FakeStore, ManualClock, view_of
 
 ORG = str(ORGANIZATION.id)
 OTHER_ORG = str(OTHER_ORGANIZATION.id)
@@ -132,8 +133,8 @@ def test_experiment_of_another_organization_is_not_found_under_ones_own(
 def test_list_shows_only_the_organizations_own_experiments(
     service: ExperimentService, existing: Experiment, theirs: Experiment
 ) -> None:
-    assert service.list(token(EDITOR_KEY), ORG, 0, "").items == (existing,)
-    assert service.list(token(OUTSIDER_KEY), OTHER_ORG, 0, "").items == (theirs,)
+    assert service.list(token(EDITOR_KEY), ORG, 0, "").items == (view_of(existing),)
+    assert service.list(token(OUTSIDER_KEY), OTHER_ORG, 0, "").items == (view_of(theirs),)
 
 
 @pytest.mark.parametrize("rpc", CALLS)
@@ -149,8 +150,8 @@ def test_organization_without_active_subscription_can_neither_read_nor_write(
 def test_user_without_settings_permission_can_list_and_get(
     service: ExperimentService, existing: Experiment
 ) -> None:
-    assert service.list(token(VIEWER_KEY), ORG, 0, "").items == (existing,)
-    assert service.get(token(VIEWER_KEY), ORG, str(existing.id)) == existing
+    assert service.list(token(VIEWER_KEY), ORG, 0, "").items == (view_of(existing),)
+    assert service.get(token(VIEWER_KEY), ORG, str(existing.id)) == view_of(existing)
 
 
 @pytest.mark.parametrize("rpc", WRITES)
@@ -228,7 +229,7 @@ def test_invalid_update_writes_nothing(
         service.update(token(EDITOR_KEY), ORG, str(existing.id), data)
 
     assert_nothing_written(store, before)
-    assert service.get(token(EDITOR_KEY), ORG, str(existing.id)).name == existing.name
+    assert service.get(token(EDITOR_KEY), ORG, str(existing.id)) == view_of(existing)
 
 
 def test_goal_and_rooms_must_belong_to_the_organization(
@@ -253,10 +254,13 @@ def test_goal_and_rooms_must_belong_to_the_organization(
 def test_created_experiment_is_stored_once_and_returned_in_full(
     service: ExperimentService, store: FakeStore
 ) -> None:
-    created = service.create(token(EDITOR_KEY), ORG, published_input(group_reset_interval=None))
+    view = service.create(token(EDITOR_KEY), ORG, published_input(group_reset_interval=None))
 
     assert store.commits == 1
-    assert service.get(token(EDITOR_KEY), ORG, str(created.id)) == created
+    created = store.experiments[view.id]
+    # The answer is the read model's view of what was stored, and reads now serve it.
+    assert view == view_of(created)
+    assert service.get(token(EDITOR_KEY), ORG, str(created.id)) == view
     assert created.organization == ORGANIZATION
     assert created.goal == GOAL
     assert created.rooms == (ROOM_A,)
@@ -272,7 +276,7 @@ def test_created_experiment_is_stored_once_and_returned_in_full(
 def test_draft_can_be_created_with_nothing_but_is_draft(
     service: ExperimentService, store: FakeStore
 ) -> None:
-    created = service.create(token(EDITOR_KEY), ORG, draft_input())
+    created = store.experiments[service.create(token(EDITOR_KEY), ORG, draft_input()).id]
 
     assert created.is_draft is True
     assert (created.name, created.goal, created.groups, created.rooms) == (None, None, (), ())
@@ -288,25 +292,25 @@ def test_update_records_who_changed_the_experiment_and_when(
     )
     clock.now = NOW + 3 * SECOND
 
-    updated = service.update(
+    view = service.update(
         token("colleague-key"), ORG, str(existing.id), replace(input_from(existing), name="New")
     )
 
+    updated = store.experiments[existing.id]
+    assert view == view_of(updated)
     assert updated.name == "New"
     assert (updated.updated_by, updated.updated_at) == (colleague, NOW + 3 * SECOND)
     assert (updated.created_by, updated.created_at) == (existing.created_by, existing.created_at)
     assert store.commits == 1
-    assert service.get(token(EDITOR_KEY), ORG, str(existing.id)) == updated
+    assert service.get(token(EDITOR_KEY), ORG, str(existing.id)) == view
 
 
 def test_started_experiment_sent_back_as_it_was_read_is_accepted(
-    service: ExperimentService, existing: Experiment
+    service: ExperimentService, store: FakeStore, existing: Experiment
 ) -> None:
-    read = service.get(token(EDITOR_KEY), ORG, str(existing.id))
+    service.update(token(EDITOR_KEY), ORG, str(existing.id), input_from(existing))
 
-    updated = service.update(token(EDITOR_KEY), ORG, str(existing.id), input_from(read))
-
-    assert input_from(updated) == input_from(read)
+    assert input_from(store.experiments[existing.id]) == input_from(existing)
 
 
 def test_deleted_experiment_is_gone(
@@ -332,8 +336,8 @@ def test_experiment_becomes_read_only_when_the_clock_passes_its_start(
     to_daily = replace(input_from(experiment), group_reset_interval="1d")
     back_to_weekly = replace(input_from(experiment), group_reset_interval="1w")
 
-    updated = service.update(token(EDITOR_KEY), ORG, str(experiment.id), to_daily)
-    assert updated.group_reset_interval is ResetInterval.DAY
+    service.update(token(EDITOR_KEY), ORG, str(experiment.id), to_daily)
+    assert store.experiments[experiment.id].group_reset_interval is ResetInterval.DAY
 
     clock.now = NOW + DAY + SECOND
     assert violations_of(
@@ -347,7 +351,8 @@ def test_experiment_can_no_longer_be_updated_once_the_clock_passes_its_end(
     experiment = store.put(started_experiment(ends_at=NOW + DAY))
     renamed = replace(input_from(experiment), name="Renamed")
 
-    assert service.update(token(EDITOR_KEY), ORG, str(experiment.id), renamed).name == "Renamed"
+    service.update(token(EDITOR_KEY), ORG, str(experiment.id), renamed)
+    assert store.experiments[experiment.id].name == "Renamed"
 
     clock.now = NOW + DAY + SECOND
     before = dict(store.experiments)
@@ -362,7 +367,7 @@ def test_ended_experiment_can_still_be_read_and_deleted(
 ) -> None:
     experiment = store.put(started_experiment(ends_at=NOW - DAY))
 
-    assert service.get(token(EDITOR_KEY), ORG, str(experiment.id)) == experiment
+    assert service.get(token(EDITOR_KEY), ORG, str(experiment.id)) == view_of(experiment)
     service.delete(token(EDITOR_KEY), ORG, str(experiment.id))
     assert experiment.id not in store.experiments
 
@@ -384,7 +389,7 @@ def test_list_pages_through_experiments_newest_first_and_back(
     experiments = put_experiments(store, 5)
     store.put(started_experiment(id=uuid4(), organization=OTHER_ORGANIZATION, goal=None, rooms=()))
 
-    def page(cursor: Cursor | None) -> Page[Experiment]:
+    def page(cursor: Cursor | None) -> Page[ExperimentView]:
         return service.list(token(EDITOR_KEY), ORG, 2, encode_cursor(cursor) if cursor else "")
 
     first = page(None)
@@ -392,9 +397,10 @@ def test_list_pages_through_experiments_newest_first_and_back(
     last = page(second.next)
     back = page(last.previous)
 
-    assert first.items == tuple(experiments[0:2])
-    assert second.items == tuple(experiments[2:4])
-    assert last.items == tuple(experiments[4:5])
+    views = [view_of(experiment) for experiment in experiments]
+    assert first.items == tuple(views[0:2])
+    assert second.items == tuple(views[2:4])
+    assert last.items == tuple(views[4:5])
     assert back.items == second.items
     assert (first.previous, last.next) == (None, None)
 

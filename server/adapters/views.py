@@ -1,0 +1,226 @@
+"""The read model (server.service_layer.ports.ExperimentViews): the whole read path is here.
+
+Each experiment has one row in `experiment_views` holding its response message, already
+serialized, beside what reads need: its organization, its keyset position (created_at,
+id) and its version (the etag). Get is one SELECT of a row, List one SELECT of a page of
+rows; nothing is decoded, the bytes go to the client as they are (see the servicer).
+
+The write path keeps the rows current: after writing an experiment it loads it as a
+domain object (SqlAlchemyExperimentRepository.get, the one way to load one) and calls
+`store`, in the same transaction; deleting an experiment deletes its row (the foreign key
+cascades). It is a projection, not a source of truth: `rebuild` renders rows again from
+the experiment tables, and `stale` says which rows differ from a fresh render.
+
+Rendering needs the protobuf message, which the entrypoints own: this adapter is given a
+Renderer when the server is composed (grpc_server.build_server), so adapters stay free of
+protobuf and the read model stays free of the message's details.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Connection, LargeBinary, Select, Uuid, bindparam, or_, select, text
+from sqlalchemy.sql.expression import BindParameter
+
+from server.adapters.orm import Base, ExperimentRecord, ExperimentViewRecord, UtcDateTime
+from server.adapters.repository import SqlAlchemyExperimentRepository
+from server.domain.model import Experiment
+from server.domain.pagination import Position
+from server.service_layer.ports import ExperimentView
+
+
+@dataclass(frozen=True)
+class Renderer:
+    """How an experiment becomes the bytes reads send."""
+
+    render: Callable[[Experiment], bytes]
+    # Stored with each row; change it whenever `render` would produce other bytes, and
+    # `experiments-admin migrate` renders the rows of older versions again.
+    version: int
+
+
+_views = Base.metadata.tables[ExperimentViewRecord.__tablename__]
+_experiments = Base.metadata.tables[ExperimentRecord.__tablename__]
+
+# Not organization_id: every read names it already.
+_rows = select(_views.c.experiment_id, _views.c.created_at, _views.c.version, _views.c.message)
+_in_organization = _views.c.organization_id == bindparam("organization_id")
+_GET = _rows.where(_in_organization, _views.c.experiment_id == bindparam("experiment_id"))
+
+# Keyset pagination over (created_at, id), newest first. The comparison of the pair is spelled
+# out (SQLite and PostgreSQL alike), with a plain bound on created_at that an index range uses.
+_start_at = bindparam("start_at", type_=UtcDateTime())
+_start_id = bindparam("start_id", type_=Uuid())
+_limit: BindParameter[int] = bindparam("limit")
+_FIRST_PAGE = (
+    _rows.where(_in_organization)
+    .order_by(_views.c.created_at.desc(), _views.c.experiment_id.desc())
+    .limit(_limit)
+)
+_OLDER_PAGE = (
+    _rows.where(
+        _in_organization,
+        _views.c.created_at <= _start_at,
+        or_(_views.c.created_at < _start_at, _views.c.experiment_id < _start_id),
+    )
+    .order_by(_views.c.created_at.desc(), _views.c.experiment_id.desc())
+    .limit(_limit)
+)
+_NEWER_PAGE = (
+    _rows.where(
+        _in_organization,
+        _views.c.created_at >= _start_at,
+        or_(_views.c.created_at > _start_at, _views.c.experiment_id > _start_id),
+    )
+    .order_by(_views.c.created_at.asc(), _views.c.experiment_id.asc())
+    .limit(_limit)
+)
+
+
+# INSERT ... ON CONFLICT DO UPDATE: one statement whether the view exists or not, spelled the
+# same on SQLite and PostgreSQL. Text rather than the dialects' insert().on_conflict_do_update(),
+# which SQLAlchemy compiles again on every execution (it is not in its statement cache).
+_UPSERT = text(
+    "INSERT INTO experiment_views"
+    " (experiment_id, organization_id, created_at, version, render_version, message)"
+    " VALUES (:experiment_id, :organization_id, :created_at, :version, :render_version, :message)"
+    " ON CONFLICT (experiment_id) DO UPDATE SET version = excluded.version,"
+    " render_version = excluded.render_version, message = excluded.message"
+).bindparams(
+    bindparam("experiment_id", type_=Uuid()),
+    bindparam("organization_id", type_=Uuid()),
+    bindparam("created_at", type_=UtcDateTime()),
+    bindparam("message", type_=LargeBinary()),
+)
+
+
+class SqlAlchemyExperimentViews:
+    """The read model on the unit of work's connection."""
+
+    def __init__(self, connection: Connection, renderer: Renderer | None) -> None:
+        self._connection = connection
+        self._renderer = renderer
+
+    def get(self, organization_id: UUID, experiment_id: UUID) -> ExperimentView | None:
+        params = {"organization_id": organization_id, "experiment_id": experiment_id}
+        row = self._connection.execute(_GET, params).first()
+        if row is None:
+            return None
+        return ExperimentView(row[0], organization_id, row[1], row[2], row[3])
+
+    def list_page(
+        self, organization_id: UUID, limit: int, start: Position | None, backwards: bool
+    ) -> tuple[list[ExperimentView], bool]:
+        # One row beyond the page tells whether there is more in that direction.
+        params: dict[str, Any] = {"organization_id": organization_id, "limit": limit + 1}
+        statement: Select[Any] = _FIRST_PAGE
+        if start is not None:
+            statement = _NEWER_PAGE if backwards else _OLDER_PAGE
+            params.update(start_at=start.created_at, start_id=start.id)
+        views = [
+            ExperimentView(id_, organization_id, created_at, version, message)
+            for id_, created_at, version, message in self._connection.execute(statement, params)
+        ]
+        has_more = len(views) > limit
+        del views[limit:]
+        if backwards:
+            views.reverse()  # fetched oldest first, shown newest first
+        return views, has_more
+
+    def store(self, experiment: Experiment) -> ExperimentView:
+        view, row = self._render(experiment)
+        self._connection.execute(_UPSERT, row)
+        return view
+
+    def store_all(self, experiments: list[Experiment]) -> None:
+        """`store` for many experiments, in one statement."""
+        if experiments:
+            rows = [self._render(experiment)[1] for experiment in experiments]
+            self._connection.execute(_UPSERT, rows)
+
+    def _render(self, experiment: Experiment) -> tuple[ExperimentView, dict[str, Any]]:
+        if self._renderer is None:
+            raise RuntimeError("this unit of work was made without a renderer: it cannot write")
+        view = ExperimentView(
+            experiment.id,
+            experiment.organization.id,
+            experiment.created_at,
+            experiment.version,
+            self._renderer.render(experiment),
+        )
+        row = {
+            "experiment_id": view.id,
+            "organization_id": view.organization_id,
+            "created_at": view.created_at,
+            "version": view.version,
+            "render_version": self._renderer.version,
+            "message": view.message,
+        }
+        return view, row
+
+
+_BATCH = 500
+
+
+def _experiments_to_render(
+    connection: Connection, renderer: Renderer, everything: bool
+) -> Iterator[list[Experiment]]:
+    """The experiments, in batches, whose view is missing or of another render version
+    (every experiment with `everything`)."""
+    candidates = select(_experiments.c.organization_id, _experiments.c.id)
+    if not everything:
+        candidates = candidates.outerjoin(
+            _views, _views.c.experiment_id == _experiments.c.id
+        ).where(
+            or_(
+                _views.c.experiment_id.is_(None),
+                _views.c.render_version != renderer.version,
+            )
+        )
+    keys = connection.execute(candidates.order_by(_experiments.c.id)).all()
+    repository = SqlAlchemyExperimentRepository(connection)
+    for first in range(0, len(keys), _BATCH):
+        loaded = (repository.get(org, id_) for org, id_ in keys[first : first + _BATCH])
+        yield [experiment for experiment in loaded if experiment is not None]
+
+
+def rebuild(connection: Connection, renderer: Renderer, *, everything: bool = False) -> int:
+    """Renders the views again from the experiment tables, on the caller's transaction: the
+    missing and those of another render version, or every one with `everything` (after a
+    change the write path did not re-render, such as a name changed in the database by
+    hand). Returns how many were rendered."""
+    views = SqlAlchemyExperimentViews(connection, renderer)
+    rendered = 0
+    for batch in _experiments_to_render(connection, renderer, everything):
+        views.store_all(batch)
+        rendered += len(batch)
+    return rendered
+
+
+def stale(connection: Connection, renderer: Renderer) -> list[UUID]:
+    """The experiments whose stored view is missing, of another render version or differs
+    from a fresh render: none when the read model agrees with the tables it projects."""
+    columns = ("organization_id", "created_at", "version", "render_version", "message")
+    stored = {
+        row[0]: tuple(row[1:])
+        for row in connection.execute(
+            select(_views.c.experiment_id, *(_views.c[name] for name in columns))
+        )
+    }
+    return [
+        experiment.id
+        for batch in _experiments_to_render(connection, renderer, everything=True)
+        for experiment in batch
+        if stored.get(experiment.id)
+        != (
+            experiment.organization.id,
+            experiment.created_at,
+            experiment.version,
+            renderer.version,
+            renderer.render(experiment),
+        )
+    ]
