@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gateway import launcher
 from server.adapters.database import DatabaseUnusable, engine_url
-from server.config import Settings
+from server.config import ConfigError, Settings
 
 SERVICE = "experiments.v5.ExperimentService"
 KEY_PLACEHOLDER = "<api-key>"
@@ -41,7 +41,11 @@ class _Stop(Exception):
 
 
 def main() -> int:
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ConfigError as error:
+        print(f"make run: {error}", file=sys.stderr)
+        return 1
     # SIGHUP too: the children do not get the terminal's hangup and must not be left behind.
     _raise_on(signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     server: subprocess.Popen[str] | None = None

@@ -61,11 +61,15 @@ def cors_origins(value: str) -> tuple[str, ...]:
     for origin in origins:
         scheme, separator, host = origin.partition("://")
         if scheme not in ("http", "https") or not separator or not host or "/" in host:
-            raise SystemExit(
+            raise ConfigError(
                 f"EXPERIMENTS_CORS_ORIGINS: {origin!r} is not an origin; write each as "
                 "scheme://host[:port], e.g. https://app.example.com, separated by commas"
             )
     return origins
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message is one line naming the variable."""
 
 
 _Number = TypeVar("_Number", int, float)
@@ -78,4 +82,4 @@ def _number(env: os._Environ[str], name: str, default: _Number) -> _Number:
     try:
         return type(default)(value)
     except ValueError:
-        raise SystemExit(f"{name} must be a number, got {value!r}") from None
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None

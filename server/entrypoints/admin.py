@@ -24,7 +24,7 @@ from server.adapters.database import (
     make_engine,
     session_factory,
 )
-from server.config import Settings
+from server.config import ConfigError, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,10 @@ Command = Callable[[Session, argparse.Namespace], Any]
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ConfigError as error:
+        raise SystemExit(f"experiments-admin: {error}") from None
     logging.basicConfig(
         level=settings.log_level.upper(),
         stream=sys.stderr,

@@ -32,7 +32,7 @@ from grpc_reflection.v1alpha import reflection
 from server.adapters.database import DatabaseUnusable, check_database, make_engine
 from server.adapters.principal_cache import PrincipalCache
 from server.adapters.unit_of_work import SqlAlchemyUnitOfWork
-from server.config import Settings
+from server.config import ConfigError, Settings
 from server.domain import limits
 from server.entrypoints.interceptors import RpcInterceptor
 from server.entrypoints.servicer import ExperimentServicer
@@ -46,12 +46,18 @@ WITHHELD = "(message not logged: it may quote request values)"
 SERVICE_NAME = experiments_pb2.DESCRIPTOR.services_by_name["ExperimentService"].full_name
 
 
-class PortInUse(SystemExit):
+class PortInUse(Exception):
+    """Another program holds the gRPC port; the message says which setting to change."""
+
     def __init__(self, host: str, port: int) -> None:
         super().__init__(
-            f"experiments-server: {host}:{port} is already in use by another program; "
+            f"{host}:{port} is already in use by another program; "
             "stop it or choose another EXPERIMENTS_GRPC_PORT"
         )
+
+
+# What `main` (and each worker process) turns into one line on stderr and exit code 1.
+StartupProblem = (ConfigError, DatabaseUnusable, PortInUse)
 
 
 @dataclass
@@ -154,15 +160,17 @@ def _serve_until_signalled(settings: Settings, *, reuse_port: bool) -> None:
 
 
 def _worker(port: int, settings: Settings) -> None:
+    """A worker process's main function."""
     configure_logging(settings.log_level)
-    _serve_until_signalled(replace(settings, grpc_port=port), reuse_port=True)
+    try:
+        _serve_until_signalled(replace(settings, grpc_port=port), reuse_port=True)
+    except StartupProblem as error:
+        raise SystemExit(f"experiments-server: {error}") from None
 
 
 def serve(settings: Settings) -> int:
-    try:
-        check_database(settings.database_url)
-    except DatabaseUnusable as error:
-        raise SystemExit(f"experiments-server: {error}") from None
+    """Serves until SIGTERM or SIGINT; raises one of StartupProblem if it cannot start."""
+    check_database(settings.database_url)
     if settings.workers <= 1:
         _serve_until_signalled(settings, reuse_port=False)
         return 0
@@ -263,7 +271,10 @@ def configure_logging(level: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ConfigError as error:
+        raise SystemExit(f"experiments-server: {error}") from None
     parser = argparse.ArgumentParser(description="Serve the Experiments gRPC API.")
     parser.add_argument(
         "--port",
@@ -285,7 +296,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = replace(settings, grpc_port=args.port, grpc_host=args.host, workers=args.workers)
     configure_logging(settings.log_level)
-    sys.exit(serve(settings))
+    try:
+        exit_code = serve(settings)
+    except StartupProblem as error:
+        raise SystemExit(f"experiments-server: {error}") from None
+    sys.exit(exit_code)
 
 
 if __name__ == "__main__":
