@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         raise SystemExit(f"experiments-admin: {error}") from None
     logging.basicConfig(
-        level=settings.log_level.upper(),
+        level=settings.log_level,
         stream=sys.stderr,
         format="%(levelname)s %(name)s: %(message)s",
     )

@@ -54,14 +54,7 @@ def running_client(database_url: str) -> Iterator[Client]:
         )
     engine.dispose()
     settings = Settings(
-        database_url=database_url,
-        grpc_host="127.0.0.1",
-        grpc_port=0,
-        http_host="127.0.0.1",
-        http_port=0,
-        workers=1,
-        public_base_url=PUBLIC_BASE_URL,
-        log_level="INFO",
+        database_url=database_url, grpc_port=0, workers=1, public_base_url=PUBLIC_BASE_URL
     )
     server = build_server(settings)
     channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")

@@ -16,6 +16,7 @@ from gateway import launcher
     ("variable", "value", "says"),
     [
         ("EXPERIMENTS_GRPC_PORT", "fifty", "EXPERIMENTS_GRPC_PORT must be a number, got 'fifty'"),
+        ("EXPERIMENTS_LOG_LEVEL", "verbose", "must be one of DEBUG, INFO, WARNING"),
         ("EXPERIMENTS_CORS_ORIGINS", "app.example.com", "'app.example.com' is not an origin"),
     ],
 )

@@ -523,9 +523,7 @@ def test_build_server_refuses_a_port_in_use(migrated_url: str) -> None:
     with socket.socket() as other:
         other.bind(("127.0.0.1", 0))
         other.listen()
-        settings = Settings(
-            migrated_url, "127.0.0.1", other.getsockname()[1], "127.0.0.1", 0, 1, "http://x", "INFO"
-        )
+        settings = Settings(database_url=migrated_url, grpc_port=other.getsockname()[1], workers=1)
         with pytest.raises(PortInUse):
             build_server(settings)
 
