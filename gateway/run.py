@@ -23,9 +23,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
-# Run as a script, so the checkout (gateway/ is not an installed package) goes on the path.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from gateway import launcher
 from server.adapters.database import DatabaseUnusable, engine_url
 from server.config import ConfigError, Settings

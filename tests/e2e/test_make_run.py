@@ -64,7 +64,8 @@ class MakeRun:
     def start(self) -> subprocess.Popen[str]:
         with self.log.open("w") as output:
             return subprocess.Popen(
-                [sys.executable, str(ROOT / "gateway" / "run.py")],
+                # As `make run` starts it.
+                [sys.executable, "-m", "gateway.run"],
                 env=self.env,
                 cwd=ROOT,
                 stdin=subprocess.DEVNULL,
