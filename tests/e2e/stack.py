@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway import launcher
+from tests.ports import unused_port
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,8 @@ class Stack:
         cors_origins: Sequence[str] = (),
     ) -> None:
         self.workdir = workdir
-        self.grpc_port = _free_port()
+        # Envoy's upstream; Envoy starts first, since its port is the server's public URL.
+        self.grpc_port = unused_port()
         self.cors_origins = tuple(cors_origins)
         # SQLite in the work folder unless told otherwise.
         self.database_url = database_url or f"sqlite:///{workdir / 'experiments.sqlite3'}"
@@ -128,10 +129,3 @@ class Stack:
 
     def new_world(self) -> World:
         return World.from_json(self.admin("demo"))
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port

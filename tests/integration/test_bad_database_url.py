@@ -4,7 +4,6 @@ that says what is wrong and how to fix it, never with a traceback."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 
 import pytest
@@ -12,13 +11,7 @@ import pytest
 from gateway import launcher
 from server.adapters.database import engine_url
 from tests.integration.databases import postgres_server_url
-
-
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+from tests.ports import unused_port
 
 
 def _cases() -> list[tuple[str, str]]:
@@ -27,7 +20,7 @@ def _cases() -> list[tuple[str, str]]:
         ("mysql://user@127.0.0.1/experiments", "unsupported scheme mysql://"),
         ("not a url", "is not a database URL"),
         (
-            f"postgresql+psycopg://postgres@127.0.0.1:{_closed_port()}/test",
+            f"postgresql+psycopg://postgres@127.0.0.1:{unused_port()}/test",
             "cannot connect to PostgreSQL at 127.0.0.1",
         ),
     ]

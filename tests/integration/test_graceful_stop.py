@@ -6,7 +6,6 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,14 +26,9 @@ from sqlalchemy.orm import Session
 from server.adapters.admin import create_demo_world
 from server.adapters.database import make_engine
 from tests.integration.grpc_client import published
+from tests.ports import port_served
 
 DEADLINE_SECONDS = 30
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _until(condition: object, what: str) -> None:
@@ -110,7 +104,6 @@ def test_sigterm_lets_a_running_update_finish_then_exits_cleanly(
         session.commit()
     engine.dispose()
 
-    port = _free_port()
     server_log = tmp_path / "server.log"
     log = server_log.open("w")
     server = subprocess.Popen(
@@ -118,11 +111,12 @@ def test_sigterm_lets_a_running_update_finish_then_exits_cleanly(
         env={
             **os.environ,
             "EXPERIMENTS_DATABASE_URL": migrated_url,
-            "EXPERIMENTS_GRPC_PORT": str(port),
+            "EXPERIMENTS_GRPC_PORT": "0",
         },
         stderr=log,
+        text=True,
     )
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    channel = grpc.insecure_channel(f"127.0.0.1:{port_served(server_log, server)}")
     metadata = (("authorization", f"Token {world['tokens']['settings']}"),)
     try:
         _until(lambda: _serving(channel), "the server to serve")
