@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from server.adapters.temporary_database import temporary_postgres_database
 from tests.e2e.front_end import FrontEnd, serve_front_end
 from tests.e2e.rest import HTTP_1_1, HTTP_2, RestClient
 from tests.e2e.stack import Stack, World
@@ -27,7 +28,6 @@ from tests.integration.databases import (
     SQLITE,
     backend_params,
     postgres_server_url,
-    temporary_postgres_database,
 )
 
 

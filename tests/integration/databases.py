@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import functools
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from server.adapters.database import engine_url
+from server.adapters.temporary_database import temporary_postgres_database
 from server.adapters.unit_of_work import SqlAlchemyUnitOfWork
 
 POSTGRES_URL_VARIABLE = "EXPERIMENTS_TEST_POSTGRES_URL"
@@ -83,24 +83,6 @@ def temporary_database(backend: str, directory: Path) -> Iterator[str]:
         pytest.skip(f"{POSTGRES_URL_VARIABLE} is not set")
     with temporary_postgres_database(server) as url:
         yield url
-
-
-@contextmanager
-def temporary_postgres_database(server_url: str) -> Iterator[str]:
-    """A new database on the server of `server_url`, dropped (with its connections) afterwards."""
-    name = f"experiments_test_{uuid.uuid4().hex[:16]}"
-    admin = create_engine(engine_url(server_url), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            yield engine_url(server_url).set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as connection:
-                # FORCE: a test that failed may have left a connection open.
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
 
 
 def unit_of_work(
