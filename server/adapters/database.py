@@ -19,7 +19,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("experiments.database")
 
 # A connection execution option: the connection will only read, one statement at a
 # time. On SQLite it then emits no BEGIN at all: each statement is its own

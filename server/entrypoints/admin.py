@@ -25,8 +25,9 @@ from server.adapters.database import (
     session_factory,
 )
 from server.config import ConfigError, Settings
+from server.entrypoints.logs import configure_logging
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("experiments.admin")
 
 Command = Callable[[Session, argparse.Namespace], Any]
 
@@ -37,11 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env()
     except ConfigError as error:
         raise SystemExit(f"experiments-admin: {error}") from None
-    logging.basicConfig(
-        level=settings.log_level,
-        stream=sys.stderr,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level)
     try:
         check_database(settings.database_url)
     except DatabaseUnusable as error:
