@@ -5,7 +5,8 @@ Each function adds rows through the given Session and flushes; the caller commit
 
 from __future__ import annotations
 
-from typing import TypedDict
+from dataclasses import asdict, dataclass
+from typing import Any, Self
 from uuid import UUID
 
 from sqlalchemy import delete, select
@@ -25,20 +26,33 @@ class UnknownRecord(LookupError):
     """A referenced organization, user or API key does not exist."""
 
 
-class DemoTokens(TypedDict):
+@dataclass(frozen=True)
+class DemoTokens:
     settings: str
     no_settings: str
     other_organization: str
     inactive_subscription: str
 
 
-class DemoWorld(TypedDict):
+@dataclass(frozen=True)
+class DemoWorld:
+    """What `create_demo_world` made: `experiments-admin demo` prints it as JSON, and every test
+    tier reads it back with `from_json`."""
+
     organization_id: str
     goal_id: str
     room_ids: list[str]
+    other_organization_id: str
     other_organization_goal_id: str
     inactive_organization_id: str
     tokens: DemoTokens
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self:
+        return cls(**{**data, "tokens": DemoTokens(**data["tokens"])})
 
 
 def any_organization_exists(session: Session) -> bool:
@@ -126,7 +140,7 @@ def create_demo_world(session: Session) -> DemoWorld:
     - `organization_id`, with `goal_id` and two `room_ids`;
     - tokens `settings` and `no_settings`: users of that organization with and
       without the settings permission;
-    - `other_organization`: a user with the permission in another organization,
+    - `other_organization`: a user with the permission in `other_organization_id`,
       which owns `other_organization_goal_id`;
     - `inactive_subscription`: a user with the permission in
       `inactive_organization_id`, whose subscription is off.
@@ -146,6 +160,7 @@ def create_demo_world(session: Session) -> DemoWorld:
         organization_id=str(organization),
         goal_id=str(goal),
         room_ids=[str(room) for room in rooms],
+        other_organization_id=str(other),
         other_organization_goal_id=str(other_goal),
         inactive_organization_id=str(inactive),
         tokens=DemoTokens(

@@ -158,8 +158,8 @@ def _create_room(session: Session, args: argparse.Namespace) -> dict[str, str]:
     return {"id": str(admin.create_room(session, args.organization_id, args.name))}
 
 
-def _demo(session: Session, args: argparse.Namespace) -> admin.DemoWorld:
-    return admin.create_demo_world(session)
+def _demo(session: Session, args: argparse.Namespace) -> dict[str, Any]:
+    return admin.create_demo_world(session).to_json()
 
 
 def _print(result: Any) -> None:

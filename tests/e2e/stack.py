@@ -13,31 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from gateway import launcher
+from server.adapters.admin import DemoWorld
 from tests.ports import unused_port
 
 
 @dataclass(frozen=True)
-class Tokens:
-    settings: str
-    no_settings: str
-    other_organization: str
-    inactive_subscription: str
-
-
-@dataclass(frozen=True)
-class World:
-    """What `experiments-admin demo` creates: see server/adapters/admin.py create_demo_world."""
-
-    organization_id: str
-    goal_id: str
-    room_ids: list[str]
-    other_organization_goal_id: str
-    inactive_organization_id: str
-    tokens: Tokens
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> World:
-        return cls(**{**data, "tokens": Tokens(**data["tokens"])})
+class World(DemoWorld):
+    """What `experiments-admin demo` printed, with the REST path the e2e tests start from."""
 
     @property
     def experiments(self) -> str:

@@ -66,6 +66,7 @@ def test_demo_command_prints_a_fresh_world_with_the_documented_keys(
         "organization_id",
         "goal_id",
         "room_ids",
+        "other_organization_id",
         "other_organization_goal_id",
         "inactive_organization_id",
         "tokens",
@@ -249,7 +250,7 @@ def test_a_revoked_key_is_refused_within_the_auth_cache_time(
             monkeypatch,
             "revoke-api-key",
             "--key",
-            client.world["tokens"]["settings"],
+            client.world.tokens.settings,
         )
         revoked_at = time.monotonic()
 
@@ -266,4 +267,4 @@ def test_a_revoked_key_is_refused_within_the_auth_cache_time(
 
     assert result["revoked"] == 1
     # The other demo users' keys still work.
-    assert _principal_of(migrated_url, client.world["tokens"]["no_settings"]) is not None
+    assert _principal_of(migrated_url, client.world.tokens.no_settings) is not None

@@ -61,7 +61,7 @@ def _create(
     metadata = client.metadata(who)
     if key is not None:
         metadata += (("idempotency-key", key),)
-    organization = client.org if who == "settings" else str(client.world["other_organization_id"])
+    organization = client.org if who == "settings" else client.world.other_organization_id
     request = pb.CreateExperimentRequest(organization_id=organization, experiment=experiment)
     return client.stub.CreateExperiment(request, metadata=metadata)
 
@@ -282,12 +282,12 @@ def test_a_create_that_failed_leaves_its_key_free(client: Client) -> None:
 
 def test_an_expired_idempotency_key_creates_anew(migrated_url: str) -> None:
     with running_client(migrated_url) as client:  # creates the demo world, then stops
-        world, token = client.world, f"Token {client.world['tokens']['settings']}"
+        world, token = client.world, f"Token {client.world.tokens.settings}"
     engine = make_engine(migrated_url)
     now = datetime(2030, 1, 1, tzinfo=UTC)
     service = ExperimentService(lambda: SqlAlchemyUnitOfWork(engine), clock=lambda: now)
     data = experiment_input(published(world))
-    organization = str(world["organization_id"])
+    organization = world.organization_id
     try:
         first = service.create(token, organization, data, "key")
         now += IDEMPOTENCY_KEY_LIFETIME - timedelta(seconds=1)

@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import grpc
 from experiments.v5 import experiments_pb2 as pb
@@ -21,11 +20,9 @@ from experiments.v5 import experiments_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session
 
-from server.adapters.admin import create_demo_world
 from server.adapters.database import make_engine
-from tests.integration.grpc_client import published
+from tests.integration.grpc_client import demo_world, published
 from tests.ports import port_served
 
 DEADLINE_SECONDS = 30
@@ -98,11 +95,7 @@ def _postgres_row_held(url: str, experiment_id: str) -> Iterator[Callable[[], bo
 def test_sigterm_lets_a_running_update_finish_then_exits_cleanly(
     migrated_url: str, tmp_path: Path
 ) -> None:
-    engine = make_engine(migrated_url)
-    with Session(engine) as session:
-        world: dict[str, Any] = dict(create_demo_world(session))
-        session.commit()
-    engine.dispose()
+    world = demo_world(migrated_url)
 
     server_log = tmp_path / "server.log"
     log = server_log.open("w")
@@ -117,11 +110,11 @@ def test_sigterm_lets_a_running_update_finish_then_exits_cleanly(
         text=True,
     )
     channel = grpc.insecure_channel(f"127.0.0.1:{port_served(server_log, server)}")
-    metadata = (("authorization", f"Token {world['tokens']['settings']}"),)
+    metadata = (("authorization", f"Token {world.tokens.settings}"),)
     try:
         _until(lambda: _serving(channel), "the server to serve")
         stub = experiments_pb2_grpc.ExperimentServiceStub(channel)
-        organization_id = str(world["organization_id"])
+        organization_id = world.organization_id
         created = stub.CreateExperiment(
             pb.CreateExperimentRequest(
                 organization_id=organization_id, experiment=published(world)

@@ -77,9 +77,9 @@ def test_created_experiment_is_returned_with_every_documented_attribute(client: 
     assert created.name == "Hello experiment"
     assert created.organization_id == client.org
     assert created.organization.id == client.org
-    assert created.goal_id == str(client.world["goal_id"])
+    assert created.goal_id == client.world.goal_id
     assert created.goal.id == created.goal_id and created.goal.organization.id == client.org
-    assert list(created.room_ids) == [str(r) for r in client.world["room_ids"]]
+    assert list(created.room_ids) == [str(r) for r in client.world.room_ids]
     assert [room.id for room in created.rooms] == list(created.room_ids)
     assert created.group_reset_interval == "1w"
     assert created.created_by_user_id == created.created_by_user.id == created.updated_by_user_id
@@ -151,9 +151,7 @@ def test_read_only_attributes_of_a_started_experiment_are_rejected_by_name(clien
     experiment.starts_at.FromDatetime(datetime.now(UTC) - timedelta(days=1))
     created = _create(client, experiment)
     changed = _get(client, created.id)
-    changed.goal_id = str(client.world["goal_id"]).replace(
-        str(client.world["goal_id"])[:8], "0" * 8
-    )
+    changed.goal_id = client.world.goal_id.replace(client.world.goal_id[:8], "0" * 8)
     changed.group_reset_interval = "1d"
     changed.groups[1].group_type.string_value = "target_random"
     error = _fails(_update, client, changed)
@@ -250,7 +248,7 @@ def test_requests_without_a_valid_key_are_unauthenticated(
 def test_reads_need_access_to_the_organization_and_an_active_subscription(
     client: Client, who: str, organization: str, message: str
 ) -> None:
-    request = pb.ListExperimentsRequest(organization_id=str(client.world[organization]))
+    request = pb.ListExperimentsRequest(organization_id=getattr(client.world, organization))
     error = _fails(client.stub.ListExperiments, request, metadata=client.metadata(who))
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
     assert error.details() == message
@@ -296,7 +294,7 @@ def test_existence_is_checked_before_validation(client: Client) -> None:
 def test_another_organizations_experiment_cannot_be_read_changed_or_listed(client: Client) -> None:
     created = _create(client, published(client.world))
     outsider = client.metadata("other_organization")
-    other_org = str(client.world["other_organization_id"])
+    other_org = client.world.other_organization_id
 
     error = _fails(
         client.stub.GetExperiment,
@@ -324,7 +322,7 @@ def test_another_organizations_experiment_cannot_be_read_changed_or_listed(clien
 
 
 def test_another_organizations_goal_is_rejected(client: Client) -> None:
-    experiment = published(client.world, goal_id=str(client.world["other_organization_goal_id"]))
+    experiment = published(client.world, goal_id=client.world.other_organization_goal_id)
     error = _fails(_create, client, experiment)
     assert field_violations(error) == {"goal_id": messages.GOAL_NOT_IN_ORGANIZATION}
 
