@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine, create_engine
 
 from server.adapters.database import engine_url
 from server.adapters.temporary_database import temporary_postgres_database
@@ -85,8 +84,6 @@ def temporary_database(backend: str, directory: Path) -> Iterator[str]:
         yield url
 
 
-def unit_of_work(
-    factory: sessionmaker[Session], *, read_only: bool = False
-) -> SqlAlchemyUnitOfWork:
-    """A unit of work on the engine the test's session factory is bound to."""
-    return SqlAlchemyUnitOfWork(factory.kw["bind"], read_only=read_only)
+def unit_of_work(engine: Engine, *, read_only: bool = False) -> SqlAlchemyUnitOfWork:
+    """A unit of work on the test's engine, as the server makes one per RPC."""
+    return SqlAlchemyUnitOfWork(engine, read_only=read_only)

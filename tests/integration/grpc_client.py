@@ -13,7 +13,6 @@ from experiments.v5 import experiments_pb2_grpc
 from google.protobuf import struct_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from sqlalchemy.orm import Session
 
 from server.adapters.admin import DemoWorld, create_demo_world
 from server.adapters.database import make_engine
@@ -57,8 +56,8 @@ def demo_world(database_url: str) -> DemoWorld:
     """A fresh demo world in the database, as `experiments-admin demo` makes it."""
     engine = make_engine(database_url)
     try:
-        with Session(engine) as session, session.begin():
-            return create_demo_world(session)
+        with engine.begin() as connection:
+            return create_demo_world(connection)
     finally:
         engine.dispose()
 

@@ -15,7 +15,6 @@ import grpc
 import pytest
 from experiments.v5 import experiments_pb2 as pb
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 from server.adapters.database import make_engine
 from server.adapters.orm import ExperimentRecord
@@ -96,9 +95,9 @@ def _renamed(experiment: pb.Experiment, name: str) -> pb.Experiment:
 def _experiments_stored(url: str, organization_id: str) -> int:
     engine = make_engine(url)
     try:
-        with Session(engine) as session:
+        with engine.connect() as connection:
             return (
-                session.scalar(
+                connection.scalar(
                     select(func.count())
                     .select_from(ExperimentRecord)
                     .where(ExperimentRecord.organization_id == uuid.UUID(organization_id))
