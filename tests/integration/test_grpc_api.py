@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -72,7 +73,7 @@ def _fails(call: object, *args: object, **kwargs: object) -> grpc.RpcError:
 def test_created_experiment_is_returned_with_every_documented_attribute(client: Client) -> None:
     created = _create(client, published(client.world))
 
-    assert uuid.UUID(created.id)
+    assert str(uuid.UUID(created.id)) == created.id  # a canonical UUID
     assert created.is_draft is False
     assert created.name == "Hello experiment"
     assert created.organization_id == client.org
@@ -90,7 +91,7 @@ def test_created_experiment_is_returned_with_every_documented_attribute(client: 
     assert [(g.order, g.name, g.percentage) for g in created.groups] == [(0, "A", 90), (1, "B", 10)]
     assert created.groups[0].group_type.string_value == "control"
     assert created.groups[0].treatment["name"] == "Rule-A"
-    assert all(uuid.UUID(g.id) for g in created.groups)
+    assert [str(uuid.UUID(g.id)) for g in created.groups] == [g.id for g in created.groups]
 
 
 def test_create_announces_http_201_to_the_gateway(client: Client) -> None:
@@ -483,10 +484,18 @@ def test_a_database_fault_is_answered_internal_without_its_text(
 
 def test_stopping_reports_not_serving_before_closing(migrated_url: str) -> None:
     with running_client(migrated_url) as running:
-        health = health_pb2_grpc.HealthStub(running.channel)
-        running.server.health.enter_graceful_shutdown()
-        status = health.Check(health_pb2.HealthCheckRequest(service="")).status
-        assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+        # A watcher, as Envoy's health check or a load balancer keeps one: it must hear
+        # NOT_SERVING from our stop() while the server still drains, not just see it close.
+        watch = health_pb2_grpc.HealthStub(running.channel).Watch(
+            health_pb2.HealthCheckRequest(service=""), timeout=30
+        )
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        stopping = threading.Thread(target=running.server.stop, kwargs={"grace": 1})
+        stopping.start()
+        try:
+            assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        finally:
+            stopping.join()
 
 
 def test_a_port_held_by_another_program_is_refused_not_shared(migrated_url: str) -> None:
