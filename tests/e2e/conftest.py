@@ -35,6 +35,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" not in metafunc.fixturenames:
         return
     backends = [param.values[0] for param in backend_params()]
+    if metafunc.definition.get_closest_marker("one_database"):
+        backends = [SQLITE]
     if "protocol" in metafunc.fixturenames:
         combinations = [(SQLITE, HTTP_1_1), (SQLITE, HTTP_2)]
         combinations += [(backend, HTTP_1_1) for backend in backends if backend != SQLITE]
