@@ -38,10 +38,16 @@ class Client:
 
 
 @contextmanager
-def running_client(database_url: str) -> Iterator[Client]:
+def running_client(
+    database_url: str, *, auth_cache_seconds: float = Settings.auth_cache_seconds
+) -> Iterator[Client]:
     world = demo_world(database_url)
     settings = Settings(
-        database_url=database_url, grpc_port=0, workers=1, public_base_url=PUBLIC_BASE_URL
+        database_url=database_url,
+        grpc_port=0,
+        workers=1,
+        public_base_url=PUBLIC_BASE_URL,
+        auth_cache_seconds=auth_cache_seconds,
     )
     server = build_server(settings)
     channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
