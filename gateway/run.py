@@ -90,7 +90,7 @@ def main() -> int:
             signal.signal(signum, signal.SIG_IGN)
         # The server first, so that its in-flight calls still have Envoy to answer through.
         if server is not None:
-            launcher.stop(server)
+            launcher.stop(server, timeout=settings.grace_seconds + launcher.STOP_TIMEOUT)
         if envoy is not None:
             envoy.stop()
         workdir.cleanup()

@@ -34,6 +34,8 @@ class Settings:
     threads: int = 8
     # How long a worker may reuse an API key's user, organization and permissions.
     auth_cache_seconds: float = 5.0
+    # How long a stopping server lets calls in flight finish before it cancels them.
+    grace_seconds: float = 10.0
     # Browser origins (scheme://host[:port]) allowed to call the REST gateway; none: no CORS.
     cors_origins: tuple[str, ...] = ()
 
@@ -58,6 +60,7 @@ class Settings:
             auth_cache_seconds=_number(
                 env, "EXPERIMENTS_AUTH_CACHE_SECONDS", default.auth_cache_seconds
             ),
+            grace_seconds=_number(env, "EXPERIMENTS_GRACE_SECONDS", default.grace_seconds),
             cors_origins=cors_origins(env.get("EXPERIMENTS_CORS_ORIGINS", "")),
         )
 

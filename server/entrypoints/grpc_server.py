@@ -39,7 +39,6 @@ from server.service_layer.experiments import ExperimentService
 
 log = logging.getLogger("experiments.server")
 
-GRACE_SECONDS = 10.0
 SERVICE_NAME = experiments_pb2.DESCRIPTOR.services_by_name["ExperimentService"].full_name
 
 
@@ -63,10 +62,13 @@ class RunningServer:
     port: int
     health: health.HealthServicer
 
-    def stop(self, grace: float = GRACE_SECONDS) -> None:
-        """Reports NOT_SERVING, refuses new RPCs and lets in-flight ones finish."""
+    grace: float
+
+    def stop(self, grace: float | None = None) -> None:
+        """Reports NOT_SERVING, refuses new RPCs and lets in-flight ones finish (for `grace`
+        seconds, settings.grace_seconds unless given)."""
         self.health.enter_graceful_shutdown()
-        self.server.stop(grace).wait()
+        self.server.stop(self.grace if grace is None else grace).wait()
 
 
 def build_server(settings: Settings, *, reuse_port: bool = False) -> RunningServer:
@@ -104,7 +106,7 @@ def build_server(settings: Settings, *, reuse_port: bool = False) -> RunningServ
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, port, health_servicer)
+    return RunningServer(server, port, health_servicer, settings.grace_seconds)
 
 
 def claim_port(host: str, port: int) -> socket.socket:

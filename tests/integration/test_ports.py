@@ -104,6 +104,8 @@ def _serve(port: int, url: str, log: Path) -> subprocess.Popen[str]:
                 "EXPERIMENTS_GRPC_HOST": HOST,
                 "EXPERIMENTS_GRPC_PORT": str(port),
                 "EXPERIMENTS_WORKERS": "2",
+                # The idle clients below hold the stop for the whole grace; a short one will do.
+                "EXPERIMENTS_GRACE_SECONDS": "1",
             },
             output=output,
         )

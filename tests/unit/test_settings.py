@@ -34,6 +34,7 @@ def test_a_log_level_in_any_case_is_accepted() -> None:
         ("EXPERIMENTS_LOG_LEVEL", "verbose"),
         ("EXPERIMENTS_WORKERS", "many"),
         ("EXPERIMENTS_AUTH_CACHE_SECONDS", "5s"),
+        ("EXPERIMENTS_GRACE_SECONDS", "soon"),
     ],
 )
 def test_an_unusable_value_is_refused_naming_the_variable(variable: str, value: str) -> None:
