@@ -8,7 +8,10 @@ that stops the server gets a stack of its own.
 
 Every test runs on each database. A test that takes `client` also runs over HTTP/1.1 and HTTP/2,
 on SQLite only: what the HTTP version changes (headers, trailers, framing) is Envoy's part and
-does not depend on the database behind the server.
+does not depend on the database behind the server. So only tests of those take `client`: one
+per status the gateway maps or writes itself, the headers, the body limits. Tests of what the
+server answers take `http1`, and a business rule is tested once, in tests/unit (or in
+tests/integration where it needs the database), not again here.
 """
 
 from __future__ import annotations

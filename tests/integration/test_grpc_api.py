@@ -361,14 +361,6 @@ def test_missing_required_attributes_are_named(client: Client) -> None:
     assert set(field_violations(_fails(_create, client, pb.Experiment()))) == {"is_draft"}
 
 
-def test_published_experiment_cannot_return_to_draft(client: Client) -> None:
-    created = _create(client, published(client.world))
-    created.is_draft = True
-    assert field_violations(_fails(_update, client, created)) == {
-        "is_draft": messages.CANNOT_RETURN_TO_DRAFT
-    }
-
-
 def test_ended_experiment_can_no_longer_be_updated(client: Client) -> None:
     experiment = published(client.world)
     experiment.starts_at.FromJsonString("2019-05-08T13:02:35.123Z")
