@@ -32,6 +32,8 @@ def test_a_log_level_in_any_case_is_accepted() -> None:
     ("variable", "value"),
     [
         ("EXPERIMENTS_LOG_LEVEL", "verbose"),
+        ("EXPERIMENTS_GRPC_PORT", "fifty"),
+        ("EXPERIMENTS_CORS_ORIGINS", "app.example.com"),
         ("EXPERIMENTS_WORKERS", "many"),
         ("EXPERIMENTS_AUTH_CACHE_SECONDS", "5s"),
         ("EXPERIMENTS_GRACE_SECONDS", "soon"),
