@@ -212,10 +212,18 @@ def run_worker_processes(
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     for worker in workers:
+        if stopping.is_set():
+            break  # a signal came while starting: start no more
         worker.start()
+        if stopping.is_set():
+            # The signal came during start(), before forward() could see this worker's pid;
+            # left running, it would keep this process waiting for it forever.
+            worker.terminate()
     log.info("serving on %s:%s with %d worker processes", host, port, count)
     exit_code = 0
     for worker in workers:
+        if worker.pid is None:
+            continue  # never started
         worker.join()
         if worker.exitcode and not stopping.is_set():
             log.error("%s exited with %s; stopping the others", worker.name, worker.exitcode)
