@@ -79,7 +79,7 @@ migrate: $(STAMP) ## Apply the Alembic migrations to EXPERIMENTS_DATABASE_URL
 .PHONY: run
 run: $(STAMP) ## Set up, migrate, serve gRPC and REST (Envoy), then seed demo data if empty
 	@echo "OpenAPI 3.1 document of the REST API: $(CURDIR)/openapi/experiments.v5.yaml"
-	@$(PY) gateway/run.py
+	@$(PY) -m gateway.run
 
 .PHONY: buf-build
 buf-build: $(BUF) ## Build the contract with buf alone (vendored googleapis, no network)

@@ -17,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, insert
-from sqlalchemy.orm import Session
 
 from server.adapters import views
 from server.adapters.admin import create_api_key
@@ -149,10 +148,8 @@ def seed(engine: Engine, experiments: int, *, random_seed: int = 5) -> World:
                 )
         writer.flush()  # experiments and keys refer to all of the above
         # Keys through the storage helper: it alone decides how a key is made and hashed.
-        # The Session joins this connection's transaction and only flushes.
-        with Session(bind=connection) as session:
-            for organization in organizations:
-                keys[organization] = create_api_key(session, users[organization][0])
+        for organization in organizations:
+            keys[organization] = create_api_key(connection, users[organization][0])
 
         sizes = organization_sizes(experiments)
         largest = organizations[0]

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import procstats
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from gateway import launcher
+from server.adapters.temporary_database import temporary_postgres_database
 
 BENCH_DIR = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
@@ -32,8 +32,7 @@ def fresh_database(url: str | None, workdir: Path, label: str, keep: bool) -> It
     """A new, empty database for one run, removed afterwards unless `keep`.
 
     SQLite: a file in the run's folder (or the file of an SQLite `url`, which must not
-    exist yet). PostgreSQL: a new database on the server of `url`, created through its
-    `postgres` database and dropped at the end; `url`'s own database is never touched.
+    exist yet). PostgreSQL: a new database on the server of `url`, dropped at the end.
     """
     if url is None or make_url(url).get_backend_name() == "sqlite":
         path = Path(make_url(url).database or "") if url else workdir / f"{label}.sqlite3"
@@ -46,20 +45,9 @@ def fresh_database(url: str | None, workdir: Path, label: str, keep: bool) -> It
                 for suffix in ("", "-wal", "-shm"):
                     Path(f"{path}{suffix}").unlink(missing_ok=True)
         return
-    server = make_url(url)
-    if server.drivername == "postgresql":
-        server = server.set(drivername="postgresql+psycopg")  # the driver the service ships
-    name = f"experiments_bench_{os.getpid()}_{label}".lower()
-    admin = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        if not keep:
-            with admin.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    # A random suffix keeps concurrent runs apart; the database of `url` itself is not touched.
+    with temporary_postgres_database(url, prefix=f"experiments_bench_{label}", keep=keep) as fresh:
+        yield fresh
 
 
 def free_port() -> int:

@@ -23,12 +23,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
-# Run as a script, so the checkout (gateway/ is not an installed package) goes on the path.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from gateway import launcher
 from server.adapters.database import DatabaseUnusable, engine_url
-from server.config import Settings
+from server.config import ConfigError, Settings
 
 SERVICE = "experiments.v5.ExperimentService"
 KEY_PLACEHOLDER = "<api-key>"
@@ -41,7 +38,11 @@ class _Stop(Exception):
 
 
 def main() -> int:
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ConfigError as error:
+        print(f"make run: {error}", file=sys.stderr)
+        return 1
     # SIGHUP too: the children do not get the terminal's hangup and must not be left behind.
     _raise_on(signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     server: subprocess.Popen[str] | None = None
@@ -89,7 +90,7 @@ def main() -> int:
             signal.signal(signum, signal.SIG_IGN)
         # The server first, so that its in-flight calls still have Envoy to answer through.
         if server is not None:
-            launcher.stop(server)
+            launcher.stop(server, timeout=settings.grace_seconds + launcher.STOP_TIMEOUT)
         if envoy is not None:
             envoy.stop()
         workdir.cleanup()
@@ -220,7 +221,7 @@ def _print_usage(settings: Settings, demo: dict[str, Any] | None) -> None:
         f"  curl -s -X POST -H 'Authorization: Token {key}' \\\n"
         f"    -H 'Content-Type: application/json' '{collection}' \\\n"
         f"    -d '{experiment}'\n"
-        f"gRPC (buf comes from npm; `make lint` also installs it as node_modules/.bin/buf):\n"
+        f"gRPC (buf comes from npm, pinned in clients/typescript, which `make test` installs):\n"
         f"  npx @bufbuild/buf curl --protocol grpc --http2-prior-knowledge \\\n"
         f"    -H 'authorization: Token {key}' -d '{request}' \\\n"
         f"    http://{grpc_target}/{SERVICE}/ListExperiments\n"

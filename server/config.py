@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -12,47 +13,66 @@ DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 DEFAULT_DATABASE_URL = f"sqlite:///{DATA_DIR / 'experiments.sqlite3'}"
 
 
-@dataclass(frozen=True)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
-    database_url: str
-    grpc_host: str
-    grpc_port: int
-    http_host: str
-    http_port: int
-    workers: int
+    """Every setting, with the default a laptop needs; `from_env` reads them once, in `main`."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = 50051
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     # Where list pages' next/previous point, over REST and gRPC alike. Never taken from the
-    # request's Host, which any client can forge.
-    public_base_url: str
-    log_level: str
+    # request's Host, which any client can forge. from_env derives it from http_host/http_port.
+    public_base_url: str = "http://127.0.0.1:8080"
+    log_level: str = "INFO"
     # Threads per worker process: enough to overlap database waits, few enough for the GIL.
     threads: int = 8
     # How long a worker may reuse an API key's user, organization and permissions.
     auth_cache_seconds: float = 5.0
+    # How long a stopping server lets calls in flight finish before it cancels them.
+    grace_seconds: float = 10.0
     # Browser origins (scheme://host[:port]) allowed to call the REST gateway; none: no CORS.
     cors_origins: tuple[str, ...] = ()
 
     @classmethod
-    def from_env(cls) -> Settings:
-        env = os.environ
-        http_host = env.get("EXPERIMENTS_HTTP_HOST", "127.0.0.1")
-        http_port = _number(env, "EXPERIMENTS_HTTP_PORT", 8080)
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        """The settings of EXPERIMENTS_* in `env`; raises ConfigError naming a bad variable."""
+        default = cls()
+        http_host = env.get("EXPERIMENTS_HTTP_HOST", default.http_host)
+        http_port = _number(env, "EXPERIMENTS_HTTP_PORT", default.http_port)
         return cls(
-            database_url=env.get("EXPERIMENTS_DATABASE_URL") or DEFAULT_DATABASE_URL,
-            grpc_host=env.get("EXPERIMENTS_GRPC_HOST", "127.0.0.1"),
-            grpc_port=_number(env, "EXPERIMENTS_GRPC_PORT", 50051),
+            database_url=env.get("EXPERIMENTS_DATABASE_URL") or default.database_url,
+            grpc_host=env.get("EXPERIMENTS_GRPC_HOST", default.grpc_host),
+            grpc_port=_number(env, "EXPERIMENTS_GRPC_PORT", default.grpc_port),
             http_host=http_host,
             http_port=http_port,
-            workers=_number(env, "EXPERIMENTS_WORKERS", os.cpu_count() or 1),
+            workers=_number(env, "EXPERIMENTS_WORKERS", default.workers),
             public_base_url=env.get(
                 "EXPERIMENTS_PUBLIC_BASE_URL", f"http://{http_host}:{http_port}"
             ).rstrip("/"),
-            log_level=env.get("EXPERIMENTS_LOG_LEVEL", "INFO"),
-            threads=_number(env, "EXPERIMENTS_THREADS", cls.threads),
+            log_level=log_level(env.get("EXPERIMENTS_LOG_LEVEL", default.log_level)),
+            threads=_number(env, "EXPERIMENTS_THREADS", default.threads),
             auth_cache_seconds=_number(
-                env, "EXPERIMENTS_AUTH_CACHE_SECONDS", cls.auth_cache_seconds
+                env, "EXPERIMENTS_AUTH_CACHE_SECONDS", default.auth_cache_seconds
             ),
+            grace_seconds=_number(env, "EXPERIMENTS_GRACE_SECONDS", default.grace_seconds),
             cors_origins=cors_origins(env.get("EXPERIMENTS_CORS_ORIGINS", "")),
         )
+
+
+def log_level(value: str) -> str:
+    """EXPERIMENTS_LOG_LEVEL: one of LOG_LEVELS, in any case."""
+    level = value.strip().upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(
+            f"EXPERIMENTS_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {value!r}"
+        )
+    return level
 
 
 def cors_origins(value: str) -> tuple[str, ...]:
@@ -61,21 +81,25 @@ def cors_origins(value: str) -> tuple[str, ...]:
     for origin in origins:
         scheme, separator, host = origin.partition("://")
         if scheme not in ("http", "https") or not separator or not host or "/" in host:
-            raise SystemExit(
+            raise ConfigError(
                 f"EXPERIMENTS_CORS_ORIGINS: {origin!r} is not an origin; write each as "
                 "scheme://host[:port], e.g. https://app.example.com, separated by commas"
             )
     return origins
 
 
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message is one line naming the variable."""
+
+
 _Number = TypeVar("_Number", int, float)
 
 
-def _number(env: os._Environ[str], name: str, default: _Number) -> _Number:
+def _number(env: Mapping[str, str], name: str, default: _Number) -> _Number:
     value = env.get(name)
     if not value:
         return default
     try:
         return type(default)(value)
     except ValueError:
-        raise SystemExit(f"{name} must be a number, got {value!r}") from None
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None

@@ -38,10 +38,14 @@ MYPY_PLUGINS = [
 ]
 
 
+class ProtocFailed(RuntimeError):
+    """protoc refused the protos; it printed why."""
+
+
 def _protoc(*args: str) -> None:
     command = ["protoc", f"-I{PROTOS}", f"-I{GOOGLEAPIS}", f"-I{WELL_KNOWN}", *args]
     if protoc.main(command) != 0:
-        raise SystemExit(f"protoc failed: {' '.join(args)}")
+        raise ProtocFailed(f"protoc failed: {' '.join(args)}")
 
 
 def _sources() -> list[str]:
@@ -95,7 +99,10 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         fresh = Path(tmp)
-        generate(fresh)
+        try:
+            generate(fresh)
+        except ProtocFailed as error:
+            raise SystemExit(str(error)) from None
         if args.check:
             problems = _differences(fresh / "experiments", GENERATED / "experiments")
             if problems:

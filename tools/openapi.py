@@ -216,6 +216,10 @@ ERRORS: dict[str, Error] = {
 }
 
 
+class Unsupported(ValueError):
+    """The contract uses something this generator does not map yet; the message names it."""
+
+
 @dataclass
 class Contract:
     """The descriptor set, indexed: messages by full name, comments by file and path."""
@@ -257,7 +261,7 @@ class Contract:
             for i, service in enumerate(file.service):
                 if f"{file.package}.{service.name}" == full_name:
                     return service, file.name, i
-        raise SystemExit(f"service {full_name} is not in {DESCRIPTOR_SET}")
+        raise Unsupported(f"service {full_name} is not in {DESCRIPTOR_SET}")
 
 
 def _clean(comment: str) -> str:
@@ -355,7 +359,7 @@ class Builder:
         elif field.type == label.TYPE_MESSAGE:
             item, nullable = self.ref(field.type_name), False
         elif field.type == label.TYPE_ENUM:
-            raise SystemExit(f"enums are not used by the contract yet: {field.name}")
+            raise Unsupported(f"enums are not used by the contract yet: {field.name}")
         else:
             item, nullable = dict(SCALARS[field.type]), field.proto3_optional
         behaviors = list(field.options.Extensions[field_behavior_pb2.field_behavior])
@@ -440,7 +444,7 @@ class Builder:
                     }
                 )
             else:
-                raise SystemExit(f"{method.name}: body `{rule.body}` is not supported here")
+                raise Unsupported(f"{method.name}: body `{rule.body}` is not supported here")
         headers = HEADERS.get(method.name, [])
         parameters += headers
         summary, _, _ = description.partition("\n\n")
@@ -553,7 +557,7 @@ def _binding(rule: http_pb2.HttpRule) -> tuple[str, str]:
         template = getattr(rule, verb)
         if template:
             return verb, template
-    raise SystemExit(f"unsupported google.api.http rule: {rule}")
+    raise Unsupported(f"unsupported google.api.http rule: {rule}")
 
 
 def build(contract: Contract) -> Json:
@@ -615,7 +619,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--check", action="store_true", help="fail if the committed file is stale")
     args = parser.parse_args()
-    text = render(build(Contract.load(DESCRIPTOR_SET)))
+    try:
+        text = render(build(Contract.load(DESCRIPTOR_SET)))
+    except Unsupported as error:
+        raise SystemExit(f"tools/openapi.py: {error}") from None
     relative = OUTPUT.relative_to(ROOT)
     if args.check:
         if not OUTPUT.exists() or OUTPUT.read_text() != text:

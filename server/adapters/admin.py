@@ -1,15 +1,16 @@
 """Bootstrap storage: organizations, users, API keys, goals, rooms, and a demo world of them.
 
-Each function adds rows through the given Session and flushes; the caller commits.
+Each function writes through the given Connection with SQLAlchemy Core, as the repository
+does; the caller's transaction (engine.begin()) commits.
 """
 
 from __future__ import annotations
 
-from typing import TypedDict
-from uuid import UUID
+from dataclasses import asdict, dataclass
+from typing import Any, Self
+from uuid import UUID, uuid4
 
-from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, delete, insert, select
 
 from server.adapters.orm import (
     ApiKeyRecord,
@@ -20,41 +21,53 @@ from server.adapters.orm import (
 )
 from server.domain.access import hash_api_key, new_api_key
 
+Record = OrganizationRecord | UserRecord | ApiKeyRecord | GoalRecord | RoomRecord
+
 
 class UnknownRecord(LookupError):
     """A referenced organization, user or API key does not exist."""
 
 
-class DemoTokens(TypedDict):
+@dataclass(frozen=True)
+class DemoTokens:
     settings: str
     no_settings: str
     other_organization: str
     inactive_subscription: str
 
 
-class DemoWorld(TypedDict):
+@dataclass(frozen=True)
+class DemoWorld:
+    """What `create_demo_world` made: `experiments-admin demo` prints it as JSON, and every test
+    tier reads it back with `from_json`."""
+
     organization_id: str
     goal_id: str
     room_ids: list[str]
+    other_organization_id: str
     other_organization_goal_id: str
     inactive_organization_id: str
     tokens: DemoTokens
 
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
-def any_organization_exists(session: Session) -> bool:
-    return session.execute(select(OrganizationRecord.id).limit(1)).first() is not None
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self:
+        return cls(**{**data, "tokens": DemoTokens(**data["tokens"])})
 
 
-def create_organization(session: Session, name: str, *, active: bool = True) -> UUID:
+def any_organization_exists(connection: Connection) -> bool:
+    return connection.execute(select(OrganizationRecord.id).limit(1)).first() is not None
+
+
+def create_organization(connection: Connection, name: str, *, active: bool = True) -> UUID:
     """A new organization; `active` is whether it has an active subscription."""
-    organization = OrganizationRecord(name=name, has_active_subscription=active)
-    session.add(organization)
-    session.flush()
-    return organization.id
+    return _insert(connection, OrganizationRecord, name=name, has_active_subscription=active)
 
 
 def create_user(
-    session: Session,
+    connection: Connection,
     organization_id: UUID,
     first_name: str,
     last_name: str,
@@ -62,32 +75,30 @@ def create_user(
     can_manage_settings: bool = True,
     is_bot: bool = False,
 ) -> UUID:
-    _require(session, OrganizationRecord, organization_id)
-    user = UserRecord(
+    _require(connection, OrganizationRecord, organization_id)
+    return _insert(
+        connection,
+        UserRecord,
         organization_id=organization_id,
         first_name=first_name,
         last_name=last_name,
         can_manage_settings=can_manage_settings,
         is_bot=is_bot,
     )
-    session.add(user)
-    session.flush()
-    return user.id
 
 
-def create_api_key(session: Session, user_id: UUID) -> str:
+def create_api_key(connection: Connection, user_id: UUID) -> str:
     """A new API key of the user: returned once, stored only as its hash."""
-    _require(session, UserRecord, user_id)
+    _require(connection, UserRecord, user_id)
     key = new_api_key()
-    session.add(ApiKeyRecord(user_id=user_id, key_hash=hash_api_key(key)))
-    session.flush()
+    _insert(connection, ApiKeyRecord, user_id=user_id, key_hash=hash_api_key(key))
     return key
 
 
-def revoke_api_key(session: Session, key: str) -> UUID:
+def revoke_api_key(connection: Connection, key: str) -> UUID:
     """Deletes the API key `key`; returns its user. A server that authenticated the key in the
     last EXPERIMENTS_AUTH_CACHE_SECONDS may still accept it until that time has passed."""
-    user_id = session.execute(
+    user_id = connection.execute(
         delete(ApiKeyRecord)
         .where(ApiKeyRecord.key_hash == hash_api_key(key))
         .returning(ApiKeyRecord.user_id)
@@ -97,55 +108,50 @@ def revoke_api_key(session: Session, key: str) -> UUID:
     return user_id
 
 
-def revoke_api_keys_of_user(session: Session, user_id: UUID) -> int:
+def revoke_api_keys_of_user(connection: Connection, user_id: UUID) -> int:
     """Deletes every API key of the user; returns how many there were."""
-    _require(session, UserRecord, user_id)
-    result = session.execute(delete(ApiKeyRecord).where(ApiKeyRecord.user_id == user_id))
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    _require(connection, UserRecord, user_id)
+    result = connection.execute(delete(ApiKeyRecord).where(ApiKeyRecord.user_id == user_id))
+    return int(result.rowcount)
 
 
-def create_goal(session: Session, organization_id: UUID, name: str) -> UUID:
-    _require(session, OrganizationRecord, organization_id)
-    goal = GoalRecord(organization_id=organization_id, name=name)
-    session.add(goal)
-    session.flush()
-    return goal.id
+def create_goal(connection: Connection, organization_id: UUID, name: str) -> UUID:
+    _require(connection, OrganizationRecord, organization_id)
+    return _insert(connection, GoalRecord, organization_id=organization_id, name=name)
 
 
-def create_room(session: Session, organization_id: UUID, name: str) -> UUID:
-    _require(session, OrganizationRecord, organization_id)
-    room = RoomRecord(organization_id=organization_id, name=name)
-    session.add(room)
-    session.flush()
-    return room.id
+def create_room(connection: Connection, organization_id: UUID, name: str) -> UUID:
+    _require(connection, OrganizationRecord, organization_id)
+    return _insert(connection, RoomRecord, organization_id=organization_id, name=name)
 
 
-def create_demo_world(session: Session) -> DemoWorld:
+def create_demo_world(connection: Connection) -> DemoWorld:
     """A fresh set of organizations, users and keys to try every access rule with.
 
     - `organization_id`, with `goal_id` and two `room_ids`;
     - tokens `settings` and `no_settings`: users of that organization with and
       without the settings permission;
-    - `other_organization`: a user with the permission in another organization,
+    - `other_organization`: a user with the permission in `other_organization_id`,
       which owns `other_organization_goal_id`;
     - `inactive_subscription`: a user with the permission in
       `inactive_organization_id`, whose subscription is off.
     """
-    organization = create_organization(session, "Demo Company Inc.")
-    goal = create_goal(session, organization, "Reached checkout page")
-    rooms = [create_room(session, organization, name) for name in ("Web shop", "Mobile app")]
-    other = create_organization(session, "Other Company Ltd.")
-    other_goal = create_goal(session, other, "Signed up for the newsletter")
-    inactive = create_organization(session, "Lapsed Company LLC", active=False)
+    organization = create_organization(connection, "Demo Company Inc.")
+    goal = create_goal(connection, organization, "Reached checkout page")
+    rooms = [create_room(connection, organization, name) for name in ("Web shop", "Mobile app")]
+    other = create_organization(connection, "Other Company Ltd.")
+    other_goal = create_goal(connection, other, "Signed up for the newsletter")
+    inactive = create_organization(connection, "Lapsed Company LLC", active=False)
 
     def token(organization_id: UUID, first: str, last: str, *, settings: bool = True) -> str:
-        user = create_user(session, organization_id, first, last, can_manage_settings=settings)
-        return create_api_key(session, user)
+        user = create_user(connection, organization_id, first, last, can_manage_settings=settings)
+        return create_api_key(connection, user)
 
     return DemoWorld(
         organization_id=str(organization),
         goal_id=str(goal),
         room_ids=[str(room) for room in rooms],
+        other_organization_id=str(other),
         other_organization_goal_id=str(other_goal),
         inactive_organization_id=str(inactive),
         tokens=DemoTokens(
@@ -157,8 +163,16 @@ def create_demo_world(session: Session) -> DemoWorld:
     )
 
 
+def _insert(connection: Connection, record: type[Record], **values: Any) -> UUID:
+    """Adds one row of `record`'s table; returns its new id."""
+    record_id = uuid4()
+    connection.execute(insert(record).values(id=record_id, **values))
+    return record_id
+
+
 def _require(
-    session: Session, record: type[OrganizationRecord] | type[UserRecord], record_id: UUID
+    connection: Connection, record: type[OrganizationRecord] | type[UserRecord], record_id: UUID
 ) -> None:
-    if session.get(record, record_id) is None:
+    found = connection.execute(select(record.id).where(record.id == record_id)).first()
+    if found is None:
         raise UnknownRecord(f"no {record.__tablename__[:-1]} with id {record_id}")

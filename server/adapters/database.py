@@ -16,10 +16,9 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
-from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("experiments.database")
 
 # A connection execution option: the connection will only read, one statement at a
 # time. On SQLite it then emits no BEGIN at all: each statement is its own
@@ -233,11 +232,6 @@ def writer_lock_for(engine: Engine) -> WriterLock | None:
             lock = WriterLock(Path(f"{database}.writer-lock") if on_disk else None)
             _writer_locks[engine] = lock
         return lock
-
-
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    # Domain objects are built from rows before commit, so nothing needs reloading after it.
-    return sessionmaker(bind=engine, expire_on_commit=False)
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from server.domain.clock import utc_now
 from server.domain.concurrency import IDEMPOTENCY_KEY_MAX_LENGTH
 
 # Named constraints let later migrations drop or alter them by name on every database.
@@ -40,10 +41,6 @@ KEY_HASH_LENGTH = 64  # hex SHA-256, see server.domain.access.hash_api_key
 RESET_INTERVAL_LENGTH = 8
 GROUP_TYPE_LENGTH = 32
 FINGERPRINT_LENGTH = 64  # hex SHA-256, see server.domain.concurrency.request_fingerprint
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class UtcDateTime(TypeDecorator[datetime]):

@@ -9,7 +9,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("experiments.schema")
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Where migrations/env.py finds the URL; the `alembic` command line leaves it unset.

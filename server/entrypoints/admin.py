@@ -14,32 +14,27 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
 
+from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session
 
 from server.adapters import admin, schema, views
-from server.adapters.database import (
-    DatabaseUnusable,
-    check_database,
-    make_engine,
-    session_factory,
-)
-from server.config import Settings
+from server.adapters.database import DatabaseUnusable, check_database, make_engine
+from server.config import ConfigError, Settings
+from server.entrypoints.logs import configure_logging
 from server.entrypoints.translate import RENDERER
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("experiments.admin")
 
-Command = Callable[[Session, argparse.Namespace], Any]
+Command = Callable[[Connection, argparse.Namespace], Any]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    settings = Settings.from_env()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        stream=sys.stderr,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    try:
+        settings = Settings.from_env()
+    except ConfigError as error:
+        raise SystemExit(f"experiments-admin: {error}") from None
+    configure_logging(settings.log_level)
     try:
         check_database(settings.database_url)
     except DatabaseUnusable as error:
@@ -62,11 +57,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     engine = make_engine(settings.database_url)
     try:
-        with session_factory(engine).begin() as session:
-            if args.command == "demo" and args.if_empty and admin.any_organization_exists(session):
+        with engine.begin() as connection:
+            if (
+                args.command == "demo"
+                and args.if_empty
+                and admin.any_organization_exists(connection)
+            ):
                 logger.info("The database already has organizations: no demo data added")
                 return 0
-            result = args.run(session, args)
+            result = args.run(connection, args)
     except admin.UnknownRecord as error:
         raise SystemExit(f"experiments-admin {args.command}: {error}") from None
     finally:
@@ -153,13 +152,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _create_organization(session: Session, args: argparse.Namespace) -> dict[str, str]:
-    return {"id": str(admin.create_organization(session, args.name, active=not args.inactive))}
+def _create_organization(connection: Connection, args: argparse.Namespace) -> dict[str, str]:
+    return {"id": str(admin.create_organization(connection, args.name, active=not args.inactive))}
 
 
-def _create_user(session: Session, args: argparse.Namespace) -> dict[str, str]:
+def _create_user(connection: Connection, args: argparse.Namespace) -> dict[str, str]:
     user_id = admin.create_user(
-        session,
+        connection,
         args.organization_id,
         args.first_name,
         args.last_name,
@@ -169,27 +168,27 @@ def _create_user(session: Session, args: argparse.Namespace) -> dict[str, str]:
     return {"id": str(user_id)}
 
 
-def _create_api_key(session: Session, args: argparse.Namespace) -> dict[str, str]:
-    return {"user_id": str(args.user_id), "api_key": admin.create_api_key(session, args.user_id)}
+def _create_api_key(connection: Connection, args: argparse.Namespace) -> dict[str, str]:
+    return {"user_id": str(args.user_id), "api_key": admin.create_api_key(connection, args.user_id)}
 
 
-def _revoke_api_key(session: Session, args: argparse.Namespace) -> dict[str, Any]:
+def _revoke_api_key(connection: Connection, args: argparse.Namespace) -> dict[str, Any]:
     if args.key is not None:
-        return {"user_id": str(admin.revoke_api_key(session, args.key)), "revoked": 1}
-    revoked = admin.revoke_api_keys_of_user(session, args.user_id)
+        return {"user_id": str(admin.revoke_api_key(connection, args.key)), "revoked": 1}
+    revoked = admin.revoke_api_keys_of_user(connection, args.user_id)
     return {"user_id": str(args.user_id), "revoked": revoked}
 
 
-def _create_goal(session: Session, args: argparse.Namespace) -> dict[str, str]:
-    return {"id": str(admin.create_goal(session, args.organization_id, args.name))}
+def _create_goal(connection: Connection, args: argparse.Namespace) -> dict[str, str]:
+    return {"id": str(admin.create_goal(connection, args.organization_id, args.name))}
 
 
-def _create_room(session: Session, args: argparse.Namespace) -> dict[str, str]:
-    return {"id": str(admin.create_room(session, args.organization_id, args.name))}
+def _create_room(connection: Connection, args: argparse.Namespace) -> dict[str, str]:
+    return {"id": str(admin.create_room(connection, args.organization_id, args.name))}
 
 
-def _demo(session: Session, args: argparse.Namespace) -> admin.DemoWorld:
-    return admin.create_demo_world(session)
+def _demo(connection: Connection, args: argparse.Namespace) -> dict[str, Any]:
+    return admin.create_demo_world(connection).to_json()
 
 
 def _print(result: Any) -> None:

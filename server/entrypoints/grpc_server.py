@@ -16,8 +16,6 @@ import signal
 import socket
 import sys
 import threading
-import time
-import traceback
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, replace
@@ -32,27 +30,31 @@ from grpc_reflection.v1alpha import reflection
 from server.adapters.database import DatabaseUnusable, check_database, make_engine
 from server.adapters.principal_cache import PrincipalCache
 from server.adapters.unit_of_work import SqlAlchemyUnitOfWork
-from server.config import Settings
+from server.config import ConfigError, Settings
 from server.domain import limits
 from server.entrypoints.interceptors import RpcInterceptor
+from server.entrypoints.logs import configure_logging
 from server.entrypoints.servicer import ExperimentServicer
 from server.entrypoints.translate import RENDERER
 from server.service_layer.experiments import ExperimentService
 
 log = logging.getLogger("experiments.server")
 
-GRACE_SECONDS = 10.0
-# In place of an exception's message in the log: it may quote request values.
-WITHHELD = "(message not logged: it may quote request values)"
 SERVICE_NAME = experiments_pb2.DESCRIPTOR.services_by_name["ExperimentService"].full_name
 
 
-class PortInUse(SystemExit):
+class PortInUse(Exception):
+    """Another program holds the gRPC port; the message says which setting to change."""
+
     def __init__(self, host: str, port: int) -> None:
         super().__init__(
-            f"experiments-server: {host}:{port} is already in use by another program; "
+            f"{host}:{port} is already in use by another program; "
             "stop it or choose another EXPERIMENTS_GRPC_PORT"
         )
+
+
+# What `main` (and each worker process) turns into one line on stderr and exit code 1.
+StartupProblem = (ConfigError, DatabaseUnusable, PortInUse)
 
 
 @dataclass
@@ -61,10 +63,13 @@ class RunningServer:
     port: int
     health: health.HealthServicer
 
-    def stop(self, grace: float = GRACE_SECONDS) -> None:
-        """Reports NOT_SERVING, refuses new RPCs and lets in-flight ones finish."""
+    grace: float
+
+    def stop(self, grace: float | None = None) -> None:
+        """Reports NOT_SERVING, refuses new RPCs and lets in-flight ones finish (for `grace`
+        seconds, settings.grace_seconds unless given)."""
         self.health.enter_graceful_shutdown()
-        self.server.stop(grace).wait()
+        self.server.stop(self.grace if grace is None else grace).wait()
 
 
 def build_server(settings: Settings, *, reuse_port: bool = False) -> RunningServer:
@@ -104,7 +109,7 @@ def build_server(settings: Settings, *, reuse_port: bool = False) -> RunningServ
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, port, health_servicer)
+    return RunningServer(server, port, health_servicer, settings.grace_seconds)
 
 
 def claim_port(host: str, port: int) -> socket.socket:
@@ -157,15 +162,17 @@ def _serve_until_signalled(settings: Settings, *, reuse_port: bool) -> None:
 
 
 def _worker(port: int, settings: Settings) -> None:
+    """A worker process's main function."""
     configure_logging(settings.log_level)
-    _serve_until_signalled(replace(settings, grpc_port=port), reuse_port=True)
+    try:
+        _serve_until_signalled(replace(settings, grpc_port=port), reuse_port=True)
+    except StartupProblem as error:
+        raise SystemExit(f"experiments-server: {error}") from None
 
 
 def serve(settings: Settings) -> int:
-    try:
-        check_database(settings.database_url)
-    except DatabaseUnusable as error:
-        raise SystemExit(f"experiments-server: {error}") from None
+    """Serves until SIGTERM or SIGINT; raises one of StartupProblem if it cannot start."""
+    check_database(settings.database_url)
     if settings.workers <= 1:
         _serve_until_signalled(settings, reuse_port=False)
         return 0
@@ -208,10 +215,18 @@ def run_worker_processes(
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     for worker in workers:
+        if stopping.is_set():
+            break  # a signal came while starting: start no more
         worker.start()
+        if stopping.is_set():
+            # The signal came during start(), before forward() could see this worker's pid;
+            # left running, it would keep this process waiting for it forever.
+            worker.terminate()
     log.info("serving on %s:%s with %d worker processes", host, port, count)
     exit_code = 0
     for worker in workers:
+        if worker.pid is None:
+            continue  # never started
         worker.join()
         if worker.exitcode and not stopping.is_set():
             log.error("%s exited with %s; stopping the others", worker.name, worker.exitcode)
@@ -223,50 +238,11 @@ def run_worker_processes(
     return exit_code
 
 
-class _Formatter(logging.Formatter):
-    """The standard format, with the date rendered once per second rather than per line, and
-    tracebacks without exception messages.
-
-    One line per RPC at thousands of RPCs per second made strftime a visible cost. An
-    exception's message may quote what a client sent (a database error's DETAIL line, a
-    parser's complaint), so a logged traceback keeps the frames and exception types only.
-    """
-
-    _second = -1
-    _rendered = ""
-
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        second = int(record.created)
-        if second != self._second:
-            self._rendered = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
-            self._second = second
-        return f"{self._rendered},{int(record.msecs):03d}"
-
-    def formatException(self, ei: Any) -> str:
-        chain: list[BaseException] = []
-        error: BaseException | None = ei[1]
-        while error is not None and error not in chain:
-            chain.append(error)
-            error = error.__cause__ or error.__context__
-        lines: list[str] = []
-        for error in reversed(chain):
-            lines.append("Traceback (most recent call last):\n")
-            lines.extend(traceback.format_tb(error.__traceback__))
-            kind = type(error)
-            lines.append(f"{kind.__module__}.{kind.__qualname__}: {WITHHELD}\n")
-        return "".join(lines).rstrip("\n")
-
-
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        _Formatter("%(asctime)s %(levelname)s %(processName)s %(name)s %(message)s")
-    )
-    logging.basicConfig(level=level, handlers=[handler])
-
-
 def main(argv: list[str] | None = None) -> None:
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ConfigError as error:
+        raise SystemExit(f"experiments-server: {error}") from None
     parser = argparse.ArgumentParser(description="Serve the Experiments gRPC API.")
     parser.add_argument(
         "--port",
@@ -288,7 +264,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = replace(settings, grpc_port=args.port, grpc_host=args.host, workers=args.workers)
     configure_logging(settings.log_level)
-    sys.exit(serve(settings))
+    try:
+        exit_code = serve(settings)
+    except StartupProblem as error:
+        raise SystemExit(f"experiments-server: {error}") from None
+    sys.exit(exit_code)
 
 
 if __name__ == "__main__":

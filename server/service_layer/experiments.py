@@ -8,11 +8,12 @@ transaction; they return that view, which is what the client gets back.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from uuid import UUID, uuid4
 
 from server.domain import messages
 from server.domain.access import Action, authorize, hash_api_key, token_from_header
+from server.domain.clock import Clock, utc_now
 from server.domain.concurrency import (
     IDEMPOTENCY_KEY_LIFETIME,
     IdempotentRequest,
@@ -33,12 +34,6 @@ from server.domain.rules import (
     validate_update,
 )
 from server.service_layer.ports import ExperimentView, UnitOfWork
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class ExperimentService:

@@ -8,7 +8,10 @@ that stops the server gets a stack of its own.
 
 Every test runs on each database. A test that takes `client` also runs over HTTP/1.1 and HTTP/2,
 on SQLite only: what the HTTP version changes (headers, trailers, framing) is Envoy's part and
-does not depend on the database behind the server.
+does not depend on the database behind the server. So only tests of those take `client`: one
+per status the gateway maps or writes itself, the headers, the body limits. Tests of what the
+server answers take `http1`, and a business rule is tested once, in tests/unit (or in
+tests/integration where it needs the database), not again here.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from server.adapters.temporary_database import temporary_postgres_database
 from tests.e2e.front_end import FrontEnd, serve_front_end
 from tests.e2e.rest import HTTP_1_1, HTTP_2, RestClient
 from tests.e2e.stack import Stack, World
@@ -27,7 +31,6 @@ from tests.integration.databases import (
     SQLITE,
     backend_params,
     postgres_server_url,
-    temporary_postgres_database,
 )
 
 
@@ -35,6 +38,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" not in metafunc.fixturenames:
         return
     backends = [param.values[0] for param in backend_params()]
+    if metafunc.definition.get_closest_marker("one_database"):
+        backends = [SQLITE]
     if "protocol" in metafunc.fixturenames:
         combinations = [(SQLITE, HTTP_1_1), (SQLITE, HTTP_2)]
         combinations += [(backend, HTTP_1_1) for backend in backends if backend != SQLITE]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,30 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from gateway import launcher
+from server.adapters.admin import DemoWorld
+from tests.ports import unused_port
 
 
 @dataclass(frozen=True)
-class Tokens:
-    settings: str
-    no_settings: str
-    other_organization: str
-    inactive_subscription: str
-
-
-@dataclass(frozen=True)
-class World:
-    """What `experiments-admin demo` creates: see server/adapters/admin.py create_demo_world."""
-
-    organization_id: str
-    goal_id: str
-    room_ids: list[str]
-    other_organization_goal_id: str
-    inactive_organization_id: str
-    tokens: Tokens
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> World:
-        return cls(**{**data, "tokens": Tokens(**data["tokens"])})
+class World(DemoWorld):
+    """What `experiments-admin demo` printed, with the REST path the e2e tests start from."""
 
     @property
     def experiments(self) -> str:
@@ -56,7 +38,8 @@ class Stack:
         cors_origins: Sequence[str] = (),
     ) -> None:
         self.workdir = workdir
-        self.grpc_port = _free_port()
+        # Envoy's upstream; Envoy starts first, since its port is the server's public URL.
+        self.grpc_port = unused_port()
         self.cors_origins = tuple(cors_origins)
         # SQLite in the work folder unless told otherwise.
         self.database_url = database_url or f"sqlite:///{workdir / 'experiments.sqlite3'}"
@@ -128,10 +111,3 @@ class Stack:
 
     def new_world(self) -> World:
         return World.from_json(self.admin("demo"))
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
+from server.adapters.temporary_database import temporary_postgres_database
 from server.domain import messages
 from tests.e2e.payloads import upcoming
 from tests.e2e.rest import HTTP_1_1, RestClient, assert_error, field_violations
@@ -19,7 +20,6 @@ from tests.e2e.stack import Stack, World
 from tests.integration.databases import (
     POSTGRES_URL_VARIABLE,
     postgres_server_url,
-    temporary_postgres_database,
 )
 from tests.integration.tcp_proxy import TcpProxy
 

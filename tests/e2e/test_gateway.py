@@ -145,16 +145,16 @@ def test_a_request_header_grpc_cannot_carry_is_ignored_not_a_500(
     assert response.status == 200, response.body
 
 
-def test_an_unknown_query_parameter_is_400_json(client: RestClient, world: World) -> None:
-    response = client.get(f"{world.experiments}?page_sise=2", token=world.tokens.settings)
+def test_an_unknown_query_parameter_is_400_json(http1: RestClient, world: World) -> None:
+    response = http1.get(f"{world.experiments}?page_sise=2", token=world.tokens.settings)
 
     assert "page_sise" in assert_error(response, 400, INVALID_ARGUMENT)["message"]
 
 
-def test_unknown_body_attributes_are_ignored(client: RestClient, world: World) -> None:
+def test_unknown_body_attributes_are_ignored(http1: RestClient, world: World) -> None:
     payload = dict(upcoming(world), colour="blue", flags={"beta": True})
 
-    response = client.post(world.experiments, token=world.tokens.settings, json_body=payload)
+    response = http1.post(world.experiments, token=world.tokens.settings, json_body=payload)
 
     assert response.status == 201, response.body
     assert "colour" not in response.json()

@@ -16,7 +16,7 @@ import pytest
 
 from gateway import launcher
 from tests.e2e.rest import HTTP_1_1, RestClient
-from tests.e2e.stack import _free_port
+from tests.ports import unused_port
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_LINE = "Press Ctrl-C to stop."
@@ -52,11 +52,11 @@ def _alive(pid: int) -> bool:
 class MakeRun:
     def __init__(self, workdir: Path) -> None:
         self.log = workdir / "make-run.log"
-        self.http_port = _free_port()
+        self.http_port = unused_port()
         self.env = {
             **os.environ,
             "EXPERIMENTS_DATABASE_URL": f"sqlite:///{workdir / 'experiments.sqlite3'}",
-            "EXPERIMENTS_GRPC_PORT": str(_free_port()),
+            "EXPERIMENTS_GRPC_PORT": str(unused_port()),
             "EXPERIMENTS_HTTP_PORT": str(self.http_port),
             "EXPERIMENTS_WORKERS": "2",
         }
@@ -64,7 +64,8 @@ class MakeRun:
     def start(self) -> subprocess.Popen[str]:
         with self.log.open("w") as output:
             return subprocess.Popen(
-                [sys.executable, str(ROOT / "gateway" / "run.py")],
+                # As `make run` starts it.
+                [sys.executable, "-m", "gateway.run"],
                 env=self.env,
                 cwd=ROOT,
                 stdin=subprocess.DEVNULL,

@@ -14,6 +14,8 @@ from tests.e2e.stack import Stack, World
 TYPESCRIPT = Path(__file__).resolve().parent.parent.parent / "clients" / "typescript"
 
 
+# The client's encoding against the contract; the server's storage is the e2e suite's concern.
+@pytest.mark.one_database
 def test_typescript_client_round_trip(stack: Stack, fresh_world: World) -> None:
     if not (TYPESCRIPT / "node_modules" / ".bin" / "tsc").exists():
         pytest.fail("clients/typescript/node_modules is missing: `make test` runs npm ci")

@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from server.adapters import schema
+from server.adapters.admin import DemoWorld
 from tests.fuzz import strategies as fs
 from tests.fuzz.conftest import ANSWERS, FAILED, FUZZ_SETTINGS, FUZZED, engine_for, snapshot
 from tests.integration.grpc_client import Client, published, running_client
@@ -45,8 +46,8 @@ def _value(draw: st.DrawFn, target: Any) -> None:
 
 
 @st.composite
-def experiments(draw: st.DrawFn, world: dict[str, Any]) -> pb.Experiment:
-    sent = draw(fs.experiment_dicts([str(world["goal_id"])], [str(r) for r in world["room_ids"]]))
+def experiments(draw: st.DrawFn, world: DemoWorld) -> pb.Experiment:
+    sent = draw(fs.experiment_dicts([world.goal_id], list(world.room_ids)))
     message = pb.Experiment()
     if draw(st.integers(0, 4)):  # mostly sent, so that requests get past the first check
         sent.setdefault("is_draft", draw(st.booleans()))
@@ -73,7 +74,7 @@ def experiments(draw: st.DrawFn, world: dict[str, Any]) -> pb.Experiment:
 
 
 @st.composite
-def hostile_experiments(draw: st.DrawFn, world: dict[str, Any]) -> pb.Experiment:
+def hostile_experiments(draw: st.DrawFn, world: DemoWorld) -> pb.Experiment:
     """A valid experiment (draft or published) with hostile text, numbers or times in it, so
     that what passes the rules reaches the database."""
     message = published(world) if draw(st.booleans()) else pb.Experiment(is_draft=True)

@@ -2,7 +2,7 @@
 
 `database_url` runs a test on SQLite and on PostgreSQL (skipped unless
 EXPERIMENTS_TEST_POSTGRES_URL is set); `migrated_url` is the same database with the
-schema made by the Alembic migrations; `engine` and `session_factory` connect to it.
+schema made by the Alembic migrations; `engine` connects to it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
 
 from server.adapters import database, schema
 from tests.integration.databases import backend_params, temporary_database
@@ -37,8 +36,3 @@ def engine(migrated_url: str) -> Iterator[Engine]:
     engine = database.make_engine(migrated_url)
     yield engine
     engine.dispose()
-
-
-@pytest.fixture
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return database.session_factory(engine)

@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import functools
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine, create_engine
 
 from server.adapters.database import engine_url
+from server.adapters.temporary_database import temporary_postgres_database
 from server.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from server.entrypoints.translate import RENDERER
 
@@ -86,26 +85,6 @@ def temporary_database(backend: str, directory: Path) -> Iterator[str]:
         yield url
 
 
-@contextmanager
-def temporary_postgres_database(server_url: str) -> Iterator[str]:
-    """A new database on the server of `server_url`, dropped (with its connections) afterwards."""
-    name = f"experiments_test_{uuid.uuid4().hex[:16]}"
-    admin = create_engine(engine_url(server_url), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            yield engine_url(server_url).set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as connection:
-                # FORCE: a test that failed may have left a connection open.
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
-
-
-def unit_of_work(
-    factory: sessionmaker[Session], *, read_only: bool = False
-) -> SqlAlchemyUnitOfWork:
-    """A unit of work on the engine the test's session factory is bound to."""
-    return SqlAlchemyUnitOfWork(factory.kw["bind"], renderer=RENDERER, read_only=read_only)
+def unit_of_work(engine: Engine, *, read_only: bool = False) -> SqlAlchemyUnitOfWork:
+    """A unit of work on the test's engine, as the server makes one per RPC."""
+    return SqlAlchemyUnitOfWork(engine, renderer=RENDERER, read_only=read_only)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,11 +13,9 @@ from experiments.v5 import experiments_pb2_grpc
 from google.protobuf import struct_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from sqlalchemy.orm import Session
 
-from server.adapters.admin import create_demo_world
+from server.adapters.admin import DemoWorld, create_demo_world
 from server.adapters.database import make_engine
-from server.adapters.orm import GoalRecord
 from server.config import Settings
 from server.entrypoints.grpc_server import RunningServer, build_server
 
@@ -29,39 +26,28 @@ PUBLIC_BASE_URL = "http://gateway.test"
 class Client:
     stub: experiments_pb2_grpc.ExperimentServiceStub
     channel: grpc.Channel
-    world: dict[str, Any]
+    world: DemoWorld
     server: RunningServer
 
     def metadata(self, who: str = "settings") -> tuple[tuple[str, str], ...]:
-        return (("authorization", f"Token {self.world['tokens'][who]}"),)
+        return (("authorization", f"Token {getattr(self.world.tokens, who)}"),)
 
     @property
     def org(self) -> str:
-        return str(self.world["organization_id"])
+        return self.world.organization_id
 
 
 @contextmanager
-def running_client(database_url: str) -> Iterator[Client]:
-    engine = make_engine(database_url)
-    with Session(engine) as session:
-        world: dict[str, Any] = dict(create_demo_world(session))
-        session.commit()
-        # The demo JSON names the other organization only through its goal.
-        world["other_organization_id"] = str(
-            session.get_one(
-                GoalRecord, uuid.UUID(world["other_organization_goal_id"])
-            ).organization_id
-        )
-    engine.dispose()
+def running_client(
+    database_url: str, *, auth_cache_seconds: float = Settings.auth_cache_seconds
+) -> Iterator[Client]:
+    world = demo_world(database_url)
     settings = Settings(
         database_url=database_url,
-        grpc_host="127.0.0.1",
         grpc_port=0,
-        http_host="127.0.0.1",
-        http_port=0,
         workers=1,
         public_base_url=PUBLIC_BASE_URL,
-        log_level="INFO",
+        auth_cache_seconds=auth_cache_seconds,
     )
     server = build_server(settings)
     channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
@@ -70,6 +56,16 @@ def running_client(database_url: str) -> Iterator[Client]:
     finally:
         channel.close()
         server.stop(grace=1)
+
+
+def demo_world(database_url: str) -> DemoWorld:
+    """A fresh demo world in the database, as `experiments-admin demo` makes it."""
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            return create_demo_world(connection)
+    finally:
+        engine.dispose()
 
 
 def field_violations(error: grpc.RpcError) -> dict[str, str]:
@@ -84,13 +80,13 @@ def field_violations(error: grpc.RpcError) -> dict[str, str]:
     return violations
 
 
-def published(world: dict[str, Any], **overrides: Any) -> pb.Experiment:
+def published(world: DemoWorld, **overrides: Any) -> pb.Experiment:
     """A valid published experiment of the demo organization, starting in the future."""
     fields: dict[str, Any] = {
         "is_draft": False,
         "name": "Hello experiment",
-        "goal_id": str(world["goal_id"]),
-        "room_ids": [str(r) for r in world["room_ids"]],
+        "goal_id": world.goal_id,
+        "room_ids": list(world.room_ids),
         "group_reset_interval": "1w",
         "groups": [
             pb.Group(

@@ -15,7 +15,6 @@ import grpc
 import pytest
 from experiments.v5 import experiments_pb2 as pb
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 from server.adapters.database import make_engine
 from server.adapters.orm import ExperimentRecord
@@ -61,7 +60,7 @@ def _create(
     metadata = client.metadata(who)
     if key is not None:
         metadata += (("idempotency-key", key),)
-    organization = client.org if who == "settings" else str(client.world["other_organization_id"])
+    organization = client.org if who == "settings" else client.world.other_organization_id
     request = pb.CreateExperimentRequest(organization_id=organization, experiment=experiment)
     return client.stub.CreateExperiment(request, metadata=metadata)
 
@@ -96,9 +95,9 @@ def _renamed(experiment: pb.Experiment, name: str) -> pb.Experiment:
 def _experiments_stored(url: str, organization_id: str) -> int:
     engine = make_engine(url)
     try:
-        with Session(engine) as session:
+        with engine.connect() as connection:
             return (
-                session.scalar(
+                connection.scalar(
                     select(func.count())
                     .select_from(ExperimentRecord)
                     .where(ExperimentRecord.organization_id == uuid.UUID(organization_id))
@@ -282,14 +281,14 @@ def test_a_create_that_failed_leaves_its_key_free(client: Client) -> None:
 
 def test_an_expired_idempotency_key_creates_anew(migrated_url: str) -> None:
     with running_client(migrated_url) as client:  # creates the demo world, then stops
-        world, token = client.world, f"Token {client.world['tokens']['settings']}"
+        world, token = client.world, f"Token {client.world.tokens.settings}"
     engine = make_engine(migrated_url)
     now = datetime(2030, 1, 1, tzinfo=UTC)
     service = ExperimentService(
         lambda: SqlAlchemyUnitOfWork(engine, renderer=RENDERER), clock=lambda: now
     )
     data = experiment_input(published(world))
-    organization = str(world["organization_id"])
+    organization = world.organization_id
     try:
         first = service.create(token, organization, data, "key")
         now += IDEMPOTENCY_KEY_LIFETIME - timedelta(seconds=1)

@@ -57,7 +57,7 @@ def test_a_database_error_does_not_carry_the_bound_values(migrated_url: str) -> 
 def test_a_logged_traceback_names_the_error_without_its_message() -> None:
     script = f"""
 import logging
-from server.entrypoints.grpc_server import configure_logging
+from server.entrypoints.logs import configure_logging
 configure_logging("INFO")
 try:
     try:

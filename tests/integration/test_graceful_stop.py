@@ -6,7 +6,6 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import grpc
 from experiments.v5 import experiments_pb2 as pb
@@ -22,19 +20,12 @@ from experiments.v5 import experiments_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session
 
-from server.adapters.admin import create_demo_world
 from server.adapters.database import make_engine
-from tests.integration.grpc_client import published
+from tests.integration.grpc_client import demo_world, published
+from tests.ports import port_served
 
 DEADLINE_SECONDS = 30
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _until(condition: object, what: str) -> None:
@@ -104,13 +95,8 @@ def _postgres_row_held(url: str, experiment_id: str) -> Iterator[Callable[[], bo
 def test_sigterm_lets_a_running_update_finish_then_exits_cleanly(
     migrated_url: str, tmp_path: Path
 ) -> None:
-    engine = make_engine(migrated_url)
-    with Session(engine) as session:
-        world: dict[str, Any] = dict(create_demo_world(session))
-        session.commit()
-    engine.dispose()
+    world = demo_world(migrated_url)
 
-    port = _free_port()
     server_log = tmp_path / "server.log"
     log = server_log.open("w")
     server = subprocess.Popen(
@@ -118,16 +104,17 @@ def test_sigterm_lets_a_running_update_finish_then_exits_cleanly(
         env={
             **os.environ,
             "EXPERIMENTS_DATABASE_URL": migrated_url,
-            "EXPERIMENTS_GRPC_PORT": str(port),
+            "EXPERIMENTS_GRPC_PORT": "0",
         },
         stderr=log,
+        text=True,
     )
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    metadata = (("authorization", f"Token {world['tokens']['settings']}"),)
+    channel = grpc.insecure_channel(f"127.0.0.1:{port_served(server_log, server)}")
+    metadata = (("authorization", f"Token {world.tokens.settings}"),)
     try:
         _until(lambda: _serving(channel), "the server to serve")
         stub = experiments_pb2_grpc.ExperimentServiceStub(channel)
-        organization_id = str(world["organization_id"])
+        organization_id = world.organization_id
         created = stub.CreateExperiment(
             pb.CreateExperimentRequest(
                 organization_id=organization_id, experiment=published(world)

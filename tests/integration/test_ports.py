@@ -15,7 +15,7 @@ import pytest
 from gateway import launcher
 from server.adapters import schema
 from server.entrypoints.grpc_server import PortInUse, claim_port
-from tests.e2e.stack import _free_port
+from tests.ports import port_served
 
 HOST = "127.0.0.1"
 
@@ -94,18 +94,21 @@ def _http2_connection(port: int) -> socket.socket:
     return client
 
 
-def _serve(port: int, url: str) -> subprocess.Popen[str]:
-    return launcher.spawn(
-        [launcher.console_script("experiments-server")],
-        env={
-            **os.environ,
-            "EXPERIMENTS_DATABASE_URL": url,
-            "EXPERIMENTS_GRPC_HOST": HOST,
-            "EXPERIMENTS_GRPC_PORT": str(port),
-            "EXPERIMENTS_WORKERS": "2",
-        },
-        output=subprocess.DEVNULL,  # type: ignore[arg-type]
-    )
+def _serve(port: int, url: str, log: Path) -> subprocess.Popen[str]:
+    with log.open("a") as output:
+        return launcher.spawn(
+            [launcher.console_script("experiments-server")],
+            env={
+                **os.environ,
+                "EXPERIMENTS_DATABASE_URL": url,
+                "EXPERIMENTS_GRPC_HOST": HOST,
+                "EXPERIMENTS_GRPC_PORT": str(port),
+                "EXPERIMENTS_WORKERS": "2",
+                # The idle clients below hold the stop for the whole grace; a short one will do.
+                "EXPERIMENTS_GRACE_SECONDS": "1",
+            },
+            output=output,
+        )
 
 
 def test_a_server_restarted_right_after_a_graceful_stop_under_load_serves_at_once(
@@ -113,8 +116,8 @@ def test_a_server_restarted_right_after_a_graceful_stop_under_load_serves_at_onc
 ) -> None:
     url = f"sqlite:///{tmp_path / 'experiments.sqlite3'}"
     schema.upgrade(url)
-    port = _free_port()
-    first = _serve(port, url)
+    first = _serve(0, url, tmp_path / "first.log")
+    port = port_served(tmp_path / "first.log", first)
     launcher.wait_for_grpc(HOST, port, first)
     # Clients that hold connections open while the server stops: the server closes them first,
     # so they linger in TIME_WAIT on its port, as Envoy's connections do under load.
@@ -128,7 +131,7 @@ def test_a_server_restarted_right_after_a_graceful_stop_under_load_serves_at_onc
         client.close()
     assert connections_in_time_wait(port) >= 1
 
-    second = _serve(port, url)
+    second = _serve(port, url, tmp_path / "second.log")
     try:
         launcher.wait_for_grpc(HOST, port, second, timeout=10)
     finally:

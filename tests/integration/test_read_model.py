@@ -46,7 +46,7 @@ def _seed(client: Client) -> list[str]:
         ),
         metadata=metadata,
     )
-    renamed = published(client.world, name="Renamed", room_ids=client.world["room_ids"][:1])
+    renamed = published(client.world, name="Renamed", room_ids=client.world.room_ids[:1])
     client.stub.UpdateExperiment(
         pb.UpdateExperimentRequest(
             organization_id=client.org, experiment_id=created[0].id, experiment=renamed
@@ -113,7 +113,7 @@ def test_rebuild_command_renders_names_changed_behind_the_write_path(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     ids = _seed(client)
-    goal_id = uuid.UUID(client.world["goal_id"])
+    goal_id = uuid.UUID(client.world.goal_id)
     _execute(migrated_url, update(GoalRecord).where(GoalRecord.id == goal_id).values(name="Paid"))
     _execute(migrated_url, update(UserRecord).values(first_name="Renamed"))
     assert _get(client, ids[0]).goal.name != "Paid"  # the view still shows the old name

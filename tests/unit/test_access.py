@@ -123,11 +123,12 @@ def test_user_without_settings_permission_may_not_write() -> None:
     assert denial(viewer, ORGANIZATION, Action.WRITE) == messages.NO_SETTINGS_PERMISSION
 
 
-def test_each_denial_has_its_own_message() -> None:
-    reasons = {
-        messages.NO_ORGANIZATION_ACCESS,
-        messages.NO_ACTIVE_SUBSCRIPTION,
-        messages.NO_SETTINGS_PERMISSION,
+def test_each_denial_tells_the_caller_what_to_fix() -> None:
+    # What a client is told for each of the three reasons, as authorize() words them.
+    said = {
+        denial(principal(), OTHER_ORGANIZATION, Action.READ),
+        denial(principal(UNSUBSCRIBED_ORGANIZATION), UNSUBSCRIBED_ORGANIZATION, Action.READ),
+        denial(principal(can_manage_settings=False), ORGANIZATION, Action.WRITE),
     }
 
-    assert len(reasons) == 3
+    assert len(said) == 3

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.config import cors_origins
+from server.config import ConfigError, cors_origins
 
 
 def test_empty_means_no_cors() -> None:
@@ -20,5 +20,5 @@ def test_origins_are_split_trimmed_and_lose_a_trailing_slash() -> None:
 
 @pytest.mark.parametrize("origin", ["app.example.com", "ftp://x.test", "https://x.test/app", "*"])
 def test_anything_but_an_origin_is_refused_naming_the_variable(origin: str) -> None:
-    with pytest.raises(SystemExit, match="EXPERIMENTS_CORS_ORIGINS"):
+    with pytest.raises(ConfigError, match="EXPERIMENTS_CORS_ORIGINS"):
         cors_origins(origin)

@@ -1,0 +1,1 @@
+"""The REST gateway: Envoy's configuration, its launcher and `make run`'s supervisor."""

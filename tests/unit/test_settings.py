@@ -1,0 +1,44 @@
+"""Settings from the environment: laptop defaults, derived public URL, validated values."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.config import DEFAULT_DATABASE_URL, ConfigError, Settings
+
+
+def test_nothing_set_gives_the_laptop_defaults() -> None:
+    settings = Settings.from_env({})
+
+    assert settings.database_url == DEFAULT_DATABASE_URL
+    assert (settings.grpc_host, settings.grpc_port) == ("127.0.0.1", 50051)
+    assert settings.public_base_url == "http://127.0.0.1:8080"
+    assert settings.log_level == "INFO"
+
+
+def test_the_public_url_follows_the_http_address_unless_set() -> None:
+    derived = Settings.from_env({"EXPERIMENTS_HTTP_HOST": "0.0.0.0", "EXPERIMENTS_HTTP_PORT": "9"})
+    explicit = Settings.from_env({"EXPERIMENTS_PUBLIC_BASE_URL": "https://api.example.com/"})
+
+    assert derived.public_base_url == "http://0.0.0.0:9"
+    assert explicit.public_base_url == "https://api.example.com"
+
+
+def test_a_log_level_in_any_case_is_accepted() -> None:
+    assert Settings.from_env({"EXPERIMENTS_LOG_LEVEL": "debug"}).log_level == "DEBUG"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("EXPERIMENTS_LOG_LEVEL", "verbose"),
+        ("EXPERIMENTS_GRPC_PORT", "fifty"),
+        ("EXPERIMENTS_CORS_ORIGINS", "app.example.com"),
+        ("EXPERIMENTS_WORKERS", "many"),
+        ("EXPERIMENTS_AUTH_CACHE_SECONDS", "5s"),
+        ("EXPERIMENTS_GRACE_SECONDS", "soon"),
+    ],
+)
+def test_an_unusable_value_is_refused_naming_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        Settings.from_env({variable: value})
