@@ -102,7 +102,12 @@ def _http1(method: str, url: str, content: bytes | None, headers: dict[str, str]
     connection = http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=TIMEOUT)
     try:
         path = parts.path + (f"?{parts.query}" if parts.query else "")
-        connection.request(method, path, body=content, headers=headers)
+        try:
+            connection.request(method, path, body=content, headers=headers)
+        except (BrokenPipeError, ConnectionResetError):
+            # The gateway may answer (413) and close before a large body is sent; as HTTP/1.1
+            # clients should, read the answer that came back rather than the failed write.
+            pass
         response = connection.getresponse()
         received: dict[str, str] = {}
         for name, value in response.getheaders():
