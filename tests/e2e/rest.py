@@ -6,6 +6,7 @@ body, without raising on error statuses: the tests judge them.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -102,12 +103,10 @@ def _http1(method: str, url: str, content: bytes | None, headers: dict[str, str]
     connection = http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=TIMEOUT)
     try:
         path = parts.path + (f"?{parts.query}" if parts.query else "")
-        try:
+        # The gateway may answer (413) and close before a large body is sent; as HTTP/1.1
+        # clients should, read the answer that came back rather than the failed write.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             connection.request(method, path, body=content, headers=headers)
-        except (BrokenPipeError, ConnectionResetError):
-            # The gateway may answer (413) and close before a large body is sent; as HTTP/1.1
-            # clients should, read the answer that came back rather than the failed write.
-            pass
         response = connection.getresponse()
         received: dict[str, str] = {}
         for name, value in response.getheaders():
