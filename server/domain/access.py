@@ -7,27 +7,15 @@ import secrets
 from enum import Enum, auto
 
 from server.domain import messages
-from server.domain.errors import PermissionDenied, Unauthenticated
+from server.domain.errors import PermissionDenied
 from server.domain.model import Principal
 
-_SCHEME = "token"
 _KEY_BYTES = 32
 
 
 class Action(Enum):
     READ = auto()
     WRITE = auto()
-
-
-def token_from_header(value: str | None) -> str:
-    """The key of an `authorization: Token <key>` header; Unauthenticated if it is not one."""
-    if not value:
-        raise Unauthenticated()
-    scheme, _, key = value.strip().partition(" ")
-    key = key.strip()
-    if scheme.lower() != _SCHEME or not key or " " in key:
-        raise Unauthenticated()
-    return key
 
 
 def new_api_key() -> str:

@@ -16,6 +16,7 @@ from google.protobuf import empty_pb2
 from server.domain.concurrency import IDEMPOTENCY_KEY, IF_MATCH, IF_NONE_MATCH, not_modified
 from server.domain.limits import PAGE_BUDGET_BYTES
 from server.domain.pagination import Cursor, encode_cursor, within_budget
+from server.entrypoints.authentication import AUTHORIZATION, api_key_from_header
 from server.entrypoints.errors import HTTP_CODE_HEADER
 from server.entrypoints.translate import experiment_input, list_response
 from server.service_layer.experiments import ExperimentService
@@ -39,7 +40,7 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
         self, request: pb.ListExperimentsRequest, context: grpc.ServicerContext
     ) -> bytes:  # a serialized pb.ListExperimentsResponse
         page = self._service.list(
-            _authorization(context), request.organization_id, request.page_size, request.cursor
+            _api_key(context), request.organization_id, request.page_size, request.cursor
         )
         sizes = [len(view.message) for view in page.items]
         if sum(sizes) > PAGE_BUDGET_BYTES:
@@ -68,9 +69,7 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
     def GetExperiment(  # type: ignore[override]
         self, request: pb.GetExperimentRequest, context: grpc.ServicerContext
     ) -> bytes:  # a serialized pb.Experiment, as stored
-        view = self._service.get(
-            _authorization(context), request.organization_id, request.experiment_id
-        )
+        view = self._service.get(_api_key(context), request.organization_id, request.experiment_id)
         metadata: tuple[tuple[str, str], ...] = (_etag(view),)
         if not_modified(_header(context, IF_NONE_MATCH), view):
             # REST answers 304 without a body; gRPC ignores it and gets the experiment.
@@ -82,7 +81,7 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
         self, request: pb.CreateExperimentRequest, context: grpc.ServicerContext
     ) -> bytes:  # a serialized pb.Experiment
         view = self._service.create(
-            _authorization(context),
+            _api_key(context),
             request.organization_id,
             experiment_input(request.experiment),
             _header(context, IDEMPOTENCY_KEY),
@@ -97,7 +96,7 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
         self, request: pb.UpdateExperimentRequest, context: grpc.ServicerContext
     ) -> bytes:  # a serialized pb.Experiment
         view = self._service.update(
-            _authorization(context),
+            _api_key(context),
             request.organization_id,
             request.experiment_id,
             experiment_input(request.experiment),
@@ -110,7 +109,7 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
         self, request: pb.DeleteExperimentRequest, context: grpc.ServicerContext
     ) -> empty_pb2.Empty:
         self._service.delete(
-            _authorization(context),
+            _api_key(context),
             request.organization_id,
             request.experiment_id,
             _header(context, IF_MATCH),
@@ -127,8 +126,8 @@ def _raw(cursor: Cursor | None) -> str:
     return encode_cursor(cursor) if cursor is not None else ""
 
 
-def _authorization(context: grpc.ServicerContext) -> str | None:
-    return _header(context, "authorization")
+def _api_key(context: grpc.ServicerContext) -> str | None:
+    return api_key_from_header(_header(context, AUTHORIZATION))
 
 
 def _header(context: grpc.ServicerContext, name: str) -> str | None:

@@ -12,7 +12,7 @@ from datetime import datetime
 from uuid import UUID, uuid4
 
 from server.domain import messages
-from server.domain.access import Action, authorize, hash_api_key, token_from_header
+from server.domain.access import Action, authorize, hash_api_key
 from server.domain.clock import Clock, utc_now
 from server.domain.concurrency import (
     IDEMPOTENCY_KEY_LIFETIME,
@@ -37,7 +37,9 @@ from server.service_layer.ports import ExperimentView, UnitOfWork
 
 
 class ExperimentService:
-    """Each method is one RPC's work; `authorization` is the caller's header as sent, unchecked."""
+    """Each method is one RPC's work; `api_key` is the caller's key as the entrypoint found it
+    in the request (None when there was none), not yet checked: each use case authenticates it
+    first, so UNAUTHENTICATED comes before any other answer."""
 
     def __init__(
         self,
@@ -51,10 +53,10 @@ class ExperimentService:
         self._read_unit_of_work = read_only_unit_of_work or unit_of_work
 
     def list(
-        self, authorization: str | None, organization_id: str, requested_page_size: int, cursor: str
+        self, api_key: str | None, organization_id: str, requested_page_size: int, cursor: str
     ) -> Page[ExperimentView]:
         with self._read_unit_of_work() as uow:
-            organization = self._authorize(uow, authorization, organization_id, Action.READ)
+            organization = self._authorize(uow, api_key, organization_id, Action.READ)
             limit = page_size(requested_page_size)
             start = decode_cursor(cursor)
             items, has_more = uow.views.list_page(
@@ -66,11 +68,9 @@ class ExperimentService:
             positions = [Position(view.created_at, view.id) for view in items]
             return page_of(items, positions, has_more, start)
 
-    def get(
-        self, authorization: str | None, organization_id: str, experiment_id: str
-    ) -> ExperimentView:
+    def get(self, api_key: str | None, organization_id: str, experiment_id: str) -> ExperimentView:
         with self._read_unit_of_work() as uow:
-            organization = self._authorize(uow, authorization, organization_id, Action.READ)
+            organization = self._authorize(uow, api_key, organization_id, Action.READ)
             identifier = parse_uuid(experiment_id)
             view = uow.views.get(organization, identifier) if identifier else None
             if view is None:
@@ -79,14 +79,14 @@ class ExperimentService:
 
     def create(
         self,
-        authorization: str | None,
+        api_key: str | None,
         organization_id: str,
         data: ExperimentInput,
         idempotency_key: str | None = None,
     ) -> ExperimentView:
         """Creates an experiment; with an idempotency key, a retry returns the first one."""
         with self._unit_of_work() as uow:
-            principal = self._principal(uow, authorization)
+            principal = self._principal(uow, api_key)
             organization = _authorized_organization(principal, organization_id, Action.WRITE)
             experiment_id = uuid4()
             now = self._now()
@@ -115,7 +115,7 @@ class ExperimentService:
 
     def update(
         self,
-        authorization: str | None,
+        api_key: str | None,
         organization_id: str,
         experiment_id: str,
         data: ExperimentInput,
@@ -123,7 +123,7 @@ class ExperimentService:
     ) -> ExperimentView:
         """Replaces the experiment; with If-Match, only if it is still the version named."""
         with self._unit_of_work() as uow:
-            principal = self._principal(uow, authorization)
+            principal = self._principal(uow, api_key)
             organization = _authorized_organization(principal, organization_id, Action.WRITE)
             current = self._existing(uow, organization, experiment_id)
             check_if_match(if_match, current)
@@ -139,13 +139,13 @@ class ExperimentService:
 
     def delete(
         self,
-        authorization: str | None,
+        api_key: str | None,
         organization_id: str,
         experiment_id: str,
         if_match: str | None = None,
     ) -> None:
         with self._unit_of_work() as uow:
-            organization = self._authorize(uow, authorization, organization_id, Action.WRITE)
+            organization = self._authorize(uow, api_key, organization_id, Action.WRITE)
             if if_match is None:
                 identifier = parse_uuid(experiment_id)
                 if identifier is None or not uow.experiments.delete(organization, identifier):
@@ -167,19 +167,18 @@ class ExperimentService:
     def _now(self) -> datetime:
         return self._clock()
 
-    def _principal(self, uow: UnitOfWork, authorization: str | None) -> Principal:
-        key = token_from_header(authorization)
-        principal = uow.principals.by_key_hash(hash_api_key(key))
+    def _principal(self, uow: UnitOfWork, api_key: str | None) -> Principal:
+        if not api_key:
+            raise Unauthenticated()
+        principal = uow.principals.by_key_hash(hash_api_key(api_key))
         if principal is None:
             raise Unauthenticated()
         return principal
 
     def _authorize(
-        self, uow: UnitOfWork, authorization: str | None, organization_id: str, action: Action
+        self, uow: UnitOfWork, api_key: str | None, organization_id: str, action: Action
     ) -> UUID:
-        return _authorized_organization(
-            self._principal(uow, authorization), organization_id, action
-        )
+        return _authorized_organization(self._principal(uow, api_key), organization_id, action)
 
     @staticmethod
     def _existing(uow: UnitOfWork, organization: UUID, experiment_id: str) -> Experiment:

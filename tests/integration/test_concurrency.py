@@ -281,7 +281,7 @@ def test_a_create_that_failed_leaves_its_key_free(client: Client) -> None:
 
 def test_an_expired_idempotency_key_creates_anew(migrated_url: str) -> None:
     with running_client(migrated_url) as client:  # creates the demo world, then stops
-        world, token = client.world, f"Token {client.world.tokens.settings}"
+        world, api_key = client.world, client.world.tokens.settings
     engine = make_engine(migrated_url)
     now = datetime(2030, 1, 1, tzinfo=UTC)
     service = ExperimentService(
@@ -290,11 +290,11 @@ def test_an_expired_idempotency_key_creates_anew(migrated_url: str) -> None:
     data = experiment_input(published(world))
     organization = world.organization_id
     try:
-        first = service.create(token, organization, data, "key")
+        first = service.create(api_key, organization, data, "key")
         now += IDEMPOTENCY_KEY_LIFETIME - timedelta(seconds=1)
-        retried = service.create(token, organization, data, "key")
+        retried = service.create(api_key, organization, data, "key")
         now += timedelta(seconds=2)
-        after_expiry = service.create(token, organization, data, "key")
+        after_expiry = service.create(api_key, organization, data, "key")
     finally:
         engine.dispose()
 

@@ -72,11 +72,6 @@ LAPSED = Principal(
 )
 
 
-def token(key: str) -> str:
-    """The authorization header of the caller owning `key`."""
-    return f"Token {key}"
-
-
 # What the rules are told exists in ORGANIZATION when they check a request's references.
 REFERENCES = References(
     goal_ids=frozenset({GOAL.id, SECOND_GOAL.id}),

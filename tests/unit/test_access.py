@@ -1,12 +1,12 @@
-"""Who may do what: the token header, organization access, subscription, settings permission."""
+"""Who may do what: API keys, organization access, subscription, settings permission."""
 
 from __future__ import annotations
 
 import pytest
 
 from server.domain import messages
-from server.domain.access import Action, authorize, hash_api_key, new_api_key, token_from_header
-from server.domain.errors import PermissionDenied, Unauthenticated
+from server.domain.access import Action, authorize, hash_api_key, new_api_key
+from server.domain.errors import PermissionDenied
 from server.domain.model import Organization, Principal
 from tests.unit.builders import (
     ORGANIZATION,
@@ -28,45 +28,13 @@ def denial(who: Principal, organization: Organization, action: Action) -> str:
     return caught.value.message
 
 
-# --- The authorization header ---------------------------------------------------------------
-
-
-def test_token_header_gives_the_key() -> None:
-    assert token_from_header("Token abc123") == "abc123"
-
-
-@pytest.mark.parametrize("header", ["token abc123", "TOKEN abc123", "  Token   abc123  "])
-def test_token_scheme_is_case_insensitive_and_spaces_around_are_ignored(header: str) -> None:
-    assert token_from_header(header) == "abc123"
-
-
-@pytest.mark.parametrize(
-    "header",
-    [
-        None,
-        "",
-        "   ",
-        "Token",
-        "Token ",
-        "Bearer abc123",
-        "Basic YWxhZGRpbjpvcGVu",
-        "Tokenabc123",
-        "abc123",
-        "Token abc 123",
-    ],
-)
-def test_missing_or_malformed_token_header_is_unauthenticated(header: str | None) -> None:
-    with pytest.raises(Unauthenticated) as caught:
-        token_from_header(header)
-
-    assert caught.value.message == messages.UNAUTHENTICATED
+# --- API keys ------------------------------------------------------------------------------
 
 
 def test_api_keys_are_fresh_and_stored_only_as_a_stable_hash() -> None:
     key, other_key = new_api_key(), new_api_key()
 
     assert key != other_key
-    assert token_from_header(f"Token {key}") == key
     assert hash_api_key(key) == hash_api_key(key)
     assert hash_api_key(key) != hash_api_key(other_key)
     assert key not in hash_api_key(key)

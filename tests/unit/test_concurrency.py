@@ -23,11 +23,9 @@ from tests.unit.builders import (
     published_input,
     rejected_fields,
     scheduled_experiment,
-    token,
 )
 from tests.unit.fakes import FakeStore, ManualClock
 
-AUTH = token(EDITOR_KEY)
 ORG = str(ORGANIZATION.id)
 
 
@@ -89,7 +87,7 @@ def test_an_update_with_a_stale_etag_writes_nothing(
     stored = store.put(scheduled_experiment(version=3))
 
     with pytest.raises(PreconditionFailed) as refused:
-        service.update(AUTH, ORG, str(stored.id), published_input(name="New"), if_match='"2"')
+        service.update(EDITOR_KEY, ORG, str(stored.id), published_input(name="New"), if_match='"2"')
 
     assert refused.value.message == messages.ETAG_MISMATCH
     assert store.writes == [] and store.commits == 0
@@ -100,7 +98,7 @@ def test_an_update_with_the_current_etag_writes_a_new_version(
 ) -> None:
     stored = store.put(scheduled_experiment(version=3))
 
-    updated = service.update(AUTH, ORG, str(stored.id), published_input(), if_match='"3"')
+    updated = service.update(EDITOR_KEY, ORG, str(stored.id), published_input(), if_match='"3"')
 
     assert updated.etag == "4"
 
@@ -111,10 +109,10 @@ def test_a_delete_with_a_stale_etag_deletes_nothing_and_a_missing_one_is_not_fou
     stored = store.put(scheduled_experiment(version=3))
 
     with pytest.raises(PreconditionFailed):
-        service.delete(AUTH, ORG, str(stored.id), if_match='"2"')
-    service.delete(AUTH, ORG, str(stored.id), if_match='"3"')
+        service.delete(EDITOR_KEY, ORG, str(stored.id), if_match='"2"')
+    service.delete(EDITOR_KEY, ORG, str(stored.id), if_match='"3"')
     with pytest.raises(NotFound):
-        service.delete(AUTH, ORG, str(stored.id), if_match="*")
+        service.delete(EDITOR_KEY, ORG, str(stored.id), if_match="*")
 
     assert store.writes == [("delete", stored.id)]
 
@@ -122,11 +120,11 @@ def test_a_delete_with_a_stale_etag_deletes_nothing_and_a_missing_one_is_not_fou
 def test_a_keyed_create_retried_returns_the_first_experiment_until_the_key_expires(
     service: ExperimentService, store: FakeStore, clock: ManualClock
 ) -> None:
-    first = service.create(AUTH, ORG, published_input(), "key")
+    first = service.create(EDITOR_KEY, ORG, published_input(), "key")
     clock.now += IDEMPOTENCY_KEY_LIFETIME - SECOND
-    retried = service.create(AUTH, ORG, published_input(), "key")
+    retried = service.create(EDITOR_KEY, ORG, published_input(), "key")
     clock.now += 2 * SECOND
-    after_expiry = service.create(AUTH, ORG, published_input(), "key")
+    after_expiry = service.create(EDITOR_KEY, ORG, published_input(), "key")
 
     assert retried.id == first.id
     assert after_expiry.id != first.id
@@ -136,10 +134,10 @@ def test_a_keyed_create_retried_returns_the_first_experiment_until_the_key_expir
 def test_a_key_reused_for_another_body_is_refused_and_creates_nothing(
     service: ExperimentService, store: FakeStore
 ) -> None:
-    service.create(AUTH, ORG, published_input(), "key")
+    service.create(EDITOR_KEY, ORG, published_input(), "key")
 
     with pytest.raises(InvalidArgument) as refused:
-        service.create(AUTH, ORG, published_input(name="Other"), "key")
+        service.create(EDITOR_KEY, ORG, published_input(name="Other"), "key")
 
     assert [v.field for v in refused.value.violations] == ["idempotency-key"]
     assert len(store.experiments) == 1

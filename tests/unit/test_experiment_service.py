@@ -35,7 +35,6 @@ from tests.unit.builders import (
     published_input,
     rejected_fields,
     started_experiment,
-    token,
     violations_of,
 )
 from tests.unit.fakes import FakeStore, ManualClock, view_of
@@ -47,7 +46,7 @@ UNKNOWN_ID = "e0000000-0000-4000-8000-00000000dead"
 # Breaks several rules at once: would be INVALID_ARGUMENT if it got that far.
 INVALID = published_input(name=None, goal_id="nope", groups=())
 
-# Every RPC as a call taking (service, authorization header, organization id, experiment id).
+# Every RPC as a call taking (service, API key, organization id, experiment id).
 Call = Callable[[ExperimentService, str | None, str, str], object]
 CALLS: dict[str, Call] = {
     "list": lambda s, auth, org, _: s.list(auth, org, 0, ""),
@@ -88,12 +87,12 @@ def assert_nothing_written(store: FakeStore, before: dict[UUID, Experiment]) -> 
 
 
 @pytest.mark.parametrize("rpc", CALLS)
-@pytest.mark.parametrize("header", [None, "", "Bearer editor-key", token("no-such-key")])
+@pytest.mark.parametrize("key", [None, "", "no-such-key"])
 def test_caller_without_a_valid_key_is_unauthenticated(
-    service: ExperimentService, existing: Experiment, rpc: str, header: str | None
+    service: ExperimentService, existing: Experiment, rpc: str, key: str | None
 ) -> None:
     with pytest.raises(Unauthenticated):
-        CALLS[rpc](service, header, ORG, str(existing.id))
+        CALLS[rpc](service, key, ORG, str(existing.id))
 
 
 def test_authentication_is_checked_before_anything_else(service: ExperimentService) -> None:
@@ -111,7 +110,7 @@ def test_user_of_one_organization_cannot_reach_another_organization(
     before = dict(store.experiments)
 
     with pytest.raises(PermissionDenied) as caught:
-        CALLS[rpc](service, token(EDITOR_KEY), OTHER_ORG, str(theirs.id))
+        CALLS[rpc](service, EDITOR_KEY, OTHER_ORG, str(theirs.id))
 
     assert caught.value.message == messages.NO_ORGANIZATION_ACCESS
     assert_nothing_written(store, before)
@@ -124,7 +123,7 @@ def test_experiment_of_another_organization_is_not_found_under_ones_own(
     before = dict(store.experiments)
 
     with pytest.raises(NotFound) as caught:
-        CALLS[rpc](service, token(EDITOR_KEY), ORG, str(theirs.id))
+        CALLS[rpc](service, EDITOR_KEY, ORG, str(theirs.id))
 
     assert caught.value.message == messages.EXPERIMENT_NOT_FOUND
     assert_nothing_written(store, before)
@@ -133,8 +132,8 @@ def test_experiment_of_another_organization_is_not_found_under_ones_own(
 def test_list_shows_only_the_organizations_own_experiments(
     service: ExperimentService, existing: Experiment, theirs: Experiment
 ) -> None:
-    assert service.list(token(EDITOR_KEY), ORG, 0, "").items == (view_of(existing),)
-    assert service.list(token(OUTSIDER_KEY), OTHER_ORG, 0, "").items == (view_of(theirs),)
+    assert service.list(EDITOR_KEY, ORG, 0, "").items == (view_of(existing),)
+    assert service.list(OUTSIDER_KEY, OTHER_ORG, 0, "").items == (view_of(theirs),)
 
 
 @pytest.mark.parametrize("rpc", CALLS)
@@ -142,7 +141,7 @@ def test_organization_without_active_subscription_can_neither_read_nor_write(
     service: ExperimentService, rpc: str
 ) -> None:
     with pytest.raises(PermissionDenied) as caught:
-        CALLS[rpc](service, token(LAPSED_KEY), LAPSED_ORG, UNKNOWN_ID)
+        CALLS[rpc](service, LAPSED_KEY, LAPSED_ORG, UNKNOWN_ID)
 
     assert caught.value.message == messages.NO_ACTIVE_SUBSCRIPTION
 
@@ -150,8 +149,8 @@ def test_organization_without_active_subscription_can_neither_read_nor_write(
 def test_user_without_settings_permission_can_list_and_get(
     service: ExperimentService, existing: Experiment
 ) -> None:
-    assert service.list(token(VIEWER_KEY), ORG, 0, "").items == (view_of(existing),)
-    assert service.get(token(VIEWER_KEY), ORG, str(existing.id)) == view_of(existing)
+    assert service.list(VIEWER_KEY, ORG, 0, "").items == (view_of(existing),)
+    assert service.get(VIEWER_KEY, ORG, str(existing.id)) == view_of(existing)
 
 
 @pytest.mark.parametrize("rpc", WRITES)
@@ -161,7 +160,7 @@ def test_user_without_settings_permission_cannot_change_experiments(
     before = dict(store.experiments)
 
     with pytest.raises(PermissionDenied) as caught:
-        CALLS[rpc](service, token(VIEWER_KEY), ORG, str(existing.id))
+        CALLS[rpc](service, VIEWER_KEY, ORG, str(existing.id))
 
     assert caught.value.message == messages.NO_SETTINGS_PERMISSION
     assert_nothing_written(store, before)
@@ -172,14 +171,14 @@ def test_missing_permission_is_reported_before_an_unknown_experiment(
     service: ExperimentService, rpc: str
 ) -> None:
     with pytest.raises(PermissionDenied) as caught:
-        CALLS[rpc](service, token(VIEWER_KEY), ORG, UNKNOWN_ID)
+        CALLS[rpc](service, VIEWER_KEY, ORG, UNKNOWN_ID)
 
     assert caught.value.message == messages.NO_SETTINGS_PERMISSION
 
 
 def test_missing_permission_is_reported_before_an_invalid_body(service: ExperimentService) -> None:
     with pytest.raises(PermissionDenied) as caught:
-        service.create(token(VIEWER_KEY), ORG, INVALID)
+        service.create(VIEWER_KEY, ORG, INVALID)
 
     assert caught.value.message == messages.NO_SETTINGS_PERMISSION
 
@@ -191,7 +190,7 @@ def test_missing_permission_is_reported_before_an_invalid_body(service: Experime
 def test_unknown_experiment_is_not_found(service: ExperimentService, experiment_id: str) -> None:
     for rpc in ["get", "update", "delete"]:
         with pytest.raises(NotFound) as caught:
-            CALLS[rpc](service, token(EDITOR_KEY), ORG, experiment_id)
+            CALLS[rpc](service, EDITOR_KEY, ORG, experiment_id)
         assert caught.value.message == messages.EXPERIMENT_NOT_FOUND
 
 
@@ -199,7 +198,7 @@ def test_unknown_experiment_with_an_invalid_body_is_not_found(
     service: ExperimentService, store: FakeStore
 ) -> None:
     with pytest.raises(NotFound):
-        service.update(token(EDITOR_KEY), ORG, UNKNOWN_ID, INVALID)
+        service.update(EDITOR_KEY, ORG, UNKNOWN_ID, INVALID)
 
     assert store.writes == []
 
@@ -209,7 +208,7 @@ def test_invalid_create_lists_every_violation_and_writes_nothing(
 ) -> None:
     before = dict(store.experiments)
 
-    violations = violations_of(service.create, token(EDITOR_KEY), ORG, INVALID)
+    violations = violations_of(service.create, EDITOR_KEY, ORG, INVALID)
 
     assert violations == {
         ("name", messages.REQUIRED_WHEN_PUBLISHED),
@@ -226,10 +225,10 @@ def test_invalid_update_writes_nothing(
     data = replace(input_from(existing), name="Renamed", is_draft=True)
 
     with pytest.raises(InvalidArgument):
-        service.update(token(EDITOR_KEY), ORG, str(existing.id), data)
+        service.update(EDITOR_KEY, ORG, str(existing.id), data)
 
     assert_nothing_written(store, before)
-    assert service.get(token(EDITOR_KEY), ORG, str(existing.id)) == view_of(existing)
+    assert service.get(EDITOR_KEY, ORG, str(existing.id)) == view_of(existing)
 
 
 def test_goal_and_rooms_must_belong_to_the_organization(
@@ -240,7 +239,7 @@ def test_goal_and_rooms_must_belong_to_the_organization(
         room_ids=(str(ROOM_A.id), str(OTHER_ORGANIZATION_ROOM.id), str(uuid4())),
     )
 
-    assert violations_of(service.create, token(EDITOR_KEY), ORG, data) == {
+    assert violations_of(service.create, EDITOR_KEY, ORG, data) == {
         ("goal_id", messages.GOAL_NOT_IN_ORGANIZATION),
         ("room_ids[1]", messages.ROOM_NOT_IN_ORGANIZATION),
         ("room_ids[2]", messages.ROOM_NOT_IN_ORGANIZATION),
@@ -254,13 +253,13 @@ def test_goal_and_rooms_must_belong_to_the_organization(
 def test_created_experiment_is_stored_once_and_returned_in_full(
     service: ExperimentService, store: FakeStore
 ) -> None:
-    view = service.create(token(EDITOR_KEY), ORG, published_input(group_reset_interval=None))
+    view = service.create(EDITOR_KEY, ORG, published_input(group_reset_interval=None))
 
     assert store.commits == 1
     created = store.experiments[view.id]
     # The answer is the read model's view of what was stored, and reads now serve it.
     assert view == view_of(created)
-    assert service.get(token(EDITOR_KEY), ORG, str(created.id)) == view
+    assert service.get(EDITOR_KEY, ORG, str(created.id)) == view
     assert created.organization == ORGANIZATION
     assert created.goal == GOAL
     assert created.rooms == (ROOM_A,)
@@ -276,7 +275,7 @@ def test_created_experiment_is_stored_once_and_returned_in_full(
 def test_draft_can_be_created_with_nothing_but_is_draft(
     service: ExperimentService, store: FakeStore
 ) -> None:
-    created = store.experiments[service.create(token(EDITOR_KEY), ORG, draft_input()).id]
+    created = store.experiments[service.create(EDITOR_KEY, ORG, draft_input()).id]
 
     assert created.is_draft is True
     assert (created.name, created.goal, created.groups, created.rooms) == (None, None, (), ())
@@ -293,7 +292,7 @@ def test_update_records_who_changed_the_experiment_and_when(
     clock.now = NOW + 3 * SECOND
 
     view = service.update(
-        token("colleague-key"), ORG, str(existing.id), replace(input_from(existing), name="New")
+        "colleague-key", ORG, str(existing.id), replace(input_from(existing), name="New")
     )
 
     updated = store.experiments[existing.id]
@@ -302,13 +301,13 @@ def test_update_records_who_changed_the_experiment_and_when(
     assert (updated.updated_by, updated.updated_at) == (colleague, NOW + 3 * SECOND)
     assert (updated.created_by, updated.created_at) == (existing.created_by, existing.created_at)
     assert store.commits == 1
-    assert service.get(token(EDITOR_KEY), ORG, str(existing.id)) == view
+    assert service.get(EDITOR_KEY, ORG, str(existing.id)) == view
 
 
 def test_started_experiment_sent_back_as_it_was_read_is_accepted(
     service: ExperimentService, store: FakeStore, existing: Experiment
 ) -> None:
-    service.update(token(EDITOR_KEY), ORG, str(existing.id), input_from(existing))
+    service.update(EDITOR_KEY, ORG, str(existing.id), input_from(existing))
 
     assert input_from(store.experiments[existing.id]) == input_from(existing)
 
@@ -316,13 +315,13 @@ def test_started_experiment_sent_back_as_it_was_read_is_accepted(
 def test_deleted_experiment_is_gone(
     service: ExperimentService, store: FakeStore, existing: Experiment
 ) -> None:
-    service.delete(token(EDITOR_KEY), ORG, str(existing.id))
+    service.delete(EDITOR_KEY, ORG, str(existing.id))
 
     assert store.commits == 1
     with pytest.raises(NotFound):
-        service.get(token(EDITOR_KEY), ORG, str(existing.id))
+        service.get(EDITOR_KEY, ORG, str(existing.id))
     with pytest.raises(NotFound):
-        service.delete(token(EDITOR_KEY), ORG, str(existing.id))
+        service.delete(EDITOR_KEY, ORG, str(existing.id))
     assert store.commits == 1
 
 
@@ -336,13 +335,13 @@ def test_experiment_becomes_read_only_when_the_clock_passes_its_start(
     to_daily = replace(input_from(experiment), group_reset_interval="1d")
     back_to_weekly = replace(input_from(experiment), group_reset_interval="1w")
 
-    service.update(token(EDITOR_KEY), ORG, str(experiment.id), to_daily)
+    service.update(EDITOR_KEY, ORG, str(experiment.id), to_daily)
     assert store.experiments[experiment.id].group_reset_interval is ResetInterval.DAY
 
     clock.now = NOW + DAY + SECOND
-    assert violations_of(
-        service.update, token(EDITOR_KEY), ORG, str(experiment.id), back_to_weekly
-    ) == {("group_reset_interval", messages.READ_ONLY_AFTER_START)}
+    assert violations_of(service.update, EDITOR_KEY, ORG, str(experiment.id), back_to_weekly) == {
+        ("group_reset_interval", messages.READ_ONLY_AFTER_START)
+    }
 
 
 def test_experiment_can_no_longer_be_updated_once_the_clock_passes_its_end(
@@ -351,12 +350,12 @@ def test_experiment_can_no_longer_be_updated_once_the_clock_passes_its_end(
     experiment = store.put(started_experiment(ends_at=NOW + DAY))
     renamed = replace(input_from(experiment), name="Renamed")
 
-    service.update(token(EDITOR_KEY), ORG, str(experiment.id), renamed)
+    service.update(EDITOR_KEY, ORG, str(experiment.id), renamed)
     assert store.experiments[experiment.id].name == "Renamed"
 
     clock.now = NOW + DAY + SECOND
     before = dict(store.experiments)
-    assert violations_of(service.update, token(EDITOR_KEY), ORG, str(experiment.id), renamed) == {
+    assert violations_of(service.update, EDITOR_KEY, ORG, str(experiment.id), renamed) == {
         ("ends_at", messages.EXPERIMENT_ENDED)
     }
     assert store.experiments == before
@@ -367,8 +366,8 @@ def test_ended_experiment_can_still_be_read_and_deleted(
 ) -> None:
     experiment = store.put(started_experiment(ends_at=NOW - DAY))
 
-    assert service.get(token(EDITOR_KEY), ORG, str(experiment.id)) == view_of(experiment)
-    service.delete(token(EDITOR_KEY), ORG, str(experiment.id))
+    assert service.get(EDITOR_KEY, ORG, str(experiment.id)) == view_of(experiment)
+    service.delete(EDITOR_KEY, ORG, str(experiment.id))
     assert experiment.id not in store.experiments
 
 
@@ -390,7 +389,7 @@ def test_list_pages_through_experiments_newest_first_and_back(
     store.put(started_experiment(id=uuid4(), organization=OTHER_ORGANIZATION, goal=None, rooms=()))
 
     def page(cursor: Cursor | None) -> Page[ExperimentView]:
-        return service.list(token(EDITOR_KEY), ORG, 2, encode_cursor(cursor) if cursor else "")
+        return service.list(EDITOR_KEY, ORG, 2, encode_cursor(cursor) if cursor else "")
 
     first = page(None)
     second = page(first.next)
@@ -410,8 +409,8 @@ def test_list_serves_25_by_default_and_at_most_100(
 ) -> None:
     put_experiments(store, 101)
 
-    assert len(service.list(token(EDITOR_KEY), ORG, 0, "").items) == 25
-    assert len(service.list(token(EDITOR_KEY), ORG, 500, "").items) == 100
+    assert len(service.list(EDITOR_KEY, ORG, 0, "").items) == 25
+    assert len(service.list(EDITOR_KEY, ORG, 500, "").items) == 100
 
 
 @pytest.mark.parametrize(
@@ -420,9 +419,9 @@ def test_list_serves_25_by_default_and_at_most_100(
 def test_list_rejects_a_bad_page_size_or_cursor_naming_it(
     service: ExperimentService, page_size: int, cursor: str, field: str
 ) -> None:
-    assert rejected_fields(service.list, token(EDITOR_KEY), ORG, page_size, cursor) == {field}
+    assert rejected_fields(service.list, EDITOR_KEY, ORG, page_size, cursor) == {field}
 
 
 def test_list_checks_access_before_the_cursor(service: ExperimentService) -> None:
     with pytest.raises(PermissionDenied):
-        service.list(token(EDITOR_KEY), OTHER_ORG, -1, "garbage")
+        service.list(EDITOR_KEY, OTHER_ORG, -1, "garbage")
