@@ -7,8 +7,8 @@ in flight after a warm-up: gRPC GetExperiment, ListExperiments (a page of 25),
 UpdateExperiment and CreateExperiment, and the REST Get and List through Envoy. It checks
 that every call succeeded and prints one table with the targets. See bench/README.md.
 
-    .venv/bin/python bench/run.py [--quick] [--duration S] [--workers N] [--experiments N]
-                                  [--database-url URL] [--sizes 1000,100000] [--profile S]
+    .venv/bin/python -m bench.run [--quick] [--duration S] [--workers N] [--experiments N]
+                                     [--database-url URL] [--sizes 1000,100000] [--profile S]
 
 Every flag also reads an environment variable (BENCH_DURATION, BENCH_WORKERS,
 BENCH_EXPERIMENTS, BENCH_DATABASE_URL, BENCH_SIZES, BENCH_PROFILE, BENCH_QUICK=1), so that
@@ -21,31 +21,21 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
+from bench import loadgen, phases, profiling, report, seed, stack
+from gateway import launcher
+from server.adapters.database import make_engine
+from server.adapters.schema import upgrade
+from server.config import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
-# gateway/launcher.py, which starts Envoy for `make run` and the e2e tests too, lives in a
-# folder of the checkout rather than an installed package.
-sys.path.append(str(ROOT))
-
-import loadgen  # noqa: E402
-import phases  # noqa: E402
-import profiling  # noqa: E402
-import report  # noqa: E402
-import seed  # noqa: E402
-import stack  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
-
-from gateway import launcher  # noqa: E402
-from server.adapters.database import make_engine  # noqa: E402
-from server.adapters.schema import upgrade  # noqa: E402
-from server.config import Settings  # noqa: E402
-
 RESULTS = ROOT / "bench" / "results"
 
 
@@ -142,20 +132,15 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         profile=args.profile,
         envoy_concurrency=args.envoy_concurrency,
         keep=args.keep,
-        command=" ".join(["bench/run.py", *(sys.argv[1:] if argv is None else argv)]),
+        command=" ".join(["python -m bench.run", *(sys.argv[1:] if argv is None else argv)]),
     )
 
 
 def ensure_tools(options: Options) -> None:
-    """h2load (Debian's nghttp2-client) is installed when missing; Envoy comes with the
-    `gateway` extra of `make install`, py-spy with `dev`."""
+    """h2load comes from Debian's nghttp2-client; Envoy with the `gateway` extra of
+    `make install`, py-spy with `dev`."""
     if shutil.which("h2load") is None:
-        if os.geteuid() != 0 or shutil.which("apt-get") is None:
-            raise SystemExit("bench: h2load is missing: install nghttp2-client (apt-get, as root)")
-        say("installing nghttp2-client (h2load) with apt-get")
-        apt = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], check=True, env=apt)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "nghttp2-client"], check=True, env=apt)
+        raise SystemExit("bench: h2load is missing: sudo apt-get install nghttp2-client")
     launcher.envoy_binary()
     if options.profile and shutil.which(profiling.py_spy()) is None:
         raise SystemExit("bench: py-spy is missing: `make install` installs it")
