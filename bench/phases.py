@@ -19,13 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import loadgen
-import mixed
-import procstats
-import seed
-import stack
 from experiments.v5 import experiments_pb2 as pb
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
+
+from bench import loadgen, mixed, procstats, seed, stack
 
 SERVICE = "experiments.v5.ExperimentService"
 IN_FLIGHT = 32
@@ -369,7 +366,7 @@ def measure(
     # Connections are counted a little after the load started, when all are open.
     sampler = threading.Timer(
         min(1.0, seconds / 2),
-        lambda: connections.extend(stack.connections_per_worker(target.workers, target.port)),
+        lambda: connections.extend(procstats.connections_per_worker(target.workers, target.port)),
     )
     sampler.start()
     try:
@@ -393,7 +390,7 @@ def measure(
         gateway_cpu_seconds=gateway,
         database_cpu_seconds=database_cpu if target.database else None,
         machine_cpu_seconds=machine_cpu,
-        peak_rss_mb=[procstats.status_kib(pid, "VmHWM") * 1024 / 1e6 for pid in target.workers],
+        peak_rss_mb=[procstats.peak_rss_mb(pid) for pid in target.workers],
         connections=connections,
         rpc_calls=calls,
     )
