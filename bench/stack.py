@@ -36,7 +36,7 @@ def fresh_database(url: str | None, workdir: Path, label: str, keep: bool) -> It
     if url is None or make_url(url).get_backend_name() == "sqlite":
         path = Path(make_url(url).database or "") if url else workdir / f"{label}.sqlite3"
         if url and path.exists():
-            raise SystemExit(f"bench: {path} exists; the benchmark needs a fresh database")
+            raise RuntimeError(f"{path} exists; the benchmark needs a fresh database")
         try:
             yield f"sqlite:///{path}"
         finally:
@@ -204,9 +204,7 @@ def _exactly(pids: list[int], count: int) -> list[int] | None:
     return pids if len(pids) == count else None
 
 
-def start_gateway(
-    server: Server, workdir: Path, label: str, concurrency: int | None
-) -> launcher.Envoy:
+def start_gateway(server: Server, workdir: Path, label: str) -> launcher.Envoy:
     """Envoy from gateway/envoy.yaml in front of `server`, on a free port, upstream healthy."""
     config = launcher.render_config(
         http_host=HOST, http_port=0, grpc_host=HOST, grpc_port=server.port
@@ -214,7 +212,7 @@ def start_gateway(
     log_path = workdir / f"{label}.envoy.log"
     with log_path.open("a") as output:
         envoy = launcher.start_envoy(
-            config, workdir / f"{label}-envoy", output=output, log=log_path, concurrency=concurrency
+            config, workdir / f"{label}-envoy", output=output, log=log_path
         )
     envoy.wait_upstream_healthy()
     return envoy
