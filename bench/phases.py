@@ -331,7 +331,7 @@ def mixed_phase(grpc_port: int, world: seed.World) -> Phase:
 class Target:
     """Where the load goes: the processes that serve it, and how to watch them."""
 
-    processes: procstats.ProcessGroup  # CPU: the server's parent and workers
+    processes: tuple[int, ...]  # CPU: the server's parent and workers
     workers: tuple[int, ...]  # memory and connections: the workers
     port: int
     log: stack.RpcLog | None = None
@@ -358,7 +358,7 @@ def measure(
     # Calls still in flight when the warm-up stopped must not count in the measured window.
     start = target.log.settle() if target.log else 0
     database_pids = procstats.named(target.database) if target.database else []
-    server_cpu = target.processes.cpu_seconds()
+    server_cpu = procstats.cpu_seconds(target.processes)
     database_cpu = procstats.cpu_seconds(database_pids)
     machine_cpu = procstats.machine_busy_seconds()
     gateway_cpu = procstats.cpu_seconds([target.gateway_pid]) if target.gateway_pid else 0.0
@@ -374,7 +374,7 @@ def measure(
     finally:
         sampler.cancel()
         sampler.join()
-    server_cpu = target.processes.cpu_seconds() - server_cpu
+    server_cpu = procstats.cpu_seconds(target.processes) - server_cpu
     machine_cpu = procstats.machine_busy_seconds() - machine_cpu
     database_cpu = procstats.cpu_seconds(database_pids) - database_cpu
     gateway = None

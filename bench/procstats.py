@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
 
 import psutil
 
 
-def cpu_seconds(pids: list[int]) -> float:
+def cpu_seconds(pids: Iterable[int]) -> float:
     """User + system CPU time the processes have used so far; vanished ones count 0."""
     total = 0.0
     for pid in pids:
@@ -67,14 +67,3 @@ def connections_per_worker(workers: tuple[int, ...], port: int) -> list[int]:
         )
         for pid in workers
     ]
-
-
-@dataclass(frozen=True)
-class ProcessGroup:
-    """Processes measured together, e.g. the server's parent and its workers."""
-
-    name: str
-    pids: tuple[int, ...]
-
-    def cpu_seconds(self) -> float:
-        return cpu_seconds(list(self.pids))

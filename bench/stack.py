@@ -56,8 +56,8 @@ class Echo:
     workers: tuple[int, ...]
 
     @property
-    def processes(self) -> procstats.ProcessGroup:
-        return procstats.ProcessGroup("echo", (self.process.pid, *self.workers))
+    def processes(self) -> tuple[int, ...]:
+        return (self.process.pid, *self.workers)
 
     def stop(self) -> None:
         launcher.stop(self.process)
@@ -147,9 +147,9 @@ class Server:
     workers: tuple[int, ...]
 
     @property
-    def processes(self) -> procstats.ProcessGroup:
-        pids = {self.process.pid, *self.workers}
-        return procstats.ProcessGroup("server", tuple(sorted(pids)))
+    def processes(self) -> tuple[int, ...]:
+        # With one worker, the worker is the server process itself.
+        return tuple(sorted({self.process.pid, *self.workers}))
 
     def stop(self) -> int:
         return launcher.stop(self.process)
