@@ -131,8 +131,8 @@ test-fuzz: $(STAMP) ## Fuzz tier only (hypothesis, gRPC and REST); EXPERIMENTS_F
 
 .PHONY: bench
 bench: $(STAMP) ## Load benchmark (h2load): gRPC and REST against an echo ceiling; BENCH_* vars in bench/README.md
-	$(PY) bench/run.py
+	$(PY) -m bench.run
 
 .PHONY: bench-scale
 bench-scale: $(STAMP) ## Get/List latency at 1,000 vs 100,000 experiments
-	$(PY) bench/run.py --sizes 1000,100000
+	$(PY) -m bench.run --sizes 1000,100000

@@ -7,7 +7,7 @@ bytes as they came (serializers are None, so grpcio passes bytes through). What
 is left is the cost of HTTP/2, gRPC framing and Python in grpcio, the floor every
 RPC of the real server pays.
 
-    python bench/echo_server.py --workers 2 [--threads 16] [--port 0]
+    python -m bench.echo_server --workers 2 [--threads 16] [--port 0]
 
 Prints `port <n>` once the port is held, then `ready <pid>` per worker. SIGTERM
 or SIGINT stops it.

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-import loadgen
-import seed
 from experiments.v5 import experiments_pb2 as pb
+
+from bench import loadgen, seed
 
 SERVICE = "experiments.v5.ExperimentService"
 CLIENTS = 64

@@ -19,13 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import loadgen
-import mixed
-import procstats
-import seed
-import stack
 from experiments.v5 import experiments_pb2 as pb
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
+
+from bench import loadgen, mixed, procstats, seed, stack
 
 SERVICE = "experiments.v5.ExperimentService"
 IN_FLIGHT = 32
@@ -334,7 +331,7 @@ def mixed_phase(grpc_port: int, world: seed.World) -> Phase:
 class Target:
     """Where the load goes: the processes that serve it, and how to watch them."""
 
-    processes: procstats.ProcessGroup  # CPU: the server's parent and workers
+    processes: tuple[int, ...]  # CPU: the server's parent and workers
     workers: tuple[int, ...]  # memory and connections: the workers
     port: int
     log: stack.RpcLog | None = None
@@ -361,7 +358,7 @@ def measure(
     # Calls still in flight when the warm-up stopped must not count in the measured window.
     start = target.log.settle() if target.log else 0
     database_pids = procstats.named(target.database) if target.database else []
-    server_cpu = target.processes.cpu_seconds()
+    server_cpu = procstats.cpu_seconds(target.processes)
     database_cpu = procstats.cpu_seconds(database_pids)
     machine_cpu = procstats.machine_busy_seconds()
     gateway_cpu = procstats.cpu_seconds([target.gateway_pid]) if target.gateway_pid else 0.0
@@ -369,7 +366,7 @@ def measure(
     # Connections are counted a little after the load started, when all are open.
     sampler = threading.Timer(
         min(1.0, seconds / 2),
-        lambda: connections.extend(stack.connections_per_worker(target.workers, target.port)),
+        lambda: connections.extend(procstats.connections_per_worker(target.workers, target.port)),
     )
     sampler.start()
     try:
@@ -377,7 +374,7 @@ def measure(
     finally:
         sampler.cancel()
         sampler.join()
-    server_cpu = target.processes.cpu_seconds() - server_cpu
+    server_cpu = procstats.cpu_seconds(target.processes) - server_cpu
     machine_cpu = procstats.machine_busy_seconds() - machine_cpu
     database_cpu = procstats.cpu_seconds(database_pids) - database_cpu
     gateway = None
@@ -393,7 +390,7 @@ def measure(
         gateway_cpu_seconds=gateway,
         database_cpu_seconds=database_cpu if target.database else None,
         machine_cpu_seconds=machine_cpu,
-        peak_rss_mb=[procstats.status_kib(pid, "VmHWM") * 1024 / 1e6 for pid in target.workers],
+        peak_rss_mb=[procstats.peak_rss_mb(pid) for pid in target.workers],
         connections=connections,
         rpc_calls=calls,
     )

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from phases import Measurement
+from bench.phases import Measurement
 
 # The issue's targets (issue 10), as ratios to the echo ceiling of the same run.
 GET_RATIO = 0.5

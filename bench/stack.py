@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -17,9 +16,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import procstats
 from sqlalchemy.engine import make_url
 
+from bench import procstats
 from gateway import launcher
 from server.adapters.temporary_database import temporary_postgres_database
 
@@ -37,7 +36,7 @@ def fresh_database(url: str | None, workdir: Path, label: str, keep: bool) -> It
     if url is None or make_url(url).get_backend_name() == "sqlite":
         path = Path(make_url(url).database or "") if url else workdir / f"{label}.sqlite3"
         if url and path.exists():
-            raise SystemExit(f"bench: {path} exists; the benchmark needs a fresh database")
+            raise RuntimeError(f"{path} exists; the benchmark needs a fresh database")
         try:
             yield f"sqlite:///{path}"
         finally:
@@ -50,13 +49,6 @@ def fresh_database(url: str | None, workdir: Path, label: str, keep: bool) -> It
         yield fresh
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @dataclass
 class Echo:
     process: subprocess.Popen[str]
@@ -64,8 +56,8 @@ class Echo:
     workers: tuple[int, ...]
 
     @property
-    def processes(self) -> procstats.ProcessGroup:
-        return procstats.ProcessGroup("echo", (self.process.pid, *self.workers))
+    def processes(self) -> tuple[int, ...]:
+        return (self.process.pid, *self.workers)
 
     def stop(self) -> None:
         launcher.stop(self.process)
@@ -76,13 +68,15 @@ def start_echo(workers: int, threads: int) -> Echo:
     process = subprocess.Popen(
         [
             sys.executable,
-            str(BENCH_DIR / "echo_server.py"),
+            "-m",
+            "bench.echo_server",
             f"--workers={workers}",
             f"--threads={threads}",
         ],
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        cwd=BENCH_DIR.parent,
     )
     assert process.stdout is not None
     port = 0
@@ -103,8 +97,8 @@ def start_echo(workers: int, threads: int) -> Echo:
 # The interceptor's line per RPC (server/entrypoints/interceptors.py).
 _RPC_LINE = re.compile(rb"rpc method=(\S+) status=(\w+)")
 _SERVICE_RPC = b"rpc method=/experiments."
-# What each worker logs once it serves (server/entrypoints/grpc_server.py).
-_WORKER_SERVING = re.compile(rb"^.* serving gRPC on \S+$", re.M)
+# What each worker logs once it serves, with the port it bound (server/entrypoints/grpc_server.py).
+_WORKER_SERVING = re.compile(rb"^.* serving gRPC on \S+:(\d+)$", re.M)
 
 
 class RpcLog:
@@ -140,8 +134,9 @@ class RpcLog:
             chunk = log.read(end - start)
         return [(method.decode(), status.decode()) for method, status in _RPC_LINE.findall(chunk)]
 
-    def workers_serving(self) -> int:
-        return len(_WORKER_SERVING.findall(self.path.read_bytes()))
+    def serving_ports(self) -> list[int]:
+        """The port of each worker that serves so far (the same port for all of them)."""
+        return [int(port) for port in _WORKER_SERVING.findall(self.path.read_bytes())]
 
 
 @dataclass
@@ -152,23 +147,23 @@ class Server:
     workers: tuple[int, ...]
 
     @property
-    def processes(self) -> procstats.ProcessGroup:
-        pids = {self.process.pid, *self.workers}
-        return procstats.ProcessGroup("server", tuple(sorted(pids)))
+    def processes(self) -> tuple[int, ...]:
+        # With one worker, the worker is the server process itself.
+        return tuple(sorted({self.process.pid, *self.workers}))
 
     def stop(self) -> int:
         return launcher.stop(self.process)
 
 
 def start_server(database: str, workers: int, workdir: Path, label: str) -> Server:
-    """experiments-server with `workers` processes; returns once each of them serves."""
-    port = free_port()
+    """experiments-server with `workers` processes on a port the kernel picks; returns once
+    each of them serves."""
     log_path = workdir / f"{label}.server.log"
     env = {
         **os.environ,
         "EXPERIMENTS_DATABASE_URL": database,
         "EXPERIMENTS_GRPC_HOST": HOST,
-        "EXPERIMENTS_GRPC_PORT": str(port),
+        "EXPERIMENTS_GRPC_PORT": "0",
         "EXPERIMENTS_WORKERS": str(workers),
         # One line per RPC with its status: how the benchmark knows every call succeeded.
         "EXPERIMENTS_LOG_LEVEL": "INFO",
@@ -181,14 +176,15 @@ def start_server(database: str, workers: int, workdir: Path, label: str) -> Serv
         )
     log = RpcLog(log_path)
     try:
-        launcher.wait_for_grpc(HOST, port, process, log=log_path)
-        # Health answers from whichever worker got the connection; wait for all of them.
-        launcher.poll(
-            lambda: True if log.workers_serving() >= workers else None,
+        # Each worker logs the port once it serves; wait for all of them.
+        ports = launcher.poll(
+            lambda: _exactly(log.serving_ports(), workers),
             what=f"{workers} server workers",
             process=process,
             log=log_path,
         )
+        port = ports[0]
+        launcher.wait_for_grpc(HOST, port, process, log=log_path)
         # One worker is the server process itself (experiments-server does not fork then).
         pids = [process.pid]
         if workers > 1:
@@ -208,9 +204,7 @@ def _exactly(pids: list[int], count: int) -> list[int] | None:
     return pids if len(pids) == count else None
 
 
-def start_gateway(
-    server: Server, workdir: Path, label: str, concurrency: int | None
-) -> launcher.Envoy:
+def start_gateway(server: Server, workdir: Path, label: str) -> launcher.Envoy:
     """Envoy from gateway/envoy.yaml in front of `server`, on a free port, upstream healthy."""
     config = launcher.render_config(
         http_host=HOST, http_port=0, grpc_host=HOST, grpc_port=server.port
@@ -218,38 +212,7 @@ def start_gateway(
     log_path = workdir / f"{label}.envoy.log"
     with log_path.open("a") as output:
         envoy = launcher.start_envoy(
-            config, workdir / f"{label}-envoy", output=output, log=log_path, concurrency=concurrency
+            config, workdir / f"{label}-envoy", output=output, log=log_path
         )
     envoy.wait_upstream_healthy()
     return envoy
-
-
-def connections_per_worker(workers: tuple[int, ...], port: int) -> list[int]:
-    """Established TCP connections to `port` held by each worker process.
-
-    SO_REUSEPORT hands each new connection to one listening process by a hash of its
-    addresses, so a load of few connections can leave a worker idle; this shows it.
-    """
-    established = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            rows = Path(table).read_text().splitlines()[1:]
-        except FileNotFoundError:
-            continue
-        for row in rows:
-            fields = row.split()
-            local_port = int(fields[1].rsplit(":", 1)[1], 16)
-            if local_port == port and fields[3] == "01":  # 01: ESTABLISHED
-                established.add(fields[9])  # the socket's inode
-    counts = []
-    for pid in workers:
-        inodes = set()
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            try:
-                target = os.readlink(fd)
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
-        counts.append(len(inodes & established))
-    return counts

@@ -287,7 +287,7 @@ class SqlAlchemyExperimentRepository:
             {
                 "id": experiment_id,
                 "organization_id": organization_id,
-                **_experiment_values(state),
+                **experiment_values(state),
                 "created_at": now,
                 "created_by_user_id": user_id,
                 "updated_at": now,
@@ -311,7 +311,7 @@ class SqlAlchemyExperimentRepository:
         params = {
             "of_organization": current.organization.id,
             "experiment_id": current.id,
-            **_experiment_values(state),
+            **experiment_values(state),
             "updated_at": now,
             "updated_by_user_id": user_id,
         }
@@ -331,7 +331,7 @@ class SqlAlchemyExperimentRepository:
             current.id,
             state.groups,
             now,
-            {g.order: (g.id, _group_values(g)) for g in current.groups}
+            {g.order: (g.id, group_values(g)) for g in current.groups}
             if unchanged_since_read
             else None,
         )
@@ -392,7 +392,7 @@ class SqlAlchemyExperimentRepository:
         # Only groups that change get a new updated_at.
         changed = [
             {"group_id": stored[position][0], **values, "updated_at": now}
-            for position, values in enumerate(map(_group_values, groups))
+            for position, values in enumerate(map(group_values, groups))
             if position in stored and values != stored[position][1]
         ]
         if changed:
@@ -412,7 +412,7 @@ class SqlAlchemyExperimentRepository:
                 "id": uuid4(),
                 "experiment_id": experiment_id,
                 "position": position,
-                **_group_values(group),
+                **group_values(group),
                 "created_at": now,
                 "updated_at": now,
             }
@@ -517,7 +517,8 @@ class SqlAlchemyPrincipalRepository:
         return Principal(user, organization, row.can_manage_settings)
 
 
-def _experiment_values(state: ExperimentState) -> dict[str, Any]:
+def experiment_values(state: ExperimentState) -> dict[str, Any]:
+    """The stored columns of an experiment's writable attributes (also bench/seed.py's)."""
     return {
         "is_draft": state.is_draft,
         "name": state.name,
@@ -529,7 +530,8 @@ def _experiment_values(state: ExperimentState) -> dict[str, Any]:
     }
 
 
-def _group_values(group: GroupState | Group) -> dict[str, Any]:
+def group_values(group: GroupState | Group) -> dict[str, Any]:
+    """The stored columns of a group's writable attributes (also bench/seed.py's)."""
     return {
         "name": group.name,
         "percentage": group.percentage,
