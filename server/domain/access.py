@@ -19,8 +19,15 @@ class Action(Enum):
 
 
 def new_api_key() -> str:
-    """A fresh secret key; shown to its owner once, stored only as hash_api_key(key)."""
-    return secrets.token_urlsafe(_KEY_BYTES)
+    """A fresh secret key; shown to its owner once, stored only as hash_api_key(key).
+
+    Never starting with "-", which command lines (`revoke-api-key --key KEY`) would read as an
+    option: about 1 key in 64 would otherwise.
+    """
+    while True:
+        key = secrets.token_urlsafe(_KEY_BYTES)
+        if not key.startswith("-"):
+            return key
 
 
 def hash_api_key(key: str) -> str:

@@ -133,7 +133,7 @@ def _parser() -> argparse.ArgumentParser:
         "EXPERIMENTS_AUTH_CACHE_SECONDS (5 s by default)",
     )
     which = revoke.add_mutually_exclusive_group(required=True)
-    which.add_argument("--key", help="the API key itself")
+    which.add_argument("--key", help="the API key itself (write --key=KEY if it starts with -)")
     which.add_argument("--user-id", type=UUID, help="revoke every key of this user")
 
     for name, run in (("goal", _create_goal), ("room", _create_room)):

@@ -40,6 +40,11 @@ def test_api_keys_are_fresh_and_stored_only_as_a_stable_hash() -> None:
     assert key not in hash_api_key(key)
 
 
+def test_api_keys_never_start_with_a_dash_that_a_command_line_would_take_for_an_option() -> None:
+    # About 1 in 64 random keys would; 2,000 draws miss that with odds of about 1e-14.
+    assert not any(new_api_key().startswith("-") for _ in range(2_000))
+
+
 # --- Authorization, in the documented order -------------------------------------------------
 
 
