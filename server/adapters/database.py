@@ -191,6 +191,11 @@ class WriterLock:
     load that made write latency spiky (p99 near a second) and left the file idle
     between sleeps. Threads queue on a lock and processes on an flock() of a file
     beside the database, so the file is handed over the moment it is free.
+
+    Measured again against SQLAlchemy's pysqlite recipe alone (BEGIN IMMEDIATE in the
+    begin hook, which stays, and no lock), `make bench`, 2 workers, two runs each:
+    Update p99 569-1363 ms without the lock vs 122-180 ms with it, Create p99
+    920-977 ms vs 160-178 ms, at the same or lower RPS. So the lock stays.
     """
 
     def __init__(self, path: Path | None) -> None:
