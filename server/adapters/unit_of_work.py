@@ -7,7 +7,7 @@ from typing import Self
 
 from sqlalchemy import Connection, Engine
 
-from server.adapters.database import WriterLock, read_only_options, writer_lock_for
+from server.adapters.database import WriterLock, writer_lock_for
 from server.adapters.principal_cache import CachingPrincipalRepository, PrincipalCache
 from server.adapters.repository import (
     SqlAlchemyExperimentRepository,
@@ -17,21 +17,58 @@ from server.adapters.repository import (
 from server.adapters.views import Renderer, SqlAlchemyExperimentViews
 from server.service_layer.ports import (
     ExperimentRepository,
+    ExperimentViewReader,
     ExperimentViews,
     IdempotencyKeyRepository,
     PrincipalRepository,
 )
 
 
-class SqlAlchemyUnitOfWork:
-    """Implements server.service_layer.ports.UnitOfWork on a pooled Core connection.
+def _principals(connection: Connection, cache: PrincipalCache | None) -> PrincipalRepository:
+    principals = SqlAlchemyPrincipalRepository(connection)
+    return principals if cache is None else CachingPrincipalRepository(principals, cache)
 
-    The repositories speak SQLAlchemy Core, so no ORM Session is needed: that keeps
-    per-request overhead low on the hot read path. `read_only=True` promises the
-    work will not write; each of its statements then runs on its own without an
-    enclosing transaction (see database.read_only_options), which is consistent
-    because every read of the repositories is a single statement.
+
+class SqlAlchemyReadUnitOfWork:
+    """Implements server.service_layer.ports.ReadUnitOfWork on a connection of a read-only
+    engine (database.make_engine(read_only=True)).
+
+    That engine's connections refuse writes (PostgreSQL: default_transaction_read_only;
+    SQLite: query_only) and run each statement on its own, with no BEGIN or ROLLBACK: that
+    is consistent because every read of the repositories is a single statement, and it
+    keeps the hot read path at one round trip. The repositories speak SQLAlchemy Core, so
+    no ORM Session is needed.
     """
+
+    views: ExperimentViewReader
+    principals: PrincipalRepository
+
+    def __init__(self, engine: Engine, *, principal_cache: PrincipalCache | None = None) -> None:
+        self._engine = engine
+        self._principal_cache = principal_cache
+        self._connection: Connection | None = None
+
+    def __enter__(self) -> Self:
+        connection = self._engine.connect()
+        self._connection = connection
+        self.views = SqlAlchemyExperimentViews(connection, None)
+        self.principals = _principals(connection, self._principal_cache)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+class SqlAlchemyUnitOfWork:
+    """Implements server.service_layer.ports.UnitOfWork: one transaction on a pooled Core
+    connection, begun at once (so that SQLite takes the write lock up front)."""
 
     experiments: ExperimentRepository
     views: ExperimentViews
@@ -43,28 +80,23 @@ class SqlAlchemyUnitOfWork:
         engine: Engine,
         *,
         renderer: Renderer | None = None,
-        read_only: bool = False,
         principal_cache: PrincipalCache | None = None,
     ) -> None:
         """`renderer` makes the read model's views; without it, the work cannot write them."""
         self._engine = engine
         self._renderer = renderer
-        self._read_only = read_only
         self._principal_cache = principal_cache
         self._connection: Connection | None = None
         self._writer_lock: WriterLock | None = None
 
     def __enter__(self) -> Self:
-        writer_lock = None if self._read_only else writer_lock_for(self._engine)
+        writer_lock = writer_lock_for(self._engine)
         if writer_lock is not None:
             writer_lock.acquire()
         self._writer_lock = writer_lock
         try:
             connection = self._engine.connect()
-            if self._read_only:
-                connection.execution_options(**read_only_options(connection.dialect.name))
-            else:
-                connection.begin()  # now, so that SQLite takes the write lock up front
+            connection.begin()  # now, so that SQLite takes the write lock up front
         except BaseException:
             self._release_writer_lock()
             raise
@@ -72,12 +104,7 @@ class SqlAlchemyUnitOfWork:
         self.experiments = SqlAlchemyExperimentRepository(connection)
         self.views = SqlAlchemyExperimentViews(connection, self._renderer)
         self.idempotency_keys = SqlAlchemyIdempotencyKeyRepository(connection)
-        principals = SqlAlchemyPrincipalRepository(connection)
-        self.principals = (
-            CachingPrincipalRepository(principals, self._principal_cache)
-            if self._principal_cache is not None
-            else principals
-        )
+        self.principals = _principals(connection, self._principal_cache)
         return self
 
     def __exit__(

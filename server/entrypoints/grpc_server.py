@@ -29,7 +29,7 @@ from grpc_reflection.v1alpha import reflection
 
 from server.adapters.database import DatabaseUnusable, check_database, make_engine
 from server.adapters.principal_cache import PrincipalCache
-from server.adapters.unit_of_work import SqlAlchemyUnitOfWork
+from server.adapters.unit_of_work import SqlAlchemyReadUnitOfWork, SqlAlchemyUnitOfWork
 from server.config import ConfigError, Settings
 from server.domain import limits
 from server.entrypoints.interceptors import RpcInterceptor
@@ -75,14 +75,14 @@ class RunningServer:
 def build_server(settings: Settings, *, reuse_port: bool = False) -> RunningServer:
     """Builds and starts a server on settings.grpc_host:grpc_port (0 picks a free port)."""
     engine = make_engine(settings.database_url, pool_size=settings.threads)
+    # Reads get their own pool, whose connections refuse writes (see make_engine).
+    read_engine = make_engine(settings.database_url, pool_size=settings.threads, read_only=True)
     principals = PrincipalCache(settings.auth_cache_seconds)
     service = ExperimentService(
         # The read model's views are rendered by translate: an adapter given the entrypoint's
         # renderer here keeps protobuf out of the adapters and the service layer.
         lambda: SqlAlchemyUnitOfWork(engine, renderer=RENDERER, principal_cache=principals),
-        read_only_unit_of_work=lambda: SqlAlchemyUnitOfWork(
-            engine, read_only=True, principal_cache=principals
-        ),
+        lambda: SqlAlchemyReadUnitOfWork(read_engine, principal_cache=principals),
     )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.threads),

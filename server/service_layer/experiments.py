@@ -33,7 +33,7 @@ from server.domain.rules import (
     validate_new,
     validate_update,
 )
-from server.service_layer.ports import ExperimentView, UnitOfWork
+from server.service_layer.ports import ExperimentView, ReadUnitOfWork, UnitOfWork
 
 
 class ExperimentService:
@@ -44,13 +44,13 @@ class ExperimentService:
     def __init__(
         self,
         unit_of_work: Callable[[], UnitOfWork],
+        read_unit_of_work: Callable[[], ReadUnitOfWork],
         clock: Clock = utc_now,
-        read_only_unit_of_work: Callable[[], UnitOfWork] | None = None,
     ) -> None:
         self._unit_of_work = unit_of_work
+        # Reads get a unit of work that cannot write: no write methods, no commit.
+        self._read_unit_of_work = read_unit_of_work
         self._clock = clock
-        # Reads may use a cheaper transaction that takes no write lock (SQLite).
-        self._read_unit_of_work = read_only_unit_of_work or unit_of_work
 
     def list(
         self, api_key: str | None, organization_id: str, requested_page_size: int, cursor: str
@@ -167,7 +167,7 @@ class ExperimentService:
     def _now(self) -> datetime:
         return self._clock()
 
-    def _principal(self, uow: UnitOfWork, api_key: str | None) -> Principal:
+    def _principal(self, uow: ReadUnitOfWork, api_key: str | None) -> Principal:
         if not api_key:
             raise Unauthenticated()
         principal = uow.principals.by_key_hash(hash_api_key(api_key))
@@ -176,7 +176,7 @@ class ExperimentService:
         return principal
 
     def _authorize(
-        self, uow: UnitOfWork, api_key: str | None, organization_id: str, action: Action
+        self, uow: ReadUnitOfWork, api_key: str | None, organization_id: str, action: Action
     ) -> UUID:
         return _authorized_organization(self._principal(uow, api_key), organization_id, action)
 

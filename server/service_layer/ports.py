@@ -75,10 +75,10 @@ class ExperimentView:
         return etag_of(self.version)
 
 
-class ExperimentViews(Protocol):
+class ExperimentViewReader(Protocol):
     """The read model (CQRS): one stored view per experiment, written by the write path in
     the transaction that writes the experiment, read by Get and List without building
-    domain objects. A deleted experiment's view goes with it."""
+    domain objects. A deleted experiment's view goes with it. This is its reading half."""
 
     def get(self, organization_id: UUID, experiment_id: UUID) -> ExperimentView | None:
         """The stored view of the organization's experiment."""
@@ -92,6 +92,10 @@ class ExperimentViews(Protocol):
         `limit` ones strictly newer than `start`, still returned newest first. The
         bool says whether more exist beyond the page in the direction fetched.
         """
+
+
+class ExperimentViews(ExperimentViewReader, Protocol):
+    """The read model as the write path sees it: it also stores views."""
 
     def store(self, experiment: Experiment) -> ExperimentView:
         """Renders the experiment as it now is and stores that as its view."""
@@ -120,13 +124,15 @@ class PrincipalRepository(Protocol):
         """The user owning the API key with this hash, with its organization."""
 
 
-class UnitOfWork(Protocol):
-    """One transaction: rolled back on exit unless committed."""
+class ReadUnitOfWork(Protocol):
+    """What reads (Get, List) may touch: no write method and no commit, so a write added
+    to a read path is a type error; the adapter also refuses it at run time."""
 
-    experiments: ExperimentRepository
-    views: ExperimentViews
-    idempotency_keys: IdempotencyKeyRepository
-    principals: PrincipalRepository
+    @property
+    def views(self) -> ExperimentViewReader: ...
+
+    @property
+    def principals(self) -> PrincipalRepository: ...
 
     def __enter__(self) -> Self: ...
 
@@ -136,5 +142,14 @@ class UnitOfWork(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
+
+
+class UnitOfWork(ReadUnitOfWork, Protocol):
+    """One transaction that may write: rolled back on exit unless committed."""
+
+    experiments: ExperimentRepository
+    views: ExperimentViews
+    idempotency_keys: IdempotencyKeyRepository
+    principals: PrincipalRepository
 
     def commit(self) -> None: ...

@@ -2,7 +2,8 @@
 
 `database_url` runs a test on SQLite and on PostgreSQL (skipped unless
 EXPERIMENTS_TEST_POSTGRES_URL is set); `migrated_url` is the same database with the
-schema made by the Alembic migrations; `engine` connects to it.
+schema made by the Alembic migrations; `engine` connects to it, `read_engine` too with
+the read-only connections that the server's reads use.
 """
 
 from __future__ import annotations
@@ -34,5 +35,12 @@ def migrated_url(database_url: str) -> str:
 @pytest.fixture
 def engine(migrated_url: str) -> Iterator[Engine]:
     engine = database.make_engine(migrated_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def read_engine(migrated_url: str) -> Iterator[Engine]:
+    engine = database.make_engine(migrated_url, read_only=True)
     yield engine
     engine.dispose()

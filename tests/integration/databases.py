@@ -22,7 +22,7 @@ from sqlalchemy import Engine, create_engine
 
 from server.adapters.database import engine_url
 from server.adapters.temporary_database import temporary_postgres_database
-from server.adapters.unit_of_work import SqlAlchemyUnitOfWork
+from server.adapters.unit_of_work import SqlAlchemyReadUnitOfWork, SqlAlchemyUnitOfWork
 from server.entrypoints.translate import RENDERER
 
 POSTGRES_URL_VARIABLE = "EXPERIMENTS_TEST_POSTGRES_URL"
@@ -85,6 +85,11 @@ def temporary_database(backend: str, directory: Path) -> Iterator[str]:
         yield url
 
 
-def unit_of_work(engine: Engine, *, read_only: bool = False) -> SqlAlchemyUnitOfWork:
-    """A unit of work on the test's engine, as the server makes one per RPC."""
-    return SqlAlchemyUnitOfWork(engine, renderer=RENDERER, read_only=read_only)
+def unit_of_work(engine: Engine) -> SqlAlchemyUnitOfWork:
+    """A unit of work on the test's engine, as the server makes one per writing RPC."""
+    return SqlAlchemyUnitOfWork(engine, renderer=RENDERER)
+
+
+def read_unit_of_work(read_engine: Engine) -> SqlAlchemyReadUnitOfWork:
+    """A read unit of work on the test's read-only engine, as the server makes one per read."""
+    return SqlAlchemyReadUnitOfWork(read_engine)

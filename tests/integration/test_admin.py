@@ -129,7 +129,7 @@ def test_created_user_authenticates_with_the_created_key_which_is_stored_only_ha
 
     engine = database.make_engine(migrated_url)
     try:
-        with unit_of_work(engine, read_only=True) as uow:
+        with unit_of_work(engine) as uow:
             principal = uow.principals.by_key_hash(hash_api_key(str(key["api_key"])))
             goals = uow.experiments.existing_goal_ids(
                 UUID(str(organization["id"])), {UUID(str(goal["id"]))}
@@ -187,7 +187,7 @@ def test_creating_a_user_of_an_unknown_organization_fails_with_a_message(
 def _principal_of(url: str, key: str) -> object:
     engine = database.make_engine(url)
     try:
-        with unit_of_work(engine, read_only=True) as uow:
+        with unit_of_work(engine) as uow:
             return uow.principals.by_key_hash(hash_api_key(key))
     finally:
         engine.dispose()

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from server.adapters.database import make_engine
 from server.adapters.orm import ExperimentRecord
-from server.adapters.unit_of_work import SqlAlchemyUnitOfWork
+from server.adapters.unit_of_work import SqlAlchemyReadUnitOfWork, SqlAlchemyUnitOfWork
 from server.domain import messages
 from server.domain.concurrency import IDEMPOTENCY_KEY_LIFETIME, IDEMPOTENCY_KEY_MAX_LENGTH
 from server.entrypoints.translate import RENDERER, experiment_input
@@ -283,9 +283,12 @@ def test_an_expired_idempotency_key_creates_anew(migrated_url: str) -> None:
     with running_client(migrated_url) as client:  # creates the demo world, then stops
         world, api_key = client.world, client.world.tokens.settings
     engine = make_engine(migrated_url)
+    read_engine = make_engine(migrated_url, read_only=True)
     now = datetime(2030, 1, 1, tzinfo=UTC)
     service = ExperimentService(
-        lambda: SqlAlchemyUnitOfWork(engine, renderer=RENDERER), clock=lambda: now
+        lambda: SqlAlchemyUnitOfWork(engine, renderer=RENDERER),
+        lambda: SqlAlchemyReadUnitOfWork(read_engine),
+        clock=lambda: now,
     )
     data = experiment_input(published(world))
     organization = world.organization_id
@@ -297,6 +300,7 @@ def test_an_expired_idempotency_key_creates_anew(migrated_url: str) -> None:
         after_expiry = service.create(api_key, organization, data, "key")
     finally:
         engine.dispose()
+        read_engine.dispose()
 
     assert retried.id == first.id
     assert after_expiry.id != first.id

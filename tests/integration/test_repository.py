@@ -12,6 +12,7 @@ from uuid import UUID, uuid4
 import pytest
 from experiments.v5 import experiments_pb2 as pb
 from sqlalchemy import Engine, event, func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import InstrumentedAttribute
 
 from server.adapters import admin
@@ -21,6 +22,7 @@ from server.adapters.orm import (
     ExperimentRoomRecord,
     OrganizationRecord,
 )
+from server.adapters.repository import SqlAlchemyExperimentRepository
 from server.domain.access import hash_api_key
 from server.domain.model import (
     Experiment,
@@ -31,7 +33,7 @@ from server.domain.model import (
 )
 from server.domain.pagination import Position
 from server.service_layer.ports import UnitOfWork
-from tests.integration.databases import unit_of_work
+from tests.integration.databases import read_unit_of_work, unit_of_work
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -127,7 +129,7 @@ def _store_view(uow: UnitOfWork, organization_id: UUID, experiment_id: UUID) -> 
 
 
 def _get(engine: Engine, organization_id: UUID, experiment_id: UUID) -> Experiment:
-    with unit_of_work(engine, read_only=True) as uow:
+    with unit_of_work(engine) as uow:
         experiment = uow.experiments.get(organization_id, experiment_id)
     assert experiment is not None
     return experiment
@@ -257,7 +259,7 @@ def test_times_given_in_any_time_zone_read_back_as_the_same_instant_in_utc(
 def test_experiment_is_not_found_through_another_organization(engine: Engine, world: World) -> None:
     experiment_id = _add(engine, world, _published(world))
 
-    with unit_of_work(engine, read_only=True) as uow:
+    with unit_of_work(engine) as uow:
         assert uow.experiments.get(world.other_organization_id, experiment_id) is None
         assert uow.experiments.get(world.organization_id, uuid4()) is None
 
@@ -381,7 +383,7 @@ def test_delete_removes_the_experiment_with_its_groups_and_room_links(
         uow.commit()
 
     assert (deleted, deleted_again) == (True, False)
-    with unit_of_work(engine, read_only=True) as uow:
+    with unit_of_work(engine) as uow:
         assert uow.experiments.get(world.organization_id, experiment_id) is None
     assert _count(engine, ExperimentRecord.id, experiment_id) == 0
     assert _count(engine, ExperimentGroupRecord.experiment_id, experiment_id) == 0
@@ -404,7 +406,7 @@ def test_existing_goal_and_room_ids_are_only_those_of_the_organization(
 ) -> None:
     unknown = uuid4()
 
-    with unit_of_work(engine, read_only=True) as uow:
+    with unit_of_work(engine) as uow:
         goals = uow.experiments.existing_goal_ids(
             world.organization_id, {world.goal_id, world.other_goal_id, unknown}
         )
@@ -419,20 +421,20 @@ def test_existing_goal_and_room_ids_are_only_those_of_the_organization(
 
 
 def _page(
-    engine: Engine,
+    read_engine: Engine,
     organization_id: UUID,
     limit: int,
     start: Experiment | None = None,
     backwards: bool = False,
 ) -> tuple[list[UUID], bool]:
     position = Position(start.created_at, start.id) if start else None
-    with unit_of_work(engine, read_only=True) as uow:
+    with read_unit_of_work(read_engine) as uow:
         items, more = uow.views.list_page(organization_id, limit, position, backwards)
     return [item.id for item in items], more
 
 
 def test_list_pages_forwards_and_backwards_show_each_experiment_once_newest_first(
-    engine: Engine, world: World
+    engine: Engine, read_engine: Engine, world: World
 ) -> None:
     # Three experiments share a creation time: their ids break the tie.
     times = [T0 + timedelta(seconds=s) for s in (0, 1, 1, 1, 2, 3, 4)]
@@ -441,9 +443,9 @@ def test_list_pages_forwards_and_backwards_show_each_experiment_once_newest_firs
     newest_first = [i for _, i in sorted(zip(times, ids, strict=True), reverse=True)]
     experiments = {i: _get(engine, world.organization_id, i) for i in ids}
 
-    first, more_after_first = _page(engine, world.organization_id, 3)
-    second, more_after_second = _page(engine, world.organization_id, 3, experiments[first[-1]])
-    third, more_after_third = _page(engine, world.organization_id, 3, experiments[second[-1]])
+    first, more_after_first = _page(read_engine, world.organization_id, 3)
+    second, more_after_second = _page(read_engine, world.organization_id, 3, experiments[first[-1]])
+    third, more_after_third = _page(read_engine, world.organization_id, 3, experiments[second[-1]])
     back, more_before = _page(
         engine, world.organization_id, 3, experiments[third[0]], backwards=True
     )
@@ -459,16 +461,16 @@ def test_list_pages_forwards_and_backwards_show_each_experiment_once_newest_firs
     assert more_before_front is False
 
 
-def test_list_page_past_the_end_is_empty(engine: Engine, world: World) -> None:
+def test_list_page_past_the_end_is_empty(engine: Engine, read_engine: Engine, world: World) -> None:
     only = _get(engine, world.organization_id, _add(engine, world, _draft()))
 
-    assert _page(engine, world.organization_id, 25, only) == ([], False)
-    assert _page(engine, world.organization_id, 25, only, backwards=True) == ([], False)
-    assert _page(engine, world.other_organization_id, 25) == ([], False)
+    assert _page(read_engine, world.organization_id, 25, only) == ([], False)
+    assert _page(read_engine, world.organization_id, 25, only, backwards=True) == ([], False)
+    assert _page(read_engine, world.other_organization_id, 25) == ([], False)
 
 
 def test_page_items_are_the_stored_messages_with_their_own_groups_and_rooms(
-    engine: Engine, world: World
+    engine: Engine, read_engine: Engine, world: World
 ) -> None:
     one = _add(engine, world, _published(world, room_ids=(world.room_ids[0],)), now=T0)
     two = _add(
@@ -478,7 +480,7 @@ def test_page_items_are_the_stored_messages_with_their_own_groups_and_rooms(
         now=T0 + timedelta(seconds=1),
     )
 
-    with unit_of_work(engine, read_only=True) as uow:
+    with read_unit_of_work(read_engine) as uow:
         views, _ = uow.views.list_page(world.organization_id, 10, None, False)
     items = [pb.Experiment.FromString(view.message) for view in views]
 
@@ -507,26 +509,26 @@ def test_get_takes_the_same_number_of_queries_however_many_groups_and_rooms(
 
 
 def test_list_page_takes_the_same_number_of_queries_however_many_experiments(
-    engine: Engine, world: World
+    engine: Engine, read_engine: Engine, world: World
 ) -> None:
     _add(engine, world, _published(world))
-    with _queries(engine) as one_experiment:
-        assert len(_page(engine, world.organization_id, 100)[0]) == 1
+    with _queries(read_engine) as one_experiment:
+        assert len(_page(read_engine, world.organization_id, 100)[0]) == 1
     for second in range(1, 30):
         _add(engine, world, _published(world), now=T0 + timedelta(seconds=second))
-    with _queries(engine) as thirty_experiments:
-        assert len(_page(engine, world.organization_id, 100)[0]) == 30
+    with _queries(read_engine) as thirty_experiments:
+        assert len(_page(read_engine, world.organization_id, 100)[0]) == 30
 
     assert len(thirty_experiments) == len(one_experiment) == 1
 
 
 def test_principal_is_found_by_the_hash_of_its_key_with_its_organization(
-    engine: Engine, world: World
+    engine: Engine, read_engine: Engine, world: World
 ) -> None:
     with engine.begin() as connection:
         key = admin.create_api_key(connection, world.editor_id)
 
-    with unit_of_work(engine, read_only=True) as uow:
+    with read_unit_of_work(read_engine) as uow:
         principal = uow.principals.by_key_hash(hash_api_key(key))
         by_key_itself = uow.principals.by_key_hash(key)
 
@@ -548,7 +550,7 @@ def test_demo_world_keys_authenticate_the_documented_principals(
     with engine.begin() as connection:
         second = admin.create_demo_world(connection).to_json()
 
-    with unit_of_work(engine, read_only=True) as uow:
+    with unit_of_work(engine) as uow:
         principals = {
             who: uow.principals.by_key_hash(hash_api_key(str(key)))
             for who, key in demo["tokens"].items()
@@ -584,7 +586,9 @@ def test_demo_world_keys_authenticate_the_documented_principals(
     assert set(second["tokens"].values()).isdisjoint(demo["tokens"].values())
 
 
-def test_unit_of_work_rolls_back_what_was_not_committed(engine: Engine, world: World) -> None:
+def test_unit_of_work_rolls_back_what_was_not_committed(
+    engine: Engine, read_engine: Engine, world: World
+) -> None:
     experiment_id = uuid4()
 
     with pytest.raises(RuntimeError), unit_of_work(engine) as uow:
@@ -596,11 +600,11 @@ def test_unit_of_work_rolls_back_what_was_not_committed(engine: Engine, world: W
         uow.experiments.add(uncommitted, world.organization_id, _draft(), world.user_id, T0)
         _store_view(uow, world.organization_id, uncommitted)
 
-    assert _page(engine, world.organization_id, 10) == ([], False)
+    assert _page(read_engine, world.organization_id, 10) == ([], False)
 
 
 def test_concurrent_writers_each_read_then_write_and_all_commit(
-    engine: Engine, world: World
+    engine: Engine, read_engine: Engine, world: World
 ) -> None:
     # Each transaction reads before it writes, like the create use case; on SQLite a
     # stale read snapshot would make the write fail instead of waiting for its turn.
@@ -631,11 +635,11 @@ def test_concurrent_writers_each_read_then_write_and_all_commit(
 
     assert errors == []
     assert len(added) == 40
-    assert len(_page(engine, world.organization_id, 100)[0]) == 40
+    assert len(_page(read_engine, world.organization_id, 100)[0]) == 40
 
 
 def test_read_only_unit_of_work_reads_while_a_writer_holds_its_transaction(
-    engine: Engine, world: World
+    engine: Engine, read_engine: Engine, world: World
 ) -> None:
     committed = _add(engine, world, _draft())
     seen: list[list[UUID]] = []
@@ -643,13 +647,27 @@ def test_read_only_unit_of_work_reads_while_a_writer_holds_its_transaction(
     with unit_of_work(engine) as writer:
         writer.experiments.add(uuid4(), world.organization_id, _draft(), world.user_id, T0)
         reader = threading.Thread(
-            target=lambda: seen.append(_page(engine, world.organization_id, 10)[0])
+            target=lambda: seen.append(_page(read_engine, world.organization_id, 10)[0])
         )
         reader.start()
         reader.join(timeout=10)
         writer.commit()
 
     assert seen == [[committed]]  # not kept waiting, and without the uncommitted row
+
+
+def test_a_write_on_a_read_connection_fails_and_writes_nothing(
+    engine: Engine, read_engine: Engine, world: World
+) -> None:
+    # The read unit of work's type has no write method; this is the net below it, should a
+    # write reach a read connection anyway (PostgreSQL runs reads in autocommit).
+    experiment_id = uuid4()
+    with read_engine.connect() as connection, pytest.raises(DBAPIError):
+        SqlAlchemyExperimentRepository(connection).add(
+            experiment_id, world.organization_id, _draft(), world.user_id, T0
+        )
+
+    assert _count(engine, ExperimentRecord.id, experiment_id) == 0
 
 
 def test_an_organization_exists_once_one_is_created(

@@ -50,4 +50,4 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def service(store: FakeStore, clock: ManualClock) -> ExperimentService:
-    return ExperimentService(store.unit_of_work, clock=clock)
+    return ExperimentService(store.unit_of_work, store.read_unit_of_work, clock=clock)

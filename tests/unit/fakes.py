@@ -31,6 +31,7 @@ from server.domain.pagination import Position
 from server.service_layer.ports import (
     ExperimentRepository,
     ExperimentView,
+    ExperimentViewReader,
     ExperimentViews,
     IdempotencyKeyRepository,
     PrincipalRepository,
@@ -118,6 +119,9 @@ class FakeStore:
 
     def unit_of_work(self) -> FakeUnitOfWork:
         return FakeUnitOfWork(self)
+
+    def read_unit_of_work(self) -> FakeReadUnitOfWork:
+        return FakeReadUnitOfWork(self)
 
 
 class FakeExperimentRepository:
@@ -293,6 +297,26 @@ class FakePrincipalRepository:
 
     def by_key_hash(self, key_hash: str) -> Principal | None:
         return self._store.principals.get(key_hash)
+
+
+class FakeReadUnitOfWork:
+    """What reads see of the store: no write method, no commit (ports.ReadUnitOfWork)."""
+
+    def __init__(self, store: FakeStore) -> None:
+        # Typed as the ports, so that mypy checks the fakes implement them.
+        self.views: ExperimentViewReader = FakeExperimentViews(store)
+        self.principals: PrincipalRepository = FakePrincipalRepository(store)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        pass
 
 
 class FakeUnitOfWork:
