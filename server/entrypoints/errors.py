@@ -9,7 +9,6 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from server.adapters.database import unavailable_cause
 from server.domain.errors import (
     DomainError,
     InvalidArgument,
@@ -42,11 +41,6 @@ HTTP_CODE_OF: dict[type[DomainError], str] = {PreconditionFailed: "412"}
 # Not the client's mistake and not a bug: the database is unreachable or restarting, and a
 # retry will do (UNAVAILABLE, REST 503). Everything else unexpected is INTERNAL.
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
-
-
-def transient_fault(error: BaseException) -> str | None:
-    """What makes `error` worth a retry, in a few words safe to log; None for a bug."""
-    return unavailable_cause(error)
 
 
 def status_code(error: DomainError) -> grpc.StatusCode:

@@ -9,9 +9,10 @@ from typing import Any
 
 import grpc
 
+from server.adapters.database import unavailable_cause
 from server.domain import limits, messages
 from server.domain.errors import DomainError, RequestTooLarge, UnreadableRequest
-from server.entrypoints.errors import UNAVAILABLE, rich_status, status_code, transient_fault
+from server.entrypoints.errors import UNAVAILABLE, rich_status, status_code
 
 log = logging.getLogger("experiments.rpc")
 
@@ -93,7 +94,7 @@ def _wrap(method: str, behavior: Behavior, deserializer: Callable[[bytes], Any] 
                 # The client went away (cancelled or timed out): nothing to answer, no bug.
                 code = grpc.StatusCode.CANCELLED
                 return None
-            cause = transient_fault(error)
+            cause = unavailable_cause(error)  # a database fault worth a retry, or None
             if cause is not None:
                 # An outage is not a bug: the call's one line says why, no traceback.
                 code = UNAVAILABLE

@@ -14,8 +14,7 @@ from experiments.v5 import experiments_pb2_grpc
 from google.protobuf import empty_pb2
 
 from server.domain.concurrency import IDEMPOTENCY_KEY, IF_MATCH, IF_NONE_MATCH, not_modified
-from server.domain.limits import PAGE_BUDGET_BYTES
-from server.domain.pagination import Cursor, encode_cursor, within_budget
+from server.domain.pagination import Cursor, encode_cursor
 from server.entrypoints.authentication import AUTHORIZATION, api_key_from_header
 from server.entrypoints.errors import HTTP_CODE_HEADER
 from server.entrypoints.translate import experiment_input, list_response
@@ -42,11 +41,6 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
         page = self._service.list(
             _api_key(context), request.organization_id, request.page_size, request.cursor
         )
-        sizes = [len(view.message) for view in page.items]
-        if sum(sizes) > PAGE_BUDGET_BYTES:
-            # Too large for a client or the gateway: fewer items, and a cursor to the rest.
-            page, _ = within_budget(page, sizes)
-
         base = self._collection_url(request.organization_id)
 
         def url(cursor: str) -> str:

@@ -24,7 +24,14 @@ from server.domain.concurrency import (
 )
 from server.domain.errors import DomainError, NotFound, PreconditionFailed, Unauthenticated
 from server.domain.model import Experiment, Principal
-from server.domain.pagination import Page, Position, decode_cursor, page_of, page_size
+from server.domain.pagination import (
+    Page,
+    Position,
+    decode_cursor,
+    page_of,
+    page_size,
+    within_budget,
+)
 from server.domain.rules import (
     ExperimentInput,
     References,
@@ -66,7 +73,10 @@ class ExperimentService:
                 backwards=bool(start and start.backwards),
             )
             positions = [Position(view.created_at, view.id) for view in items]
-            return page_of(items, positions, has_more, start)
+            page = page_of(items, positions, has_more, start)
+        # A page too large for a client or the gateway keeps fewer items; its cursor goes on.
+        shortened, _ = within_budget(page, [len(view.message) for view in page.items])
+        return shortened
 
     def get(self, api_key: str | None, organization_id: str, experiment_id: str) -> ExperimentView:
         with self._read_unit_of_work() as uow:

@@ -18,8 +18,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
+from server.adapters.database import unavailable_cause
 from server.domain import messages
-from server.entrypoints.errors import transient_fault
 from tests.integration.databases import POSTGRESQL, backend_params
 from tests.integration.grpc_client import Client, published, running_client
 from tests.integration.tcp_proxy import TcpProxy
@@ -177,5 +177,5 @@ def test_sqlite_locked_beyond_its_timeout_is_a_fault_and_a_missing_table_a_bug(
     finally:
         engine.dispose()
 
-    assert transient_fault(locked.value) == "sqlite SQLITE_BUSY"
-    assert transient_fault(missing_table.value) is None  # stays INTERNAL, with its traceback
+    assert unavailable_cause(locked.value) == "sqlite SQLITE_BUSY"
+    assert unavailable_cause(missing_table.value) is None  # stays INTERNAL, with its traceback
