@@ -87,7 +87,7 @@ def run(
     ]
     lock = threading.Lock()
     latencies: list[int] = []
-    per_method: Counter[str] = Counter()
+    by_method: dict[str, list[int]] = {call.method: [] for call in calls}
     failures: Counter[str] = Counter()
     received = [0]
     started = [0]
@@ -97,6 +97,7 @@ def run(
         rng = random.Random(n)
         stub = stubs[n % CHANNELS]
         mine: list[int] = []
+        mine_by_method: dict[str, list[int]] = {call.method: [] for call in calls}
         size = 0
         while time.perf_counter() < deadline:
             with lock:
@@ -114,12 +115,14 @@ def run(
                 with lock:
                     failures[f"{call.method} {error.code().name}"] += 1
                 continue
-            mine.append(int((time.perf_counter() - begun) * 1e6))
+            latency = int((time.perf_counter() - begun) * 1e6)
+            mine.append(latency)
+            mine_by_method[call.method].append(latency)
             size += len(response)
-            with lock:
-                per_method[call.method] += 1
         with lock:
             latencies.extend(mine)
+            for method, values in mine_by_method.items():
+                by_method[method].extend(values)
             received[0] += size
 
     cpu = time.process_time()
@@ -135,8 +138,9 @@ def run(
     succeeded = len(latencies)
     failed = sum(failures.values())
     latencies.sort()
-    mix = ", ".join(f"{method} {count}" for method, count in per_method.most_common())
-    output = f"mixed: {succeeded} succeeded ({mix}); failed: {dict(failures)}"
+    output = f"mixed: {succeeded} succeeded; failed: {dict(failures)}\n" + "\n".join(
+        _summary(method, values) for method, values in by_method.items()
+    )
     return loadgen.Result(
         seconds=elapsed,
         started=started[0],
@@ -152,3 +156,15 @@ def run(
         client_cpu_seconds=time.process_time() - cpu,
         output=output,
     )
+
+
+def _summary(method: str, latencies_us: list[int]) -> str:
+    """One RPC's share of the mix: its count and client-side p50/p99 (which call is slow)."""
+    ordered = sorted(latencies_us)
+    if not ordered:
+        return f"  {method}: 0 calls"
+
+    def ms(q: float) -> float:
+        return ordered[max(0, int(q * len(ordered) + 0.999999) - 1)] / 1000
+
+    return f"  {method}: {len(ordered)} calls, p50 {ms(0.5):.1f} ms, p99 {ms(0.99):.1f} ms"

@@ -10,12 +10,12 @@ connection the unit of work hands in.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import cache
 from operator import itemgetter
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from sqlalchemy import (
     JSON,
@@ -179,9 +179,10 @@ def _json_children(dialect: str) -> tuple[ColumnElement[Any], ColumnElement[Any]
 
 
 @cache
-def _get(dialect: str) -> Select[Any]:
-    """The experiment with everything the domain object holds, in one statement."""
-    return (
+def _get(dialect: str, for_update: bool = False) -> Select[Any]:
+    """The experiment with everything the domain object holds, in one statement; with
+    `for_update`, its row locked (PostgreSQL; SQLite has no FOR UPDATE and needs none)."""
+    statement = (
         select(*_EXPERIMENT_COLUMNS, *_json_children(dialect))
         .select_from(_EXPERIMENT_JOINS)
         .where(
@@ -189,38 +190,30 @@ def _get(dialect: str) -> Select[Any]:
             _experiments.c.id == bindparam("experiment_id"),
         )
     )
+    return statement.with_for_update(of=_experiments) if for_update else statement
 
 
 _of_experiment: BindParameter[Any] = bindparam("experiment_id")
 _INSERT_EXPERIMENT = insert(_experiments)
-# Bound parameters of an UPDATE must not be named after columns: those name the values to SET.
+_expected_version = _experiments.c.version == bindparam("expected_version")
+# A compare-and-set: the version read is compared and moved on in one statement, so of racing
+# writers that read the same version exactly one matches (PostgreSQL re-checks the WHERE
+# after waiting for the row lock; SQLite's writers run one at a time). Bound parameters of
+# an UPDATE must not be named after columns: those name the values to SET.
 _UPDATE_EXPERIMENT = (
     update(_experiments)
     .where(
         _experiments.c.organization_id == bindparam("of_organization"),
         _experiments.c.id == _of_experiment,
+        _expected_version,
     )
     .values(version=_experiments.c.version + 1)
-    .returning(_experiments.c.version)
 )
-# If-Match: the version the client named is compared and replaced in one statement, so of
-# racing writers with the same etag exactly one matches (PostgreSQL re-checks the WHERE
-# after waiting for the row lock; SQLite's writers run one at a time).
-_expected_version = _experiments.c.version == bindparam("expected_version")
-_UPDATE_EXPERIMENT_IF_VERSION = _UPDATE_EXPERIMENT.where(_expected_version)
 _DELETE_EXPERIMENT = delete(_experiments).where(
     _experiments.c.organization_id == bindparam("organization_id"),
     _experiments.c.id == _of_experiment,
 )
 _DELETE_EXPERIMENT_IF_VERSION = _DELETE_EXPERIMENT.where(_expected_version)
-_STORED_GROUPS = select(
-    _groups.c.id,
-    _groups.c.position,
-    _groups.c.name,
-    _groups.c.percentage,
-    _groups.c.group_type,
-    _groups.c.treatment,
-).where(_groups.c.experiment_id == _of_experiment)
 _INSERT_GROUP = insert(_groups)
 # Run with many parameter sets, one per group; the keys besides group_id are the columns to SET.
 _UPDATE_GROUP = update(_groups).where(_groups.c.id == bindparam("group_id"))
@@ -233,10 +226,18 @@ _DELETE_ROOM_LINKS = delete(_experiment_rooms).where(
 )
 
 _ids: BindParameter[Any] = bindparam("ids", expanding=True)
-_EXISTING_GOALS = select(_goals.c.id).where(
-    _goals.c.organization_id == bindparam("organization_id"), _goals.c.id.in_(_ids)
+_GOALS = (
+    select(
+        _goals.c.id,
+        _goals.c.name,
+        _organizations.c.id.label("organization_id"),
+        _organizations.c.name.label("organization_name"),
+        _organizations.c.has_active_subscription,
+    )
+    .join_from(_goals, _organizations, _organizations.c.id == _goals.c.organization_id)
+    .where(_goals.c.organization_id == bindparam("organization_id"), _goals.c.id.in_(_ids))
 )
-_EXISTING_ROOMS = select(_rooms.c.id).where(
+_ROOMS = select(_rooms.c.id, _rooms.c.name, _rooms.c.organization_id).where(
     _rooms.c.organization_id == bindparam("organization_id"), _rooms.c.id.in_(_ids)
 )
 
@@ -265,80 +266,66 @@ class SqlAlchemyExperimentRepository:
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
-        self._get = _get(connection.dialect.name)
+        self._dialect = connection.dialect.name
+        self._get = _get(self._dialect)
 
-    def get(self, organization_id: UUID, experiment_id: UUID) -> Experiment | None:
-        row = self._connection.execute(
-            self._get, {"organization_id": organization_id, "experiment_id": experiment_id}
-        ).first()
+    def get(
+        self, organization_id: UUID, experiment_id: UUID, *, for_update: bool = False
+    ) -> Experiment | None:
+        statement = _get(self._dialect, True) if for_update else self._get
+        params = {"organization_id": organization_id, "experiment_id": experiment_id}
+        row = self._connection.execute(statement, params).first()
         return _experiment(row) if row is not None else None
 
-    def add(
-        self,
-        experiment_id: UUID,
-        organization_id: UUID,
-        state: ExperimentState,
-        user_id: UUID,
-        now: datetime,
-    ) -> None:
+    def add(self, experiment: Experiment) -> None:
         connection = self._connection
         connection.execute(
             _INSERT_EXPERIMENT,
             {
-                "id": experiment_id,
-                "organization_id": organization_id,
-                **experiment_values(state),
-                "created_at": now,
-                "created_by_user_id": user_id,
-                "updated_at": now,
-                "updated_by_user_id": user_id,
+                "id": experiment.id,
+                "organization_id": experiment.organization.id,
+                **experiment_values(experiment),
+                "created_at": experiment.created_at,
+                "created_by_user_id": experiment.created_by.id,
+                "updated_at": experiment.updated_at,
+                "updated_by_user_id": experiment.updated_by.id,
             },
         )
-        self._insert_groups(connection, experiment_id, enumerate(state.groups), now)
-        self._insert_room_links(connection, experiment_id, state.room_ids)
+        _insert_groups(connection, experiment.id, experiment.groups)
+        _insert_room_links(connection, experiment.id, experiment.room_ids)
 
-    def update(
-        self,
-        current: Experiment,
-        state: ExperimentState,
-        user_id: UUID,
-        now: datetime,
-        expected_version: int | None = None,
-    ) -> bool:
+    def update(self, current: Experiment, new: Experiment) -> bool:
         connection = self._connection
-        # Updating the experiment row first locks it (PostgreSQL), so a concurrent update
-        # of the same experiment waits here; the groups are then read as they now are.
+        # The experiment row first: on PostgreSQL that locks it, so a racing writer waits
+        # here and then finds the version moved on.
         params = {
             "of_organization": current.organization.id,
             "experiment_id": current.id,
-            **experiment_values(state),
-            "updated_at": now,
-            "updated_by_user_id": user_id,
+            "expected_version": current.version,
+            **experiment_values(new),
+            "updated_at": new.updated_at,
+            "updated_by_user_id": new.updated_by.id,
         }
-        if expected_version is None:
-            updated = connection.execute(_UPDATE_EXPERIMENT, params).first()
-        else:
-            params["expected_version"] = expected_version
-            updated = connection.execute(_UPDATE_EXPERIMENT_IF_VERSION, params).first()
-        if updated is None:
-            return False  # deleted, or (If-Match) changed, since it was read
-        # Every write moves the version on by one: if ours is the only move since `current`
-        # was read, `current` still shows the stored groups and rooms, and what did not
-        # change need not be read or written again.
-        unchanged_since_read = updated.version == current.version + 1
-        self._replace_groups(
-            connection,
-            current.id,
-            state.groups,
-            now,
-            {g.order: (g.id, group_values(g)) for g in current.groups}
-            if unchanged_since_read
-            else None,
-        )
-        same_rooms = tuple(state.room_ids) == tuple(room.id for room in current.rooms)
-        if not (unchanged_since_read and same_rooms):
+        if connection.execute(_UPDATE_EXPERIMENT, params).rowcount == 0:
+            return False  # deleted, or written by another, since `current` was read
+        # The version matched, so the stored groups and rooms are `current`'s: write only
+        # what changed (changed_experiment keeps the id of group i and the group itself when
+        # its values do not change).
+        count = len(new.groups)
+        if len(current.groups) > count:
+            connection.execute(_DELETE_GROUPS_FROM, {"experiment_id": current.id, "count": count})
+        kept = {group.id: group for group in current.groups}
+        changed = [
+            {"group_id": group.id, **group_values(group), "updated_at": group.updated_at}
+            for group in new.groups
+            if group.id in kept and group != kept[group.id]
+        ]
+        if changed:
+            connection.execute(_UPDATE_GROUP, changed)
+        _insert_groups(connection, current.id, [g for g in new.groups if g.id not in kept])
+        if new.room_ids != current.room_ids:
             connection.execute(_DELETE_ROOM_LINKS, {"experiment_id": current.id})
-            self._insert_room_links(connection, current.id, state.room_ids)
+            _insert_room_links(connection, current.id, new.room_ids)
         return True
 
     def delete(
@@ -356,83 +343,62 @@ class SqlAlchemyExperimentRepository:
             result = self._connection.execute(_DELETE_EXPERIMENT_IF_VERSION, params)
         return result.rowcount > 0
 
-    def existing_goal_ids(self, organization_id: UUID, ids: set[UUID]) -> frozenset[UUID]:
-        return self._existing(_EXISTING_GOALS, organization_id, ids)
+    def goals(self, organization_id: UUID, ids: set[UUID]) -> dict[UUID, Goal]:
+        return {
+            row.id: Goal(
+                row.id,
+                row.name,
+                Organization(
+                    row.organization_id, row.organization_name, row.has_active_subscription
+                ),
+            )
+            for row in self._matching(_GOALS, organization_id, ids)
+        }
 
-    def existing_room_ids(self, organization_id: UUID, ids: set[UUID]) -> frozenset[UUID]:
-        return self._existing(_EXISTING_ROOMS, organization_id, ids)
+    def rooms(self, organization_id: UUID, ids: set[UUID]) -> dict[UUID, Room]:
+        return {
+            row.id: Room(row.id, row.name, row.organization_id)
+            for row in self._matching(_ROOMS, organization_id, ids)
+        }
 
-    def _existing(self, statement: Any, organization_id: UUID, ids: set[UUID]) -> frozenset[UUID]:
+    def _matching(
+        self, statement: Select[Any], organization_id: UUID, ids: set[UUID]
+    ) -> Sequence[Row[Any]]:
         if not ids:
-            return frozenset()
+            return ()
         params = {"organization_id": organization_id, "ids": list(ids)}
-        return frozenset(self._connection.execute(statement, params).scalars())
+        return self._connection.execute(statement, params).all()
 
-    def _replace_groups(
-        self,
-        connection: Connection,
-        experiment_id: UUID,
-        groups: Sequence[GroupState],
-        now: datetime,
-        stored: dict[int, tuple[UUID, dict[str, Any]]] | None = None,
-    ) -> None:
-        """Group i updates the stored group at position i; the rest are created or deleted.
 
-        `stored`: the stored groups by position (id, values), when the caller knows them."""
-        if stored is None:
-            stored = {
-                row.position: (row.id, _stored_group_values(row))
-                for row in connection.execute(_STORED_GROUPS, {"experiment_id": experiment_id})
-            }
-        count = len(groups)
-        if any(position >= count for position in stored):
-            connection.execute(
-                _DELETE_GROUPS_FROM, {"experiment_id": experiment_id, "count": count}
-            )
-        # Only groups that change get a new updated_at.
-        changed = [
-            {"group_id": stored[position][0], **values, "updated_at": now}
-            for position, values in enumerate(map(group_values, groups))
-            if position in stored and values != stored[position][1]
-        ]
-        if changed:
-            connection.execute(_UPDATE_GROUP, changed)
-        added = [(position, g) for position, g in enumerate(groups) if position not in stored]
-        self._insert_groups(connection, experiment_id, added, now)
+def _insert_groups(connection: Connection, experiment_id: UUID, groups: Sequence[Group]) -> None:
+    if groups:
+        connection.execute(
+            _INSERT_GROUP,
+            [
+                {
+                    "id": group.id,
+                    "experiment_id": experiment_id,
+                    "position": group.order,
+                    **group_values(group),
+                    "created_at": group.created_at,
+                    "updated_at": group.updated_at,
+                }
+                for group in groups
+            ],
+        )
 
-    @staticmethod
-    def _insert_groups(
-        connection: Connection,
-        experiment_id: UUID,
-        groups: Iterable[tuple[int, GroupState]],
-        now: datetime,
-    ) -> None:
-        values = [
-            {
-                "id": uuid4(),
-                "experiment_id": experiment_id,
-                "position": position,
-                **group_values(group),
-                "created_at": now,
-                "updated_at": now,
-            }
-            for position, group in groups
-        ]
-        if values:
-            connection.execute(_INSERT_GROUP, values)
 
-    @staticmethod
-    def _insert_room_links(
-        connection: Connection, experiment_id: UUID, room_ids: Sequence[UUID]
-    ) -> None:
-        if room_ids:
-            connection.execute(
-                _INSERT_ROOM_LINK,
-                [
-                    {"experiment_id": experiment_id, "room_id": room_id, "position": position}
-                    for position, room_id in enumerate(room_ids)
-                ],
-            )
+def _insert_room_links(
+    connection: Connection, experiment_id: UUID, room_ids: Sequence[UUID]
+) -> None:
+    if room_ids:
+        connection.execute(
+            _INSERT_ROOM_LINK,
+            [
+                {"experiment_id": experiment_id, "room_id": room_id, "position": position}
+                for position, room_id in enumerate(room_ids)
+            ],
+        )
 
 
 _key_of_user = (
@@ -517,7 +483,7 @@ class SqlAlchemyPrincipalRepository:
         return Principal(user, organization, row.can_manage_settings)
 
 
-def experiment_values(state: ExperimentState) -> dict[str, Any]:
+def experiment_values(state: ExperimentState | Experiment) -> dict[str, Any]:
     """The stored columns of an experiment's writable attributes (also bench/seed.py's)."""
     return {
         "is_draft": state.is_draft,
@@ -537,15 +503,6 @@ def group_values(group: GroupState | Group) -> dict[str, Any]:
         "percentage": group.percentage,
         "group_type": str(group.group_type.value) if group.group_type else None,
         "treatment": group.treatment,
-    }
-
-
-def _stored_group_values(row: Row[Any]) -> dict[str, Any]:
-    return {
-        "name": row.name,
-        "percentage": row.percentage,
-        "group_type": row.group_type,
-        "treatment": row.treatment,
     }
 
 

@@ -16,6 +16,7 @@ from server.adapters.repository import (
 )
 from server.adapters.views import Renderer, SqlAlchemyExperimentViews
 from server.service_layer.ports import (
+    ExperimentReader,
     ExperimentRepository,
     ExperimentViewReader,
     ExperimentViews,
@@ -37,9 +38,12 @@ class SqlAlchemyReadUnitOfWork:
     SQLite: query_only) and run each statement on its own, with no BEGIN or ROLLBACK: that
     is consistent because every read of the repositories is a single statement, and it
     keeps the hot read path at one round trip. The repositories speak SQLAlchemy Core, so
-    no ORM Session is needed.
+    no ORM Session is needed. A write prepares here (loads, checks, renders) before its
+    transaction: reading the experiment twice in separate statements is fine there, since
+    the write that follows is a compare-and-set on the version read.
     """
 
+    experiments: ExperimentReader
     views: ExperimentViewReader
     principals: PrincipalRepository
 
@@ -51,6 +55,7 @@ class SqlAlchemyReadUnitOfWork:
     def __enter__(self) -> Self:
         connection = self._engine.connect()
         self._connection = connection
+        self.experiments = SqlAlchemyExperimentRepository(connection)
         self.views = SqlAlchemyExperimentViews(connection, None)
         self.principals = _principals(connection, self._principal_cache)
         return self

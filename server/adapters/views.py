@@ -5,11 +5,12 @@ serialized, beside what reads need: its organization, its keyset position (creat
 id) and its version (the etag). Get is one SELECT of a row, List one SELECT of a page of
 rows; nothing is decoded, the bytes go to the client as they are (see the servicer).
 
-The write path keeps the rows current: after writing an experiment it loads it as a
-domain object (SqlAlchemyExperimentRepository.get, the one way to load one) and calls
-`store`, in the same transaction; deleting an experiment deletes its row (the foreign key
-cascades). It is a projection, not a source of truth: `rebuild` renders rows again from
-the experiment tables, and `stale` says which rows differ from a fresh render.
+The write path keeps the rows current: it builds the experiment it writes as a domain
+object (domain.model.new_experiment / changed_experiment), renders it with the Renderer
+before its transaction and `store`s the view in the same transaction as the experiment;
+deleting an experiment deletes its row (the foreign key cascades). It is a projection,
+not a source of truth: `rebuild` renders rows again from the experiment tables, and
+`stale` says which rows differ from a fresh render (of the experiment as loaded).
 
 Rendering needs the protobuf message, which the entrypoints own: this adapter is given a
 Renderer when the server is composed (grpc_server.build_server), so adapters stay free of
@@ -41,6 +42,16 @@ class Renderer:
     # Stored with each row; change it whenever `render` would produce other bytes, and
     # `experiments-admin migrate` renders the rows of older versions again.
     version: int
+
+    def view(self, experiment: Experiment) -> ExperimentView:
+        """The experiment's view: what the write path stores and reads send."""
+        return ExperimentView(
+            experiment.id,
+            experiment.organization.id,
+            experiment.created_at,
+            experiment.version,
+            self.render(experiment),
+        )
 
 
 _views = Base.metadata.tables[ExperimentViewRecord.__tablename__]
@@ -131,36 +142,31 @@ class SqlAlchemyExperimentViews:
             views.reverse()  # fetched oldest first, shown newest first
         return views, has_more
 
-    def store(self, experiment: Experiment) -> ExperimentView:
-        view, row = self._render(experiment)
-        self._connection.execute(_UPSERT, row)
-        return view
+    def store(self, view: ExperimentView) -> None:
+        self._connection.execute(_UPSERT, self._row(view))
 
     def store_all(self, experiments: list[Experiment]) -> None:
-        """`store` for many experiments, in one statement."""
+        """Renders and stores the views of many experiments, in one statement."""
         if experiments:
-            rows = [self._render(experiment)[1] for experiment in experiments]
-            self._connection.execute(_UPSERT, rows)
+            renderer = self._require_renderer()
+            self._connection.execute(
+                _UPSERT, [self._row(renderer.view(experiment)) for experiment in experiments]
+            )
 
-    def _render(self, experiment: Experiment) -> tuple[ExperimentView, dict[str, Any]]:
-        if self._renderer is None:
-            raise RuntimeError("this unit of work was made without a renderer: it cannot write")
-        view = ExperimentView(
-            experiment.id,
-            experiment.organization.id,
-            experiment.created_at,
-            experiment.version,
-            self._renderer.render(experiment),
-        )
-        row = {
+    def _row(self, view: ExperimentView) -> dict[str, Any]:
+        return {
             "experiment_id": view.id,
             "organization_id": view.organization_id,
             "created_at": view.created_at,
             "version": view.version,
-            "render_version": self._renderer.version,
+            "render_version": self._require_renderer().version,
             "message": view.message,
         }
-        return view, row
+
+    def _require_renderer(self) -> Renderer:
+        if self._renderer is None:
+            raise RuntimeError("this unit of work was made without a renderer: it cannot write")
+        return self._renderer
 
 
 _BATCH = 500

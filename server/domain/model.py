@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 # A treatment is stored and returned as the client sent it (name, actions, conditions).
 Treatment = dict[str, Any]
@@ -153,3 +153,88 @@ class ExperimentState:
 def etag_of(version: int) -> str:
     """The etag clients see for a stored version of an experiment."""
     return str(version)
+
+
+def new_experiment(
+    experiment_id: UUID,
+    organization: Organization,
+    state: ExperimentState,
+    goal: Goal | None,
+    rooms: tuple[Room, ...],
+    author: User,
+    now: datetime,
+) -> Experiment:
+    """The experiment a create stores, exactly as a read will show it: version 1, its groups
+    numbered in the order given, every timestamp `now`."""
+    return Experiment(
+        id=experiment_id,
+        organization=organization,
+        **_attributes(state),
+        goal=goal,
+        rooms=rooms,
+        groups=tuple(_new_group(order, group, now) for order, group in enumerate(state.groups)),
+        created_at=now,
+        created_by=author,
+        updated_at=now,
+        updated_by=author,
+    )
+
+
+def changed_experiment(
+    current: Experiment,
+    state: ExperimentState,
+    goal: Goal | None,
+    rooms: tuple[Room, ...],
+    author: User,
+    now: datetime,
+) -> Experiment:
+    """The experiment an update stores: the next version, updated by `author` at `now`.
+
+    Group i of the new state is the current group i with its id and created_at; it gets a
+    new updated_at only if its values change. Groups beyond the current count are new, and
+    current groups beyond the new count are gone.
+    """
+    groups = []
+    for order, group in enumerate(state.groups):
+        kept = current.groups[order] if order < len(current.groups) else None
+        if kept is None:
+            groups.append(_new_group(order, group, now))
+        elif _values(kept) == _values(group):
+            groups.append(kept)
+        else:
+            groups.append(replace(kept, **_values(group), updated_at=now))
+    return replace(
+        current,
+        **_attributes(state),
+        goal=goal,
+        rooms=rooms,
+        groups=tuple(groups),
+        updated_at=now,
+        updated_by=author,
+        version=current.version + 1,
+    )
+
+
+def _attributes(state: ExperimentState) -> dict[str, Any]:
+    """The experiment's own writable attributes (its goal, rooms and groups aside)."""
+    return {
+        "is_draft": state.is_draft,
+        "name": state.name,
+        "starts_at": state.starts_at,
+        "ends_at": state.ends_at,
+        "group_reset_interval": state.group_reset_interval,
+    }
+
+
+def _new_group(order: int, group: GroupState, now: datetime) -> Group:
+    return Group(id=uuid4(), order=order, **_values(group), created_at=now, updated_at=now)
+
+
+def _values(group: Group | GroupState) -> dict[str, Any]:
+    """A group's writable attributes."""
+    return {
+        "name": group.name,
+        "percentage": group.percentage,
+        "group_type": group.group_type,
+        "treatment": group.treatment,
+    }

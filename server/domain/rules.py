@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, TypeVar
 from uuid import UUID
@@ -23,10 +23,12 @@ from server.domain.model import (
     DEFAULT_RESET_INTERVAL,
     Experiment,
     ExperimentState,
+    Goal,
     Group,
     GroupState,
     GroupType,
     ResetInterval,
+    Room,
     Treatment,
 )
 
@@ -91,10 +93,16 @@ class ExperimentInput:
 
 @dataclass(frozen=True)
 class References:
-    """Which of the goal and room IDs a request refers to exist in the experiment's organization."""
+    """The goals and rooms, among those a request refers to, that exist in the experiment's
+    organization, by ID."""
 
-    goal_ids: frozenset[UUID] = frozenset()
-    room_ids: frozenset[UUID] = frozenset()
+    goals: Mapping[UUID, Goal] = field(default_factory=dict)
+    rooms: Mapping[UUID, Room] = field(default_factory=dict)
+
+    def goal_and_rooms(self, state: ExperimentState) -> tuple[Goal | None, tuple[Room, ...]]:
+        """What a valid state's goal_id and room_ids refer to (validated against these)."""
+        goal = self.goals[state.goal_id] if state.goal_id is not None else None
+        return goal, tuple(self.rooms[room_id] for room_id in state.room_ids)
 
 
 def parse_uuid(value: str) -> UUID | None:
@@ -203,7 +211,7 @@ class _Check:
         goal_id = parse_uuid(sent)
         if goal_id is None:
             self.fail("goal_id", messages.NOT_A_UUID)
-        elif goal_id not in self.refs.goal_ids:
+        elif goal_id not in self.refs.goals:
             self.fail("goal_id", messages.GOAL_NOT_IN_ORGANIZATION)
         return goal_id
 
@@ -267,7 +275,7 @@ class _Check:
                 self.fail(field, messages.NOT_A_UUID)
             elif room_id in room_ids:
                 self.fail(field, messages.DUPLICATE_ROOM)
-            elif room_id not in self.refs.room_ids:
+            elif room_id not in self.refs.rooms:
                 self.fail(field, messages.ROOM_NOT_IN_ORGANIZATION)
             else:
                 room_ids.append(room_id)

@@ -83,6 +83,7 @@ def build_server(settings: Settings, *, reuse_port: bool = False) -> RunningServ
         # renderer here keeps protobuf out of the adapters and the service layer.
         lambda: SqlAlchemyUnitOfWork(engine, renderer=RENDERER, principal_cache=principals),
         lambda: SqlAlchemyReadUnitOfWork(read_engine, principal_cache=principals),
+        render=RENDERER.view,
     )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.threads),

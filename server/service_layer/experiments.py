@@ -1,8 +1,9 @@
 """The experiment use cases: authenticate, authorize, load, check, store; one transaction each.
 
 Reads answer from the read model (ports.ExperimentViews): stored views, no domain objects.
-Writes load the experiment, apply the rules, store it, and store its new view in the same
-transaction; they return that view, which is what the client gets back.
+Writes load the experiment, apply the rules, build and render what they will store, then
+store it and its view in one short transaction; they return that view, which is what the
+client gets back.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from server.domain.concurrency import (
     request_fingerprint,
 )
 from server.domain.errors import DomainError, NotFound, PreconditionFailed, Unauthenticated
-from server.domain.model import Experiment, Principal
+from server.domain.model import Experiment, Principal, changed_experiment, new_experiment
 from server.domain.pagination import (
     Page,
     Position,
@@ -52,11 +53,15 @@ class ExperimentService:
         self,
         unit_of_work: Callable[[], UnitOfWork],
         read_unit_of_work: Callable[[], ReadUnitOfWork],
+        *,
+        render: Callable[[Experiment], ExperimentView],
         clock: Clock = utc_now,
     ) -> None:
+        """`render` makes the read model's view of an experiment (the entrypoint's message)."""
         self._unit_of_work = unit_of_work
-        # Reads get a unit of work that cannot write: no write methods, no commit.
+        # Reads, and writes before their transaction, get a unit of work that cannot write.
         self._read_unit_of_work = read_unit_of_work
+        self._render = render
         self._clock = clock
 
     def list(
@@ -95,31 +100,51 @@ class ExperimentService:
         idempotency_key: str | None = None,
     ) -> ExperimentView:
         """Creates an experiment; with an idempotency key, a retry returns the first one."""
+        if idempotency_key is not None:
+            return self._create_once(api_key, organization_id, data, idempotency_key)
+        # Everything but the write happens before the write transaction (on SQLite, the one
+        # writer of the file), which then only inserts: nothing it read can have changed
+        # meanwhile, since goals and rooms are never deleted and the id is new.
+        with self._read_unit_of_work() as reader:
+            principal = self._principal(reader, api_key)
+            authorize(principal, organization_id, Action.WRITE)
+            experiment = self._new_experiment(reader, principal, uuid4(), data)
+        view = self._render(experiment)
+        with self._unit_of_work() as uow:
+            uow.experiments.add(experiment)
+            uow.views.store(view)
+            uow.commit()
+        return view
+
+    def _create_once(
+        self, api_key: str | None, organization_id: str, data: ExperimentInput, key: str
+    ) -> ExperimentView:
+        """A create with an idempotency key: all in the transaction that claims the key."""
         with self._unit_of_work() as uow:
             principal = self._principal(uow, api_key)
             organization = _authorized_organization(principal, organization_id, Action.WRITE)
             experiment_id = uuid4()
             now = self._now()
-            if idempotency_key is not None:
-                # Claimed before anything else: a concurrent retry waits here for this one.
-                request = IdempotentRequest(request_fingerprint(data), experiment_id)
-                earlier = uow.idempotency_keys.claim(
-                    organization,
-                    principal.user.id,
-                    checked_idempotency_key(idempotency_key),
-                    request,
-                    now,
-                    now - IDEMPOTENCY_KEY_LIFETIME,
-                )
-                if earlier is not None:
-                    check_same_request(earlier, request.fingerprint)
-                    view = uow.views.get(organization, earlier.experiment_id)
-                    if view is None:
-                        raise NotFound(messages.EXPERIMENT_NOT_FOUND)
-                    return view
-            state = validate_new(data, _references(uow, organization, data))
-            uow.experiments.add(experiment_id, organization, state, principal.user.id, now)
-            view = uow.views.store(self._existing(uow, organization, str(experiment_id)))
+            # Claimed before anything else: a concurrent retry waits here for this one.
+            request = IdempotentRequest(request_fingerprint(data), experiment_id)
+            earlier = uow.idempotency_keys.claim(
+                organization,
+                principal.user.id,
+                checked_idempotency_key(key),
+                request,
+                now,
+                now - IDEMPOTENCY_KEY_LIFETIME,
+            )
+            if earlier is not None:
+                check_same_request(earlier, request.fingerprint)
+                view = uow.views.get(organization, earlier.experiment_id)
+                if view is None:
+                    raise NotFound(messages.EXPERIMENT_NOT_FOUND)
+                return view
+            experiment = self._new_experiment(uow, principal, experiment_id, data, now)
+            view = self._render(experiment)
+            uow.experiments.add(experiment)
+            uow.views.store(view)
             uow.commit()
             return view
 
@@ -131,19 +156,23 @@ class ExperimentService:
         data: ExperimentInput,
         if_match: str | None = None,
     ) -> ExperimentView:
-        """Replaces the experiment; with If-Match, only if it is still the version named."""
+        """Replaces the experiment; with If-Match, only if it is still the version named.
+
+        All in the write transaction, on the experiment locked as it is: unlike a create,
+        preparing it before would race every other writer of the same experiment, and
+        under load (many clients updating one experiment) redoing the losers measured
+        slower than waiting (bench/README.md). It no longer reads back what it wrote.
+        """
         with self._unit_of_work() as uow:
             principal = self._principal(uow, api_key)
             organization = _authorized_organization(principal, organization_id, Action.WRITE)
-            current = self._existing(uow, organization, experiment_id)
+            current = self._existing(uow, organization, experiment_id, for_update=True)
             check_if_match(if_match, current)
-            now = self._now()
-            references = _references(uow, organization, data, current)
-            state = validate_update(current, data, references, now)
-            expected = current.version if if_match is not None else None
-            if not uow.experiments.update(current, state, principal.user.id, now, expected):
-                raise self._changed_or_gone(uow, organization, current.id)
-            view = uow.views.store(self._existing(uow, organization, experiment_id))
+            experiment = self._changed_experiment(uow, principal, current, data)
+            view = self._render(experiment)
+            if not uow.experiments.update(current, experiment):
+                raise RuntimeError("a locked experiment changed")  # the lock forbids it
+            uow.views.store(view)
             uow.commit()
             return view
 
@@ -169,7 +198,7 @@ class ExperimentService:
 
     @staticmethod
     def _changed_or_gone(uow: UnitOfWork, organization: UUID, experiment_id: UUID) -> DomainError:
-        """Why a write found nothing to write: another one changed or deleted it meanwhile."""
+        """Why a delete found nothing to delete: another write changed or deleted it meanwhile."""
         if uow.experiments.get(organization, experiment_id) is None:
             return NotFound(messages.EXPERIMENT_NOT_FOUND)
         return PreconditionFailed(messages.ETAG_MISMATCH)
@@ -191,12 +220,48 @@ class ExperimentService:
         return _authorized_organization(self._principal(uow, api_key), organization_id, action)
 
     @staticmethod
-    def _existing(uow: UnitOfWork, organization: UUID, experiment_id: str) -> Experiment:
+    def _existing(
+        uow: ReadUnitOfWork, organization: UUID, experiment_id: str, *, for_update: bool = False
+    ) -> Experiment:
         identifier = parse_uuid(experiment_id)
-        experiment = uow.experiments.get(organization, identifier) if identifier else None
+        experiment = (
+            uow.experiments.get(organization, identifier, for_update=for_update)
+            if identifier
+            else None
+        )
         if experiment is None:
             raise NotFound(messages.EXPERIMENT_NOT_FOUND)
         return experiment
+
+    def _new_experiment(
+        self,
+        uow: ReadUnitOfWork,
+        principal: Principal,
+        experiment_id: UUID,
+        data: ExperimentInput,
+        now: datetime | None = None,
+    ) -> Experiment:
+        references = _references(uow, principal.organization.id, data)
+        state = validate_new(data, references)
+        goal, rooms = references.goal_and_rooms(state)
+        return new_experiment(
+            experiment_id,
+            principal.organization,
+            state,
+            goal,
+            rooms,
+            principal.user,
+            now or self._now(),
+        )
+
+    def _changed_experiment(
+        self, uow: ReadUnitOfWork, principal: Principal, current: Experiment, data: ExperimentInput
+    ) -> Experiment:
+        now = self._now()
+        references = _references(uow, current.organization.id, data, current)
+        state = validate_update(current, data, references, now)
+        goal, rooms = references.goal_and_rooms(state)
+        return changed_experiment(current, state, goal, rooms, principal.user, now)
 
 
 def _authorized_organization(principal: Principal, organization_id: str, action: Action) -> UUID:
@@ -205,19 +270,20 @@ def _authorized_organization(principal: Principal, organization_id: str, action:
 
 
 def _references(
-    uow: UnitOfWork, organization: UUID, data: ExperimentInput, current: Experiment | None = None
+    uow: ReadUnitOfWork,
+    organization: UUID,
+    data: ExperimentInput,
+    current: Experiment | None = None,
 ) -> References:
-    """Which referenced goals and rooms exist in the organization. Those the current
-    experiment already refers to are known to (foreign keys keep them): only the others
-    are looked up, so an update that keeps its goal and rooms makes no query here."""
+    """The referenced goals and rooms that exist in the organization. Those the current
+    experiment already refers to are known (foreign keys keep them): only the others are
+    looked up, so an update that keeps its goal and rooms makes no query here."""
     goal_ids, room_ids = referenced_ids(data)
-    known_goals = {current.goal_id} & goal_ids if current and current.goal_id else set()
-    known_rooms = {room.id for room in current.rooms} & room_ids if current else set()
-    goal_ids -= known_goals
-    room_ids -= known_rooms
+    known_goals = {current.goal.id: current.goal} if current and current.goal else {}
+    known_rooms = {room.id: room for room in current.rooms} if current else {}
+    goal_ids -= known_goals.keys()
+    room_ids -= known_rooms.keys()
     return References(
-        goal_ids=frozenset(known_goals)
-        | (uow.experiments.existing_goal_ids(organization, goal_ids) if goal_ids else frozenset()),
-        room_ids=frozenset(known_rooms)
-        | (uow.experiments.existing_room_ids(organization, room_ids) if room_ids else frozenset()),
+        goals=known_goals | uow.experiments.goals(organization, goal_ids),
+        rooms=known_rooms | uow.experiments.rooms(organization, room_ids),
     )

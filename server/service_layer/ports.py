@@ -9,51 +9,44 @@ from typing import Protocol, Self
 from uuid import UUID
 
 from server.domain.concurrency import IdempotentRequest
-from server.domain.model import Experiment, ExperimentState, Principal, etag_of
+from server.domain.model import Experiment, Goal, Principal, Room, etag_of
 from server.domain.pagination import Position
 
 
-class ExperimentRepository(Protocol):
-    def get(self, organization_id: UUID, experiment_id: UUID) -> Experiment | None:
-        """The experiment as the domain sees it (what the rules and the read model need)."""
+class ExperimentReader(Protocol):
+    """Experiments as the domain sees them, and what they may refer to: what a write reads
+    to apply the rules, before (or inside) its transaction."""
 
-    def add(
-        self,
-        experiment_id: UUID,
-        organization_id: UUID,
-        state: ExperimentState,
-        user_id: UUID,
-        now: datetime,
-    ) -> None:
-        """Stores a new experiment; its groups get `order` 0..n-1 in the given order."""
+    def get(
+        self, organization_id: UUID, experiment_id: UUID, *, for_update: bool = False
+    ) -> Experiment | None:
+        """The experiment as the domain sees it (what the rules and the read model need).
 
-    def update(
-        self,
-        current: Experiment,
-        state: ExperimentState,
-        user_id: UUID,
-        now: datetime,
-        expected_version: int | None = None,
-    ) -> bool:
-        """Stores the new state and a new version. Group i updates the current group of order i
-        (keeping its id and created_at), extra groups are created, groups beyond the new count
-        are deleted.
+        `for_update` (in a write transaction): no other transaction can write it until this
+        one ends (PostgreSQL locks the row; SQLite's writer already excludes every other)."""
 
-        False, with nothing written, when the experiment is gone or, given `expected_version`,
-        is at another version: the check and the write are one atomic compare-and-set.
-        """
+    def goals(self, organization_id: UUID, ids: set[UUID]) -> dict[UUID, Goal]:
+        """Those of `ids` that are goals of the organization."""
+
+    def rooms(self, organization_id: UUID, ids: set[UUID]) -> dict[UUID, Room]:
+        """Those of `ids` that are rooms of the organization."""
+
+
+class ExperimentRepository(ExperimentReader, Protocol):
+    def add(self, experiment: Experiment) -> None:
+        """Stores a new experiment (domain.model.new_experiment) as it is."""
+
+    def update(self, current: Experiment, new: Experiment) -> bool:
+        """Stores `new` (domain.model.changed_experiment of `current`) if the stored
+        experiment is still at `current`'s version: a compare-and-set, so of racing writers
+        that read the same version exactly one stores. Only what differs from `current` is
+        written. False, with nothing written, when it is gone or at another version."""
 
     def delete(
         self, organization_id: UUID, experiment_id: UUID, expected_version: int | None = None
     ) -> bool:
         """Deletes the experiment with its groups and room links; False if there was none
         (or, given `expected_version`, it is at another version: then nothing is deleted)."""
-
-    def existing_goal_ids(self, organization_id: UUID, ids: set[UUID]) -> frozenset[UUID]:
-        """Those of `ids` that are goals of the organization."""
-
-    def existing_room_ids(self, organization_id: UUID, ids: set[UUID]) -> frozenset[UUID]:
-        """Those of `ids` that are rooms of the organization."""
 
 
 @dataclass(frozen=True)
@@ -97,8 +90,8 @@ class ExperimentViewReader(Protocol):
 class ExperimentViews(ExperimentViewReader, Protocol):
     """The read model as the write path sees it: it also stores views."""
 
-    def store(self, experiment: Experiment) -> ExperimentView:
-        """Renders the experiment as it now is and stores that as its view."""
+    def store(self, view: ExperimentView) -> None:
+        """Stores the view (rendered from the experiment as this transaction writes it)."""
 
 
 class IdempotencyKeyRepository(Protocol):
@@ -125,8 +118,12 @@ class PrincipalRepository(Protocol):
 
 
 class ReadUnitOfWork(Protocol):
-    """What reads (Get, List) may touch: no write method and no commit, so a write added
-    to a read path is a type error; the adapter also refuses it at run time."""
+    """What reads may touch (Get, List, and a write's preparation before its transaction):
+    no write method and no commit, so a write added to a read path is a type error; the
+    adapter also refuses it at run time."""
+
+    @property
+    def experiments(self) -> ExperimentReader: ...
 
     @property
     def views(self) -> ExperimentViewReader: ...

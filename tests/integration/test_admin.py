@@ -131,9 +131,9 @@ def test_created_user_authenticates_with_the_created_key_which_is_stored_only_ha
     try:
         with unit_of_work(engine) as uow:
             principal = uow.principals.by_key_hash(hash_api_key(str(key["api_key"])))
-            goals = uow.experiments.existing_goal_ids(
+            goals = uow.experiments.goals(
                 UUID(str(organization["id"])), {UUID(str(goal["id"]))}
-            )
+            ).keys()
         with engine.connect() as connection:
             stored = connection.execute(select(ApiKeyRecord.key_hash)).scalars().all()
     finally:

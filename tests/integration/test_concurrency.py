@@ -288,6 +288,7 @@ def test_an_expired_idempotency_key_creates_anew(migrated_url: str) -> None:
     service = ExperimentService(
         lambda: SqlAlchemyUnitOfWork(engine, renderer=RENDERER),
         lambda: SqlAlchemyReadUnitOfWork(read_engine),
+        render=RENDERER.view,
         clock=lambda: now,
     )
     data = experiment_input(published(world))

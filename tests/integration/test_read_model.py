@@ -47,12 +47,24 @@ def _seed(client: Client) -> list[str]:
         metadata=metadata,
     )
     renamed = published(client.world, name="Renamed", room_ids=client.world.room_ids[:1])
-    client.stub.UpdateExperiment(
-        pb.UpdateExperimentRequest(
-            organization_id=client.org, experiment_id=created[0].id, experiment=renamed
-        ),
-        metadata=metadata,
+    regrouped = published(client.world, groups=[pb.Group(name="All", percentage=100)])
+    keyed = (*metadata, ("idempotency-key", "read-model"))
+    draft_keyed = pb.CreateExperimentRequest(
+        organization_id=client.org, experiment=pb.Experiment(is_draft=True, name="Keyed")
     )
+    created.append(client.stub.CreateExperiment(draft_keyed, metadata=keyed))
+    # One update per way a write changes groups and rooms; the second and third with If-Match.
+    for experiment, body, if_match in (
+        (created[0], renamed, ()),
+        (created[2], regrouped, (("if-match", f'"{created[2].etag}"'),)),
+        (created[-1], published(client.world, name="Grown"), (("if-match", "*"),)),
+    ):
+        client.stub.UpdateExperiment(
+            pb.UpdateExperimentRequest(
+                organization_id=client.org, experiment_id=experiment.id, experiment=body
+            ),
+            metadata=(*metadata, *if_match),
+        )
     client.stub.DeleteExperiment(
         pb.DeleteExperimentRequest(organization_id=client.org, experiment_id=created[1].id),
         metadata=metadata,

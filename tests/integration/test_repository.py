@@ -29,9 +29,15 @@ from server.domain.model import (
     ExperimentState,
     GroupState,
     GroupType,
+    Organization,
     ResetInterval,
+    User,
+    changed_experiment,
+    new_experiment,
 )
 from server.domain.pagination import Position
+from server.domain.rules import References
+from server.entrypoints.translate import RENDERER
 from server.service_layer.ports import UnitOfWork
 from tests.integration.databases import read_unit_of_work, unit_of_work
 
@@ -105,6 +111,33 @@ def _draft() -> ExperimentState:
     )
 
 
+def _author(user_id: UUID, organization_id: UUID) -> User:
+    # The repository stores references by id: the names here are never written.
+    return User(user_id, "", "", organization_id)
+
+
+def _references(uow: UnitOfWork, organization_id: UUID, state: ExperimentState) -> References:
+    goal_ids = {state.goal_id} if state.goal_id else set()
+    return References(
+        uow.experiments.goals(organization_id, goal_ids),
+        uow.experiments.rooms(organization_id, set(state.room_ids)),
+    )
+
+
+def _new(
+    uow: UnitOfWork,
+    organization_id: UUID,
+    state: ExperimentState,
+    user_id: UUID,
+    now: datetime = T0,
+) -> Experiment:
+    """The experiment a create would store (domain.model.new_experiment)."""
+    goal, rooms = _references(uow, organization_id, state).goal_and_rooms(state)
+    organization = Organization(organization_id, "")
+    author = _author(user_id, organization_id)
+    return new_experiment(uuid4(), organization, state, goal, rooms, author, now)
+
+
 def _add(
     engine: Engine,
     world: World,
@@ -112,20 +145,20 @@ def _add(
     now: datetime = T0,
     organization_id: UUID | None = None,
 ) -> UUID:
-    experiment_id = uuid4()
     organization_id = organization_id or world.organization_id
     with unit_of_work(engine) as uow:
-        uow.experiments.add(experiment_id, organization_id, state, world.user_id, now)
-        _store_view(uow, organization_id, experiment_id)
+        experiment = _new(uow, organization_id, state, world.user_id, now)
+        uow.experiments.add(experiment)
+        _store_view(uow, organization_id, experiment.id)
         uow.commit()
-    return experiment_id
+    return experiment.id
 
 
 def _store_view(uow: UnitOfWork, organization_id: UUID, experiment_id: UUID) -> None:
-    """Renders the experiment into the read model, as the write use cases do."""
+    """Renders the experiment as stored into the read model."""
     experiment = uow.experiments.get(organization_id, experiment_id)
     assert experiment is not None
-    uow.views.store(experiment)
+    uow.views.store(RENDERER.view(experiment))
 
 
 def _get(engine: Engine, organization_id: UUID, experiment_id: UUID) -> Experiment:
@@ -133,6 +166,16 @@ def _get(engine: Engine, organization_id: UUID, experiment_id: UUID) -> Experime
         experiment = uow.experiments.get(organization_id, experiment_id)
     assert experiment is not None
     return experiment
+
+
+def _changed(
+    uow: UnitOfWork, current: Experiment, state: ExperimentState, user_id: UUID, now: datetime
+) -> Experiment:
+    """The experiment an update would store (domain.model.changed_experiment)."""
+    organization_id = current.organization.id
+    goal, rooms = _references(uow, organization_id, state).goal_and_rooms(state)
+    author = _author(user_id, organization_id)
+    return changed_experiment(current, state, goal, rooms, author, now)
 
 
 def _update(
@@ -143,7 +186,7 @@ def _update(
     now: datetime,
 ) -> Experiment:
     with unit_of_work(engine) as uow:
-        uow.experiments.update(current, state, user_id, now)
+        assert uow.experiments.update(current, _changed(uow, current, state, user_id, now))
         uow.commit()
     return _get(engine, current.organization.id, current.id)
 
@@ -368,7 +411,35 @@ def test_updating_an_experiment_deleted_meanwhile_reports_nothing_written(
         uow.commit()
 
     with unit_of_work(engine) as uow:
-        assert not uow.experiments.update(current, _published(world), world.user_id, T0)
+        changed = _changed(uow, current, _published(world), world.user_id, T0)
+        assert not uow.experiments.update(current, changed)
+
+
+def test_update_of_a_version_written_since_it_was_read_writes_nothing(
+    engine: Engine, world: World
+) -> None:
+    current = _get(engine, world.organization_id, _add(engine, world, _published(world)))
+    later = T0 + timedelta(hours=1)
+    moved_on = _update(engine, current, _published(world, name="Moved on"), world.user_id, later)
+
+    with unit_of_work(engine) as uow:
+        stale = _changed(uow, current, _published(world, name="Stale"), world.editor_id, later)
+        written = uow.experiments.update(current, stale)
+        uow.commit()
+
+    assert written is False
+    assert _get(engine, world.organization_id, current.id) == moved_on
+
+
+def test_an_experiment_read_for_update_is_the_one_stored(engine: Engine, world: World) -> None:
+    # FOR UPDATE OF experiments on PostgreSQL (the row stays locked until the transaction
+    # ends); nothing on SQLite, whose writer excludes every other.
+    stored = _get(engine, world.organization_id, _add(engine, world, _published(world)))
+
+    with unit_of_work(engine) as uow:
+        locked = uow.experiments.get(world.organization_id, stored.id, for_update=True)
+
+    assert locked == stored
 
 
 def test_delete_removes_the_experiment_with_its_groups_and_room_links(
@@ -401,23 +472,25 @@ def test_delete_through_another_organization_deletes_nothing(engine: Engine, wor
     assert _get(engine, world.organization_id, experiment_id).id == experiment_id
 
 
-def test_existing_goal_and_room_ids_are_only_those_of_the_organization(
-    engine: Engine, world: World
-) -> None:
+def test_goals_and_rooms_are_only_those_of_the_organization(engine: Engine, world: World) -> None:
     unknown = uuid4()
 
     with unit_of_work(engine) as uow:
-        goals = uow.experiments.existing_goal_ids(
+        goals = uow.experiments.goals(
             world.organization_id, {world.goal_id, world.other_goal_id, unknown}
         )
-        rooms = uow.experiments.existing_room_ids(
+        rooms = uow.experiments.rooms(
             world.organization_id, {*world.room_ids, world.other_room_id, unknown}
         )
-        nothing = uow.experiments.existing_room_ids(world.organization_id, set())
+        nothing = uow.experiments.rooms(world.organization_id, set())
 
-    assert goals == {world.goal_id}
-    assert rooms == set(world.room_ids)
-    assert nothing == frozenset()
+    assert goals.keys() == {world.goal_id}
+    assert goals[world.goal_id].name == "Reached checkout page"
+    assert goals[world.goal_id].organization == Organization(world.organization_id, "Company Inc.")
+    assert rooms.keys() == set(world.room_ids)
+    assert [rooms[room_id].name for room_id in world.room_ids] == ["Room A", "Room B", "Room C"]
+    assert {room.organization_id for room in rooms.values()} == {world.organization_id}
+    assert nothing == {}
 
 
 def _page(
@@ -557,12 +630,12 @@ def test_demo_world_keys_authenticate_the_documented_principals(
         }
         organization = UUID(demo["organization_id"])
         other_goal = UUID(demo["other_organization_goal_id"])
-        goals = uow.experiments.existing_goal_ids(organization, {UUID(demo["goal_id"]), other_goal})
-        rooms = uow.experiments.existing_room_ids(organization, {UUID(r) for r in demo["room_ids"]})
-        other_goals = uow.experiments.existing_goal_ids(
+        goals = uow.experiments.goals(organization, {UUID(demo["goal_id"]), other_goal}).keys()
+        rooms = uow.experiments.rooms(organization, {UUID(r) for r in demo["room_ids"]})
+        other_goals = uow.experiments.goals(
             principals["other_organization"].organization.id,  # type: ignore[union-attr]
             {other_goal},
-        )
+        ).keys()
 
     facts = {
         who: (p.organization.id, p.organization.has_active_subscription, p.can_manage_settings)
@@ -589,16 +662,15 @@ def test_demo_world_keys_authenticate_the_documented_principals(
 def test_unit_of_work_rolls_back_what_was_not_committed(
     engine: Engine, read_engine: Engine, world: World
 ) -> None:
-    experiment_id = uuid4()
-
     with pytest.raises(RuntimeError), unit_of_work(engine) as uow:
-        uow.experiments.add(experiment_id, world.organization_id, _draft(), world.user_id, T0)
-        _store_view(uow, world.organization_id, experiment_id)
+        experiment = _new(uow, world.organization_id, _draft(), world.user_id)
+        uow.experiments.add(experiment)
+        _store_view(uow, world.organization_id, experiment.id)
         raise RuntimeError("the use case failed")
     with unit_of_work(engine) as uow:
-        uncommitted = uuid4()
-        uow.experiments.add(uncommitted, world.organization_id, _draft(), world.user_id, T0)
-        _store_view(uow, world.organization_id, uncommitted)
+        uncommitted = _new(uow, world.organization_id, _draft(), world.user_id)
+        uow.experiments.add(uncommitted)
+        _store_view(uow, world.organization_id, uncommitted.id)
 
     assert _page(read_engine, world.organization_id, 10) == ([], False)
 
@@ -615,15 +687,13 @@ def test_concurrent_writers_each_read_then_write_and_all_commit(
         try:
             for _ in range(5):
                 with unit_of_work(engine) as uow:
-                    uow.experiments.existing_goal_ids(world.organization_id, {world.goal_id})
                     uow.views.list_page(world.organization_id, 1, None, False)
-                    experiment_id = uuid4()
-                    uow.experiments.add(
-                        experiment_id, world.organization_id, _published(world), world.user_id, T0
-                    )
-                    _store_view(uow, world.organization_id, experiment_id)
+                    # _new reads the goal and rooms
+                    experiment = _new(uow, world.organization_id, _published(world), world.user_id)
+                    uow.experiments.add(experiment)
+                    _store_view(uow, world.organization_id, experiment.id)
                     uow.commit()
-                added.append(experiment_id)
+                added.append(experiment.id)
         except BaseException as error:  # reported by the assertion below
             errors.append(error)
 
@@ -645,7 +715,7 @@ def test_read_only_unit_of_work_reads_while_a_writer_holds_its_transaction(
     seen: list[list[UUID]] = []
 
     with unit_of_work(engine) as writer:
-        writer.experiments.add(uuid4(), world.organization_id, _draft(), world.user_id, T0)
+        writer.experiments.add(_new(writer, world.organization_id, _draft(), world.user_id))
         reader = threading.Thread(
             target=lambda: seen.append(_page(read_engine, world.organization_id, 10)[0])
         )
@@ -661,13 +731,12 @@ def test_a_write_on_a_read_connection_fails_and_writes_nothing(
 ) -> None:
     # The read unit of work's type has no write method; this is the net below it, should a
     # write reach a read connection anyway (PostgreSQL runs reads in autocommit).
-    experiment_id = uuid4()
+    with unit_of_work(engine) as uow:
+        experiment = _new(uow, world.organization_id, _draft(), world.user_id)
     with read_engine.connect() as connection, pytest.raises(DBAPIError):
-        SqlAlchemyExperimentRepository(connection).add(
-            experiment_id, world.organization_id, _draft(), world.user_id, T0
-        )
+        SqlAlchemyExperimentRepository(connection).add(experiment)
 
-    assert _count(engine, ExperimentRecord.id, experiment_id) == 0
+    assert _count(engine, ExperimentRecord.id, experiment.id) == 0
 
 
 def test_an_organization_exists_once_one_is_created(

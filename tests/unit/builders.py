@@ -74,8 +74,8 @@ LAPSED = Principal(
 
 # What the rules are told exists in ORGANIZATION when they check a request's references.
 REFERENCES = References(
-    goal_ids=frozenset({GOAL.id, SECOND_GOAL.id}),
-    room_ids=frozenset({ROOM_A.id, ROOM_B.id}),
+    goals={GOAL.id: GOAL, SECOND_GOAL.id: SECOND_GOAL},
+    rooms={ROOM_A.id: ROOM_A, ROOM_B.id: ROOM_B},
 )
 
 TREATMENT_A: Treatment = {"name": "Rule-A", "actions": [], "conditions": []}

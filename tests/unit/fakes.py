@@ -9,19 +9,17 @@ so a test can tell "rejected before writing" from "written, then rolled back".
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
 from typing import Self, TypeVar
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from server.domain.access import hash_api_key
 from server.domain.concurrency import IdempotentRequest
 from server.domain.model import (
     Experiment,
-    ExperimentState,
     Goal,
-    Group,
     Organization,
     Principal,
     Room,
@@ -29,6 +27,7 @@ from server.domain.model import (
 )
 from server.domain.pagination import Position
 from server.service_layer.ports import (
+    ExperimentReader,
     ExperimentRepository,
     ExperimentView,
     ExperimentViewReader,
@@ -128,66 +127,27 @@ class FakeExperimentRepository:
     def __init__(self, store: FakeStore) -> None:
         self._store = store
 
-    def get(self, organization_id: UUID, experiment_id: UUID) -> Experiment | None:
+    def get(
+        self, organization_id: UUID, experiment_id: UUID, *, for_update: bool = False
+    ) -> Experiment | None:
         experiment = self._store.experiments.get(experiment_id)
         if experiment is None or experiment.organization.id != organization_id:
             return None
         return experiment
 
-    def add(
-        self,
-        experiment_id: UUID,
-        organization_id: UUID,
-        state: ExperimentState,
-        user_id: UUID,
-        now: datetime,
-    ) -> None:
-        self._store.writes.append(("add", experiment_id))
-        user = self._store.users[user_id]
-        self._store.experiments[experiment_id] = Experiment(
-            id=experiment_id,
-            organization=self._store.organizations[organization_id],
-            is_draft=state.is_draft,
-            name=state.name,
-            goal=self._goal(organization_id, state.goal_id),
-            starts_at=state.starts_at,
-            ends_at=state.ends_at,
-            group_reset_interval=state.group_reset_interval,
-            rooms=self._rooms(organization_id, state.room_ids),
-            groups=self._groups(state, (), now),
-            created_at=now,
-            created_by=user,
-            updated_at=now,
-            updated_by=user,
-        )
+    def add(self, experiment: Experiment) -> None:
+        self._check_references(experiment)
+        self._store.writes.append(("add", experiment.id))
+        self._store.experiments[experiment.id] = experiment
 
-    def update(
-        self,
-        current: Experiment,
-        state: ExperimentState,
-        user_id: UUID,
-        now: datetime,
-        expected_version: int | None = None,
-    ) -> bool:
+    def update(self, current: Experiment, new: Experiment) -> bool:
         stored = self.get(current.organization.id, current.id)
-        if stored is None or expected_version not in (None, stored.version):
+        if stored is None or stored.version != current.version:
             return False
+        self._check_references(new)
+        assert new.version == current.version + 1, "an update moves the version on by one"
         self._store.writes.append(("update", current.id))
-        organization_id = current.organization.id
-        self._store.experiments[current.id] = replace(
-            current,
-            version=stored.version + 1,
-            is_draft=state.is_draft,
-            name=state.name,
-            goal=self._goal(organization_id, state.goal_id),
-            starts_at=state.starts_at,
-            ends_at=state.ends_at,
-            group_reset_interval=state.group_reset_interval,
-            rooms=self._rooms(organization_id, state.room_ids),
-            groups=self._groups(state, current.groups, now),
-            updated_at=now,
-            updated_by=self._store.users[user_id],
-        )
+        self._store.experiments[current.id] = new
         return True
 
     def delete(
@@ -201,52 +161,29 @@ class FakeExperimentRepository:
         self._store.views.pop(experiment_id, None)  # as the foreign key cascades
         return True
 
-    def existing_goal_ids(self, organization_id: UUID, ids: set[UUID]) -> frozenset[UUID]:
+    def goals(self, organization_id: UUID, ids: set[UUID]) -> dict[UUID, Goal]:
         goals = self._store.goals
-        return frozenset(
-            i for i in ids if i in goals and goals[i].organization.id == organization_id
-        )
+        return {
+            i: goals[i] for i in ids if i in goals and goals[i].organization.id == organization_id
+        }
 
-    def existing_room_ids(self, organization_id: UUID, ids: set[UUID]) -> frozenset[UUID]:
+    def rooms(self, organization_id: UUID, ids: set[UUID]) -> dict[UUID, Room]:
         rooms = self._store.rooms
-        return frozenset(
-            i for i in ids if i in rooms and rooms[i].organization_id == organization_id
-        )
+        return {
+            i: rooms[i] for i in ids if i in rooms and rooms[i].organization_id == organization_id
+        }
 
-    # A foreign key would refuse a goal or room of another organization: so does the fake.
-
-    def _goal(self, organization_id: UUID, goal_id: UUID | None) -> Goal | None:
-        if goal_id is None:
-            return None
-        goal = self._store.goals[goal_id]
-        assert goal.organization.id == organization_id, "stored another organization's goal"
-        return goal
-
-    def _rooms(self, organization_id: UUID, room_ids: tuple[UUID, ...]) -> tuple[Room, ...]:
-        rooms = tuple(self._store.rooms[room_id] for room_id in room_ids)
-        assert all(r.organization_id == organization_id for r in rooms), "stored a foreign room"
-        return rooms
-
-    @staticmethod
-    def _groups(
-        state: ExperimentState, current: tuple[Group, ...], now: datetime
-    ) -> tuple[Group, ...]:
-        groups = []
-        for order, group in enumerate(state.groups):
-            existing = current[order] if order < len(current) else None
-            groups.append(
-                Group(
-                    id=existing.id if existing else uuid4(),
-                    order=order,
-                    name=group.name,
-                    percentage=group.percentage,
-                    group_type=group.group_type,
-                    treatment=group.treatment,
-                    created_at=existing.created_at if existing else now,
-                    updated_at=now,
-                )
-            )
-        return tuple(groups)
+    def _check_references(self, experiment: Experiment) -> None:
+        """A foreign key would refuse a goal, room or user that is not stored, or of another
+        organization: so does the fake."""
+        organization_id = experiment.organization.id
+        goal = experiment.goal
+        assert goal is None or self._store.goals.get(goal.id) == goal, "an unknown goal"
+        assert goal is None or goal.organization.id == organization_id, "a foreign goal"
+        for room in experiment.rooms:
+            assert self._store.rooms.get(room.id) == room, "an unknown room"
+            assert room.organization_id == organization_id, "a foreign room"
+        assert experiment.updated_by.id in self._store.users, "an unknown user"
 
 
 class FakeExperimentViews:
@@ -265,10 +202,9 @@ class FakeExperimentViews:
         rows = [v for v in self._store.views.values() if v.organization_id == organization_id]
         return keyset_page(rows, lambda v: Position(v.created_at, v.id), limit, start, backwards)
 
-    def store(self, experiment: Experiment) -> ExperimentView:
-        self._store.writes.append(("view", experiment.id))
-        view = self._store.views[experiment.id] = view_of(experiment)
-        return view
+    def store(self, view: ExperimentView) -> None:
+        self._store.writes.append(("view", view.id))
+        self._store.views[view.id] = view
 
 
 class FakeIdempotencyKeyRepository:
@@ -304,6 +240,7 @@ class FakeReadUnitOfWork:
 
     def __init__(self, store: FakeStore) -> None:
         # Typed as the ports, so that mypy checks the fakes implement them.
+        self.experiments: ExperimentReader = FakeExperimentRepository(store)
         self.views: ExperimentViewReader = FakeExperimentViews(store)
         self.principals: PrincipalRepository = FakePrincipalRepository(store)
 

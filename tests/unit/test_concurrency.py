@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+
 import pytest
 
 from server.domain import messages
@@ -18,15 +21,17 @@ from server.domain.errors import InvalidArgument, NotFound, PreconditionFailed
 from server.service_layer.experiments import ExperimentService
 from tests.unit.builders import (
     EDITOR_KEY,
+    NOW,
     ORGANIZATION,
     SECOND,
     published_input,
     rejected_fields,
     scheduled_experiment,
 )
-from tests.unit.fakes import FakeStore, ManualClock
+from tests.unit.fakes import FakeStore, FakeUnitOfWork, ManualClock, view_of
 
 ORG = str(ORGANIZATION.id)
+NOW_CLOCK = ManualClock(NOW)
 
 
 def test_entity_tags_are_a_star_or_a_list_of_quoted_weak_or_bare_tags() -> None:
@@ -101,6 +106,59 @@ def test_an_update_with_the_current_etag_writes_a_new_version(
     updated = service.update(EDITOR_KEY, ORG, str(stored.id), published_input(), if_match='"3"')
 
     assert updated.etag == "4"
+
+
+def _written_in_between(store: FakeStore, write: Callable[[], object]) -> ExperimentService:
+    """A service whose write transactions each begin right after `write` ran: another
+    client's write landing after the request arrived, just before its transaction (an
+    update that read the experiment before its transaction would miss it)."""
+
+    def unit_of_work() -> FakeUnitOfWork:
+        write()
+        return store.unit_of_work()
+
+    return ExperimentService(unit_of_work, store.read_unit_of_work, render=view_of, clock=NOW_CLOCK)
+
+
+def test_an_update_without_if_match_overwrites_a_write_that_came_in_between(
+    store: FakeStore,
+) -> None:
+    stored = store.put(scheduled_experiment(version=3))
+    other = replace(stored, name="Theirs", version=4)
+    service = _written_in_between(store, lambda: store.put(other))
+
+    updated = service.update(EDITOR_KEY, ORG, str(stored.id), published_input(name="Mine"))
+
+    # Applied to version 4: the last write wins as a whole, and moves the version on from it.
+    assert (store.experiments[stored.id].name, updated.etag) == ("Mine", "5")
+    assert store.views[stored.id] == updated == view_of(store.experiments[stored.id])
+    assert store.writes == [("update", stored.id), ("view", stored.id)]
+
+
+def test_an_update_with_if_match_refuses_a_write_that_came_in_between(store: FakeStore) -> None:
+    stored = store.put(scheduled_experiment(version=3))
+    service = _written_in_between(store, lambda: store.put(replace(stored, version=4)))
+
+    with pytest.raises(PreconditionFailed):
+        service.update(EDITOR_KEY, ORG, str(stored.id), published_input(), if_match='"3"')
+
+    assert store.experiments[stored.id].version == 4
+    assert store.writes == [] and store.commits == 0
+
+
+def test_an_update_of_an_experiment_deleted_in_between_is_not_found(store: FakeStore) -> None:
+    stored = store.put(scheduled_experiment(version=3))
+
+    def delete() -> None:
+        store.experiments.pop(stored.id, None)
+        store.views.pop(stored.id, None)
+
+    service = _written_in_between(store, delete)
+
+    with pytest.raises(NotFound):
+        service.update(EDITOR_KEY, ORG, str(stored.id), published_input())
+
+    assert store.writes == [] and store.commits == 0
 
 
 def test_a_delete_with_a_stale_etag_deletes_nothing_and_a_missing_one_is_not_found(

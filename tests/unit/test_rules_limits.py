@@ -16,6 +16,7 @@ from tests.unit.builders import (
     DAY,
     NOW,
     REFERENCES,
+    ROOM_A,
     SECOND,
     draft_experiment,
     draft_input,
@@ -176,8 +177,8 @@ def test_experiment_one_byte_over_the_limit_is_rejected() -> None:
 
 
 def _rooms(count: int) -> tuple[tuple[str, ...], References]:
-    ids = [UUID(int=n + 1) for n in range(count)]
-    return tuple(map(str, ids)), replace(REFERENCES, room_ids=frozenset(ids))
+    rooms = {room.id: room for room in (replace(ROOM_A, id=UUID(int=n + 1)) for n in range(count))}
+    return tuple(map(str, rooms)), replace(REFERENCES, rooms=rooms)
 
 
 def test_the_maximum_number_of_rooms_is_accepted() -> None:
