@@ -398,6 +398,8 @@ def test_group_type_may_be_null_but_not_missing_when_published(client: Client) -
 
 
 # --- a fixed number of queries ----------------------------------------------------------------
+# (A Get runs one fixed statement on the DBAPI cursor, which SQLAlchemy's events do not see:
+# server/adapters/views.py, _RawSelect.)
 
 
 def _count_queries(call: object) -> int:
@@ -412,25 +414,6 @@ def _count_queries(call: object) -> int:
     finally:
         event.remove(Engine, "before_cursor_execute", record)
     return len(statements)
-
-
-def test_a_get_costs_the_same_queries_whatever_the_experiments_size(client: Client) -> None:
-    small = _create(client, published(client.world, room_ids=[]))
-    big = published(client.world)
-    big.groups[0].percentage, big.groups[1].percentage = 10, 0
-    for n in range(9):
-        big.groups.append(
-            pb.Group(
-                name=f"G{n}",
-                percentage=10,
-                group_type=struct_pb2.Value(string_value="user_defined"),
-            )
-        )
-    big = _create(client, big)
-    assert len(big.groups) == 11 and len(big.rooms) == 2
-    assert _count_queries(lambda: _get(client, small.id)) == _count_queries(
-        lambda: _get(client, big.id)
-    )
 
 
 def test_a_list_page_costs_the_same_queries_whatever_the_table_size(client: Client) -> None:
