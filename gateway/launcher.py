@@ -9,14 +9,12 @@ nothing races for a port.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
 import ipaddress
 import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -31,6 +29,8 @@ from typing import IO, Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from server.entrypoints.processes import stop_with_parent
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "gateway" / "envoy.yaml"
@@ -202,22 +202,6 @@ def spawn(
         start_new_session=True,
         preexec_fn=functools.partial(stop_with_parent, os.getpid()),
     )
-
-
-PR_SET_PDEATHSIG = 1
-
-
-def stop_with_parent(parent: int) -> None:
-    """Asks the kernel for SIGTERM when the parent process dies (Linux PR_SET_PDEATHSIG).
-
-    Runs in the child; `parent` is the pid it expects as its parent: if that one died already,
-    before the request, the child ends at once.
-    """
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() != parent:
-        os._exit(1)
 
 
 def stop(process: subprocess.Popen[str], timeout: float = STOP_TIMEOUT) -> int:

@@ -12,6 +12,7 @@ import argparse
 import errno
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import sys
@@ -34,6 +35,7 @@ from server.config import ConfigError, Settings
 from server.domain import limits
 from server.entrypoints.interceptors import RpcInterceptor
 from server.entrypoints.logs import configure_logging
+from server.entrypoints.processes import stop_with_parent
 from server.entrypoints.servicer import ExperimentServicer
 from server.entrypoints.translate import RENDERER
 from server.service_layer.experiments import ExperimentService
@@ -202,7 +204,10 @@ def run_worker_processes(
         on_claimed(port)
     context = multiprocessing.get_context("spawn")
     workers = [
-        context.Process(target=target, args=(port, *args), name=f"worker-{n}") for n in range(count)
+        context.Process(
+            target=_run_worker, args=(os.getpid(), target, port, *args), name=f"worker-{n}"
+        )
+        for n in range(count)
     ]
     stopping = threading.Event()
 
@@ -237,6 +242,13 @@ def run_worker_processes(
                 other.terminate()
     holder.close()
     return exit_code
+
+
+def _run_worker(parent: int, target: Callable[..., None], *args: Any) -> None:
+    """A worker process: it ends with this process even if that one is killed (SIGKILL gives
+    no chance to pass the signal on), rather than serving on, orphaned, on the port."""
+    stop_with_parent(parent)
+    target(*args)
 
 
 def main(argv: list[str] | None = None) -> None:

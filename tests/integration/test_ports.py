@@ -10,6 +10,7 @@ from pathlib import Path
 import h2.config
 import h2.connection
 import h2.events
+import psutil
 import pytest
 
 from gateway import launcher
@@ -136,3 +137,38 @@ def test_a_server_restarted_right_after_a_graceful_stop_under_load_serves_at_onc
         launcher.wait_for_grpc(HOST, port, second, timeout=10)
     finally:
         assert launcher.stop(second) == 0
+
+
+def test_killing_the_server_stops_its_workers_rather_than_leaving_them_on_the_port(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'experiments.sqlite3'}"
+    schema.upgrade(url)
+    log = tmp_path / "server.log"
+    server = _serve(0, url, log)
+    try:
+        launcher.wait_for_grpc(HOST, port_served(log, server), server)
+        # The two workers: spawned interpreters (multiprocessing's spawn_main), children of it.
+        workers = launcher.poll(
+            lambda: _exactly_two(
+                [
+                    c
+                    for c in psutil.Process(server.pid).children()
+                    if "spawn_main" in str(c.cmdline())
+                ]
+            ),
+            what="two worker processes",
+            process=server,
+            log=log,
+        )
+    finally:
+        server.kill()  # no signal handler runs: nothing is passed on to the workers
+        server.wait()
+
+    gone, alive = psutil.wait_procs(workers, timeout=30)
+
+    assert alive == [] and len(gone) == 2
+
+
+def _exactly_two(processes: list[psutil.Process]) -> list[psutil.Process] | None:
+    return processes if len(processes) == 2 else None
