@@ -280,7 +280,10 @@ def test_permission_is_checked_before_existence(client: Client) -> None:
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
-@pytest.mark.parametrize("experiment_id", [str(uuid.uuid4()), "not-a-uuid", ""])
+# Named ids: the random UUID differs between pytest-xdist workers, which must collect alike.
+@pytest.mark.parametrize(
+    "experiment_id", [str(uuid.uuid4()), "not-a-uuid", ""], ids=["uuid", "not-a-uuid", "empty"]
+)
 def test_unknown_experiments_are_not_found(client: Client, experiment_id: str) -> None:
     for call in (_get, lambda c, i: _update(c, pb.Experiment(id=i, is_draft=True))):
         error = _fails(call, client, experiment_id)
