@@ -16,7 +16,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.adapters import schema
 from tests.e2e.payloads import upcoming
 from tests.e2e.rest import HTTP_1_1, RestClient
 from tests.e2e.stack import Stack, World
@@ -30,8 +29,7 @@ WRITES = {"POST", "PUT", "DELETE", "PATCH"}
 @pytest.fixture
 def fuzz_stack(fuzz_database: tuple[str, str], tmp_path: Path) -> Iterator[tuple[str, Stack]]:
     backend, url = fuzz_database
-    schema.upgrade(url)
-    stack = Stack(tmp_path, database_url=url)
+    stack = Stack(tmp_path, database_url=url)  # migrates the database
     try:
         stack.start()
         yield backend, stack
