@@ -21,6 +21,9 @@ BASELINE := contract/baseline.binpb
 PLAYWRIGHT := node_modules/playwright-core/package.json
 PLAYWRIGHT_VERSION := 1.65.1
 CHROMIUM := /usr/bin/chromium
+# make test's pytest processes (pytest-xdist): one per logical CPU; PYTEST_WORKERS=0 runs in one
+# process.
+PYTEST_WORKERS ?= logical
 
 .PHONY: help
 help: ## List the targets
@@ -119,7 +122,7 @@ test-typescript: $(STAMP) $(NODE_STAMP) ## The TypeScript client against the rea
 
 .PHONY: test
 test: $(STAMP) $(NODE_STAMP) $(PLAYWRIGHT) $(CHROMIUM) check-generated lint buf-build buf-breaking check-ts-generated check-openapi ## Set up, then run every test (unit, integration, e2e, contract, fuzz)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist worksteal
 
 .PHONY: test-unit
 test-unit: $(STAMP) ## Unit tests only (rules, no I/O)

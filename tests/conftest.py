@@ -1,9 +1,10 @@
-"""Settings of the whole test run: one line on whether PostgreSQL is covered."""
+"""Settings of the whole test run: whether PostgreSQL is covered, and what was fuzzed."""
 
 from __future__ import annotations
 
 import pytest
 
+from tests.fuzz.tally import write_summary
 from tests.integration.databases import postgres_status
 
 
@@ -12,4 +13,7 @@ def pytest_report_header() -> str:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    # Here rather than in tests/fuzz: with pytest-xdist only this conftest is sure to be loaded
+    # in the process that writes the summary.
+    write_summary(terminalreporter)
     terminalreporter.write_line(postgres_status())

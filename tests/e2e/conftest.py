@@ -1,7 +1,9 @@
 """Fixtures of the end-to-end tests: the real stack, demo worlds and REST clients.
 
 One stack per database serves the whole session (startup takes about two seconds): SQLite, and
-PostgreSQL when a server is there (tests/integration/databases.py), on a throwaway database.
+PostgreSQL when a server is there (tests/integration/databases.py), on a throwaway database. Each
+is started when a test first needs it and kept to the end of the session (of each pytest-xdist
+worker), whatever order pytest runs the tests in.
 Tests share a stack but not state: each creates the experiments it reads, and a test that needs
 an organization to itself (pagination, cross-organization) creates a fresh demo world. A test
 that stops the server gets a stack of its own.
@@ -16,7 +18,8 @@ tests/integration where it needs the database), not again here.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -77,18 +80,57 @@ def other_front_end() -> Iterator[FrontEnd]:
         yield front_end
 
 
+class SharedStacks:
+    """The session's stacks by database, each started on first use, and their shared worlds.
+
+    pytest tears a session fixture down whenever the next test has another parameter (here the
+    database, and the protocol beside it), and would start a stack again for it; these stay up.
+    """
+
+    def __init__(
+        self,
+        cleanup: ExitStack,
+        tmp_path_factory: pytest.TempPathFactory,
+        cors_origins: Sequence[str],
+    ) -> None:
+        self._cleanup = cleanup
+        self._tmp_path_factory = tmp_path_factory
+        self._cors_origins = cors_origins
+        self._stacks: dict[str, Stack] = {}
+        self._worlds: dict[tuple[str, str], World] = {}
+
+    def stack(self, backend: str) -> Stack:
+        if backend not in self._stacks:
+            workdir = self._tmp_path_factory.mktemp(f"e2e-{backend}")
+            url = None
+            if backend != SQLITE:
+                server = postgres_server_url()
+                assert server is not None
+                url = self._cleanup.enter_context(temporary_postgres_database(server))
+            stack = Stack(workdir, url, cors_origins=self._cors_origins)
+            self._cleanup.callback(stack.close)
+            stack.start()
+            self._stacks[backend] = stack
+        return self._stacks[backend]
+
+    def world(self, backend: str, name: str) -> World:
+        """The demo world `name` of the stack of `backend`, made once."""
+        if (backend, name) not in self._worlds:
+            self._worlds[(backend, name)] = self.stack(backend).new_world()
+        return self._worlds[(backend, name)]
+
+
 @pytest.fixture(scope="session")
-def stack(
-    backend: str, tmp_path_factory: pytest.TempPathFactory, allowed_front_end: FrontEnd
-) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp(f"e2e-{backend}")
-    if backend == SQLITE:
-        yield from _running(Stack(workdir, cors_origins=[allowed_front_end.origin]))
-        return
-    server = postgres_server_url()
-    assert server is not None
-    with temporary_postgres_database(server) as url:
-        yield from _running(Stack(workdir, url, cors_origins=[allowed_front_end.origin]))
+def shared_stacks(
+    tmp_path_factory: pytest.TempPathFactory, allowed_front_end: FrontEnd
+) -> Iterator[SharedStacks]:
+    with ExitStack() as cleanup:
+        yield SharedStacks(cleanup, tmp_path_factory, [allowed_front_end.origin])
+
+
+@pytest.fixture(scope="session")
+def stack(backend: str, shared_stacks: SharedStacks) -> Stack:
+    return shared_stacks.stack(backend)
 
 
 def _running(started: Stack) -> Iterator[Stack]:
@@ -106,14 +148,14 @@ def own_stack(tmp_path: Path) -> Iterator[Stack]:
 
 
 @pytest.fixture(scope="session")
-def world(stack: Stack) -> World:
-    return stack.new_world()
+def world(backend: str, shared_stacks: SharedStacks) -> World:
+    return shared_stacks.world(backend, "world")
 
 
 @pytest.fixture(scope="session")
-def other_world(stack: Stack) -> World:
+def other_world(backend: str, shared_stacks: SharedStacks) -> World:
     """A second demo world, for calls across organizations."""
-    return stack.new_world()
+    return shared_stacks.world(backend, "other_world")
 
 
 @pytest.fixture

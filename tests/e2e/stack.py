@@ -1,19 +1,24 @@
 """The real stack of the end-to-end tests: a migrated database (SQLite or PostgreSQL),
 `experiments-server` and Envoy on free ports, and the demo worlds `experiments-admin demo`
-creates in it."""
+creates in it.
+
+The schema and the demo worlds are made in this process, by the functions `experiments-admin
+migrate` and `demo` call: each command costs a second of CPU to start, and the tests need
+dozens of worlds. The commands themselves are tested in tests/integration/test_admin.py and
+through `make run` (tests/e2e/test_make_run.py)."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from gateway import launcher
-from server.adapters.admin import DemoWorld
+from server.adapters import schema
+from server.adapters.admin import DemoWorld, create_demo_world
+from server.adapters.database import make_engine
 from tests.ports import unused_port
 
 
@@ -52,7 +57,7 @@ class Stack:
         }
         self.server: subprocess.Popen[str] | None = None
         self.envoy: launcher.Envoy | None = None
-        self.admin("migrate")
+        schema.upgrade(self.database_url)
 
     @property
     def base_url(self) -> str:
@@ -99,15 +104,11 @@ class Stack:
         if self.envoy is not None:
             self.envoy.stop()
 
-    def admin(self, *args: str) -> Any:
-        result = subprocess.run(
-            [launcher.console_script("experiments-admin"), *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-        )
-        assert result.returncode == 0, result.stderr
-        return json.loads(result.stdout)
-
     def new_world(self) -> World:
-        return World.from_json(self.admin("demo"))
+        """A fresh demo world, as `experiments-admin demo` makes it."""
+        engine = make_engine(self.database_url)
+        try:
+            with engine.begin() as connection:
+                return World.from_json(create_demo_world(connection).to_json())
+        finally:
+            engine.dispose()

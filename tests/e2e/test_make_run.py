@@ -89,30 +89,41 @@ def make_run(tmp_path: Path) -> Iterator[MakeRun]:
     yield MakeRun(tmp_path)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM, signal.SIGHUP])
-def test_killing_the_supervisor_leaves_no_orphan_and_the_next_run_serves(
-    make_run: MakeRun, signum: signal.Signals
-) -> None:
-    first = make_run.start()
-    make_run.wait_ready(first)
-    children = _descendants(first.pid)
-    assert len(children) >= 4, children  # the server, its 2 workers, Envoy
+def _stopped_by(run: subprocess.Popen[str], signum: signal.Signals) -> None:
+    """Sends `signum` to a ready `make run`; asserts that it and every process it started end."""
+    children = _descendants(run.pid)
+    assert len(children) >= 4, (signum.name, children)  # the server, its 2 workers, Envoy
 
-    first.send_signal(signum)
-    first.wait(TIMEOUT)
+    run.send_signal(signum)
+    run.wait(TIMEOUT)
     deadline = time.monotonic() + TIMEOUT
     while any(_alive(pid) for pid in children):
-        assert time.monotonic() < deadline, [pid for pid in children if _alive(pid)]
+        left = [pid for pid in children if _alive(pid)]
+        assert time.monotonic() < deadline, f"{signum.name} left {left} behind"
         time.sleep(launcher.POLL_INTERVAL)
 
-    second = make_run.start()
-    try:
-        make_run.wait_ready(second)
-        rest = RestClient(f"http://127.0.0.1:{make_run.http_port}", HTTP_1_1)
-        assert rest.get("/api/v5/orgs/x/experiments").status == 401  # served, by the server
-    finally:
-        second.terminate()
-        assert second.wait(TIMEOUT) == 0
+
+def test_killing_the_supervisor_leaves_no_orphan_and_the_next_run_serves(
+    make_run: MakeRun,
+) -> None:
+    # One run after another, each stopped by the next signal: each run is the "next run" of the
+    # one before, so the ports that run left behind are taken again (a run costs some 5 s of CPU).
+    run = make_run.start()
+    make_run.wait_ready(run)
+    for signum in (signal.SIGKILL, signal.SIGTERM, signal.SIGHUP):
+        _stopped_by(run, signum)
+
+        run = make_run.start()
+        try:
+            make_run.wait_ready(run)
+            rest = RestClient(f"http://127.0.0.1:{make_run.http_port}", HTTP_1_1)
+            status = rest.get("/api/v5/orgs/x/experiments").status
+            assert status == 401, f"after {signum.name}: {status}"  # served, by the server
+        except BaseException:
+            run.kill()
+            raise
+    run.terminate()
+    assert run.wait(TIMEOUT) == 0
 
 
 def test_a_busy_http_port_is_one_line_naming_the_setting(make_run: MakeRun) -> None:

@@ -2,13 +2,12 @@
 
 The tier is bounded (FUZZ_EXAMPLES per property, override with EXPERIMENTS_FUZZ_EXAMPLES) and
 derandomized, so `make test` runs the same requests every time in about a minute. The counts are
-printed at the end of the run ("fuzzed requests") for the closing note.
+printed at the end of the run ("fuzzed requests", tests/fuzz/tally.py) for the closing note.
 """
 
 from __future__ import annotations
 
 import os
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from sqlalchemy.engine import Engine
 
 from server.adapters.database import make_engine
 from server.adapters.orm import ExperimentGroupRecord, ExperimentRecord
+from tests.fuzz.tally import FUZZED_PROPERTY, Tally
 from tests.integration.databases import backend_params, temporary_database
 
 FUZZ_EXAMPLES = int(os.environ.get("EXPERIMENTS_FUZZ_EXAMPLES", "400"))
@@ -33,11 +33,22 @@ FUZZ_SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
-# (tier, database) -> requests sent / answered with INTERNAL, UNKNOWN or a 5xx.
-FUZZED: Counter[tuple[str, str]] = Counter()
-FAILED: Counter[tuple[str, str]] = Counter()
-# (tier, database, answer) -> count: shows the fuzzing reached past validation too.
-ANSWERS: Counter[tuple[str, str, str]] = Counter()
+
+@pytest.fixture
+def tally(request: pytest.FixtureRequest) -> Iterator[Tally]:
+    counts = Tally()
+    yield counts
+    # Plain lists of strings and numbers: what a worker can send to the pytest-xdist controller.
+    request.node.user_properties.append(
+        (
+            FUZZED_PROPERTY,
+            {
+                "fuzzed": [[*key, n] for key, n in counts.fuzzed.items()],
+                "failed": [[*key, n] for key, n in counts.failed.items()],
+                "answers": [[*key, n] for key, n in counts.answers.items()],
+            },
+        )
+    )
 
 
 @pytest.fixture(params=backend_params())
@@ -59,19 +70,3 @@ def snapshot(engine: Engine) -> tuple[int, int, object]:
 
 def engine_for(url: str) -> Engine:
     return make_engine(url, pool_size=1)
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not FUZZED:
-        return
-    terminalreporter.section("fuzzed requests")
-    for (tier, database), count in sorted(FUZZED.items()):
-        answers = ", ".join(
-            f"{answer} {n}"
-            for (t, d, answer), n in sorted(ANSWERS.items())
-            if (t, d) == (tier, database)
-        )
-        terminalreporter.write_line(
-            f"{tier} on {database}: {count} fuzzed requests, "
-            f"{FAILED[(tier, database)]} INTERNAL/5xx ({answers})"
-        )

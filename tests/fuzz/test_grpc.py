@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from server.adapters import schema
 from server.adapters.admin import DemoWorld
 from tests.fuzz import strategies as fs
-from tests.fuzz.conftest import ANSWERS, FAILED, FUZZ_SETTINGS, FUZZED, engine_for, snapshot
+from tests.fuzz.conftest import FUZZ_SETTINGS, engine_for, snapshot
+from tests.fuzz.tally import Tally
 from tests.integration.grpc_client import Client, published, running_client
 
 SERVICE = "/experiments.v5.ExperimentService/"
@@ -155,7 +156,7 @@ def _seed(client: Client) -> list[str]:
 
 
 def test_no_grpc_request_gets_internal_or_writes_when_refused(
-    fuzz_database: tuple[str, str],
+    fuzz_database: tuple[str, str], tally: Tally
 ) -> None:
     backend, url = fuzz_database
     schema.upgrade(url)
@@ -168,21 +169,19 @@ def test_no_grpc_request_gets_internal_or_writes_when_refused(
         def one_request(call: tuple[str, bytes], who: str) -> None:
             method, payload = call
             before = snapshot(engine)
-            FUZZED[("gRPC", backend)] += 1
+            tally.sent("gRPC", backend)
             try:
                 rpc: grpc.UnaryUnaryMultiCallable[bytes, bytes] = client.channel.unary_unary(
                     SERVICE + method
                 )
                 answer = rpc(payload, metadata=client.metadata(who), timeout=30)
             except grpc.RpcError as error:
-                ANSWERS[("gRPC", backend, error.code().name)] += 1
-                if error.code() in NEVER:
-                    FAILED[("gRPC", backend)] += 1
+                tally.answered("gRPC", backend, error.code().name, failed=error.code() in NEVER)
                 assert error.code() not in NEVER, (method, error.code(), error.details())
                 if method in WRITES:
                     assert snapshot(engine) == before, f"refused {method} wrote something"
                 return
-            ANSWERS[("gRPC", backend, "OK")] += 1
+            tally.answered("gRPC", backend, "OK", failed=False)
             assert answer is not None
 
         one_request()

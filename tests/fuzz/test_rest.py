@@ -16,12 +16,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.adapters import schema
 from tests.e2e.payloads import upcoming
 from tests.e2e.rest import HTTP_1_1, RestClient
 from tests.e2e.stack import Stack, World
 from tests.fuzz import strategies as fs
-from tests.fuzz.conftest import ANSWERS, FAILED, FUZZ_SETTINGS, FUZZED, engine_for, snapshot
+from tests.fuzz.conftest import FUZZ_SETTINGS, engine_for, snapshot
+from tests.fuzz.tally import Tally
 
 WRITES = {"POST", "PUT", "DELETE", "PATCH"}
 
@@ -29,8 +29,7 @@ WRITES = {"POST", "PUT", "DELETE", "PATCH"}
 @pytest.fixture
 def fuzz_stack(fuzz_database: tuple[str, str], tmp_path: Path) -> Iterator[tuple[str, Stack]]:
     backend, url = fuzz_database
-    schema.upgrade(url)
-    stack = Stack(tmp_path, database_url=url)
+    stack = Stack(tmp_path, database_url=url)  # migrates the database
     try:
         stack.start()
         yield backend, stack
@@ -115,7 +114,7 @@ def requests(
 
 
 def test_no_rest_request_gets_a_5xx_or_writes_when_refused(
-    fuzz_stack: tuple[str, Stack],
+    fuzz_stack: tuple[str, Stack], tally: Tally
 ) -> None:
     backend, stack = fuzz_stack
     world = stack.new_world()
@@ -128,7 +127,7 @@ def test_no_rest_request_gets_a_5xx_or_writes_when_refused(
     def one_request(request: tuple[str, str, bytes | None], who: str) -> None:
         method, target, body = request
         before = snapshot(engine)
-        FUZZED[("REST", backend)] += 1
+        tally.sent("REST", backend)
         response = rest.request(
             method,
             target,
@@ -136,9 +135,7 @@ def test_no_rest_request_gets_a_5xx_or_writes_when_refused(
             content=body,
             headers={"Content-Type": "application/json"} if body is not None else None,
         )
-        ANSWERS[("REST", backend, str(response.status))] += 1
-        if response.status >= 500:
-            FAILED[("REST", backend)] += 1
+        tally.answered("REST", backend, str(response.status), failed=response.status >= 500)
         assert response.status < 500, (method, target, body, response.status, response.body)
         if response.status >= 400 and method in WRITES:
             assert snapshot(engine) == before, f"refused {method} {target} wrote something"

@@ -6,12 +6,17 @@ postgresql+psycopg://postgres@127.0.0.1:5432/test if a probe (once per session) 
 Without one, the PostgreSQL variants are not generated at all and the run says so in one
 line (tests/conftest.py). Each database gets a random name and is dropped afterwards, so
 no test sees another's rows.
+
+A migrated database is a copy of one the Alembic migrations upgraded once per session (per
+backend, and per pytest-xdist worker): running the migrations took longer than making the
+database itself.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +25,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, create_engine
 
+from server.adapters import schema
 from server.adapters.database import engine_url
 from server.adapters.temporary_database import temporary_postgres_database
 from server.adapters.unit_of_work import SqlAlchemyReadUnitOfWork, SqlAlchemyUnitOfWork
@@ -72,17 +78,48 @@ def backend_params() -> list[Any]:
 
 
 @contextmanager
-def temporary_database(backend: str, directory: Path) -> Iterator[str]:
-    """The URL of an empty database of `backend`, removed afterwards."""
+def temporary_database(
+    backend: str, directory: Path, *, template: str | None = None
+) -> Iterator[str]:
+    """The URL of an empty database of `backend`, removed afterwards; with `template` (a URL
+    from `migrated_template`), a copy of that database."""
     if backend == SQLITE:
         # A folder that does not exist yet: make_engine must create it.
-        yield f"sqlite:///{directory / 'database' / 'experiments.sqlite3'}"
+        path = directory / "database" / "experiments.sqlite3"
+        if template is not None:
+            path.parent.mkdir(parents=True)
+            shutil.copyfile(_sqlite_path(template), path)
+        yield f"sqlite:///{path}"
         return
     server = postgres_server_url()
     if server is None:
         pytest.skip(f"{POSTGRES_URL_VARIABLE} is not set")
-    with temporary_postgres_database(server) as url:
+    copied = None if template is None else engine_url(template).database
+    with temporary_postgres_database(server, template=copied) as url:
         yield url
+
+
+@contextmanager
+def migrated_template(backend: str, directory: Path) -> Iterator[str]:
+    """The URL of a database of `backend` that the migrations upgraded to head, with nothing
+    connected to it once made: for `temporary_database` to copy."""
+    if backend == SQLITE:
+        url = f"sqlite:///{directory / 'template.sqlite3'}"
+        schema.upgrade(url)
+        yield url
+        return
+    server = postgres_server_url()
+    if server is None:
+        pytest.skip(f"{POSTGRES_URL_VARIABLE} is not set")
+    with temporary_postgres_database(server, prefix="experiments_template") as url:
+        schema.upgrade(url)  # its engine is disposed: no connection is left open
+        yield url
+
+
+def _sqlite_path(url: str) -> Path:
+    database = engine_url(url).database
+    assert database is not None, url
+    return Path(database)
 
 
 def unit_of_work(engine: Engine) -> SqlAlchemyUnitOfWork:

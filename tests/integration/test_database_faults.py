@@ -30,9 +30,9 @@ POOL_WARMERS = 8
 
 
 @pytest.fixture(params=[p for p in backend_params() if p.values == (POSTGRESQL,)])
-def database_url(request: pytest.FixtureRequest, database_url: str) -> str:
+def migrated_url(request: pytest.FixtureRequest, migrated_url: str) -> str:
     """PostgreSQL only: the outages below are a database server's."""
-    return database_url
+    return migrated_url
 
 
 @pytest.fixture

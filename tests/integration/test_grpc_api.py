@@ -9,6 +9,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import grpc
@@ -19,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from sqlalchemy import Engine, event, text
 
+from server.adapters import schema
 from server.adapters.database import make_engine
 from server.domain import messages
 from server.entrypoints.grpc_server import PortInUse, build_server
@@ -280,7 +282,10 @@ def test_permission_is_checked_before_existence(client: Client) -> None:
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
-@pytest.mark.parametrize("experiment_id", [str(uuid.uuid4()), "not-a-uuid", ""])
+# Named ids: the random UUID differs between pytest-xdist workers, which must collect alike.
+@pytest.mark.parametrize(
+    "experiment_id", [str(uuid.uuid4()), "not-a-uuid", ""], ids=["uuid", "not-a-uuid", "empty"]
+)
 def test_unknown_experiments_are_not_found(client: Client, experiment_id: str) -> None:
     for call in (_get, lambda c, i: _update(c, pb.Experiment(id=i, is_draft=True))):
         error = _fails(call, client, experiment_id)
@@ -473,7 +478,10 @@ def test_stopping_reports_not_serving_before_closing(migrated_url: str) -> None:
             stopping.join()
 
 
-def test_a_port_held_by_another_program_is_refused_not_shared(migrated_url: str) -> None:
+def test_a_port_held_by_another_program_is_refused_not_shared(tmp_path: Path) -> None:
+    # The port is the same whatever the database: SQLite only (each try starts a Python process).
+    url = f"sqlite:///{tmp_path / 'experiments.sqlite3'}"
+    schema.upgrade(url)
     with socket.socket() as other:
         other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         other.bind(("127.0.0.1", 0))
@@ -490,7 +498,7 @@ def test_a_port_held_by_another_program_is_refused_not_shared(migrated_url: str)
                     "--workers",
                     workers,
                 ],
-                env={"EXPERIMENTS_DATABASE_URL": migrated_url, "PATH": ""},
+                env={"EXPERIMENTS_DATABASE_URL": url, "PATH": ""},
                 capture_output=True,
                 text=True,
                 timeout=60,

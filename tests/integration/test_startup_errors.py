@@ -39,7 +39,9 @@ def _cases() -> list[tuple[str, str]]:
     return cases
 
 
-@pytest.mark.parametrize(("url", "says"), _cases())
+# Named by what they say: the unused port differs between pytest-xdist workers, which must
+# collect the same test names.
+@pytest.mark.parametrize(("url", "says"), [pytest.param(*case, id=case[1]) for case in _cases()])
 def test_a_bad_database_url_is_one_line_saying_what_to_fix(url: str, says: str) -> None:
     with pytest.raises(DatabaseUnusable) as raised:
         check_database(url)
