@@ -80,7 +80,13 @@ def run(
 ) -> loadgen.Result:
     calls = _calls(world, published)
     metadata = (("authorization", f"Token {world.api_key}"),)
-    channels = [grpc.insecure_channel(f"127.0.0.1:{port}") for _ in range(CHANNELS)]
+    # A local subchannel pool each: grpcio otherwise shares one connection between channels to
+    # the same address, and all 64 clients landed on one worker (SO_REUSEPORT spreads
+    # connections, not calls).
+    channels = [
+        grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
+        for _ in range(CHANNELS)
+    ]
     stubs: list[dict[str, Any]] = [
         {call.method: channel.unary_unary(f"/{SERVICE}/{call.method}") for call in calls}
         for channel in channels
