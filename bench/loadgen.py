@@ -62,10 +62,15 @@ class Result:
 
     def percentile_ms(self, q: float) -> float:
         """Nearest-rank percentile of the logged request times, in milliseconds."""
-        if not self.latencies_us:
-            return math.nan
-        rank = max(1, math.ceil(q * len(self.latencies_us)))
-        return self.latencies_us[rank - 1] / 1000
+        return percentile_ms(self.latencies_us, q)
+
+
+def percentile_ms(sorted_latencies_us: list[int], q: float) -> float:
+    """Nearest-rank percentile of sorted request times in microseconds, in milliseconds."""
+    if not sorted_latencies_us:
+        return math.nan
+    rank = max(1, math.ceil(q * len(sorted_latencies_us)))
+    return sorted_latencies_us[rank - 1] / 1000
 
 
 class H2loadError(RuntimeError):

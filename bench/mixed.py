@@ -169,8 +169,5 @@ def _summary(method: str, latencies_us: list[int]) -> str:
     ordered = sorted(latencies_us)
     if not ordered:
         return f"  {method}: 0 calls"
-
-    def ms(q: float) -> float:
-        return ordered[max(0, int(q * len(ordered) + 0.999999) - 1)] / 1000
-
-    return f"  {method}: {len(ordered)} calls, p50 {ms(0.5):.1f} ms, p99 {ms(0.99):.1f} ms"
+    p50, p99 = (loadgen.percentile_ms(ordered, q) for q in (0.5, 0.99))
+    return f"  {method}: {len(ordered)} calls, p50 {p50:.1f} ms, p99 {p99:.1f} ms"

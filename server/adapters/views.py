@@ -19,6 +19,7 @@ protobuf and the read model stays free of the message's details.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -96,9 +97,12 @@ class _RawSelect:
             cursor.execute(self._sql, parameters)
             row = cursor.fetchone()
         except connection.dialect.loaded_dbapi.Error as error:
+            # Closed before the connection may be invalidated (closed): sqlite3 refuses to
+            # close a cursor of a closed connection, which would hide this error.
+            with contextlib.suppress(connection.dialect.loaded_dbapi.Error):
+                cursor.close()
             raise _as_sqlalchemy_error(connection, error, cursor, self._sql) from error
-        finally:
-            cursor.close()
+        cursor.close()
         if row is None:
             return None
         return tuple(

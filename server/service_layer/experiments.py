@@ -109,12 +109,9 @@ class ExperimentService:
             principal = self._principal(reader, api_key)
             authorize(principal, organization_id, Action.WRITE)
             experiment = self._new_experiment(reader, principal, uuid4(), data)
-        view = self._render(experiment)
+        view = self._render(experiment)  # before the transaction too
         with self._unit_of_work() as uow:
-            uow.experiments.add(experiment)
-            uow.views.store(view)
-            uow.commit()
-        return view
+            return self._add(uow, experiment, view)
 
     def _create_once(
         self, api_key: str | None, organization_id: str, data: ExperimentInput, key: str
@@ -142,11 +139,15 @@ class ExperimentService:
                     raise NotFound(messages.EXPERIMENT_NOT_FOUND)
                 return view
             experiment = self._new_experiment(uow, principal, experiment_id, data, now)
-            view = self._render(experiment)
-            uow.experiments.add(experiment)
-            uow.views.store(view)
-            uow.commit()
-            return view
+            return self._add(uow, experiment, self._render(experiment))
+
+    @staticmethod
+    def _add(uow: UnitOfWork, experiment: Experiment, view: ExperimentView) -> ExperimentView:
+        """Stores a new experiment and its view, and commits."""
+        uow.experiments.add(experiment)
+        uow.views.store(view)
+        uow.commit()
+        return view
 
     def update(
         self,
