@@ -32,6 +32,12 @@ class Settings:
     log_level: str = "INFO"
     # Threads per worker process: enough to overlap database waits, few enough for the GIL.
     threads: int = 8
+    # Unary calls a worker holds at once, running or waiting for one of its threads; beyond
+    # that a call is refused at once with RESOURCE_EXHAUSTED (REST 429) rather than queued
+    # behind work it would wait seconds for.
+    max_calls: int = 64
+    # Streams a worker holds open at once (each has a thread of its own, idle while it waits).
+    max_streams: int = 1000
     # How long a worker may reuse an API key's user, organization and permissions.
     auth_cache_seconds: float = 5.0
     # How long a stopping server lets calls in flight finish before it cancels them.
@@ -57,6 +63,8 @@ class Settings:
             ).rstrip("/"),
             log_level=log_level(env.get("EXPERIMENTS_LOG_LEVEL", default.log_level)),
             threads=_number(env, "EXPERIMENTS_THREADS", default.threads),
+            max_calls=_number(env, "EXPERIMENTS_MAX_CALLS", default.max_calls),
+            max_streams=_number(env, "EXPERIMENTS_MAX_STREAMS", default.max_streams),
             auth_cache_seconds=_number(
                 env, "EXPERIMENTS_AUTH_CACHE_SECONDS", default.auth_cache_seconds
             ),

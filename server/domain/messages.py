@@ -11,6 +11,7 @@ EXPERIMENT_NOT_FOUND = "Experiment not found."
 INVALID_REQUEST = "The request has invalid attributes; see the field violations."
 INTERNAL = "Internal error."
 UNAVAILABLE = "The service is unavailable; try again shortly."
+BUSY = "The server is busy with other calls; retry after a second."
 ETAG_MISMATCH = (
     "The experiment has changed since it was read (if-match does not name its current etag); "
     "read it again and retry."

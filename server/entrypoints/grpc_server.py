@@ -18,7 +18,6 @@ import socket
 import sys
 import threading
 from collections.abc import Callable
-from concurrent import futures
 from dataclasses import dataclass, replace
 from types import FrameType
 from typing import Any
@@ -33,6 +32,7 @@ from server.adapters.principal_cache import PrincipalCache
 from server.adapters.unit_of_work import SqlAlchemyReadUnitOfWork, SqlAlchemyUnitOfWork
 from server.config import ConfigError, Settings
 from server.domain import limits
+from server.entrypoints.executor import WorkerPools
 from server.entrypoints.interceptors import RpcInterceptor
 from server.entrypoints.logs import configure_logging
 from server.entrypoints.processes import stop_with_parent
@@ -64,6 +64,7 @@ class RunningServer:
     server: grpc.Server
     port: int
     health: health.HealthServicer
+    pools: WorkerPools
 
     grace: float
 
@@ -72,6 +73,7 @@ class RunningServer:
         seconds, settings.grace_seconds unless given)."""
         self.health.enter_graceful_shutdown()
         self.server.stop(self.grace if grace is None else grace).wait()
+        self.pools.shutdown()
 
 
 def build_server(settings: Settings, *, reuse_port: bool = False) -> RunningServer:
@@ -87,9 +89,12 @@ def build_server(settings: Settings, *, reuse_port: bool = False) -> RunningServ
         lambda: SqlAlchemyReadUnitOfWork(read_engine, principal_cache=principals),
         render=RENDERER.view,
     )
+    pools = WorkerPools.create(
+        threads=settings.threads, max_calls=settings.max_calls, max_streams=settings.max_streams
+    )
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=settings.threads),
-        interceptors=[RpcInterceptor()],
+        pools.unary,
+        interceptors=[RpcInterceptor(pools)],
         options=[
             ("grpc.so_reuseport", 1 if reuse_port else 0),
             # Above our own limit, so that the interceptor refuses a request of up to twice
@@ -112,7 +117,7 @@ def build_server(settings: Settings, *, reuse_port: bool = False) -> RunningServ
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, port, health_servicer, settings.grace_seconds)
+    return RunningServer(server, port, health_servicer, pools, settings.grace_seconds)
 
 
 def claim_port(host: str, port: int) -> socket.socket:

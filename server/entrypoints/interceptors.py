@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from concurrent import futures
+from typing import Any, TypeVar
 
 import grpc
 
@@ -13,10 +14,17 @@ from server.adapters.database import unavailable_cause
 from server.domain import limits, messages
 from server.domain.errors import DomainError, RequestTooLarge, UnreadableRequest
 from server.entrypoints.errors import UNAVAILABLE, rich_status, status_code
+from server.entrypoints.executor import REFUSED, WorkerPools
 
 log = logging.getLogger("experiments.rpc")
 
 _HEALTH = "/grpc.health.v1.Health/"
+_HEALTH_CHECK = f"{_HEALTH}Check"
+
+# Sent with RESOURCE_EXHAUSTED when a worker is full; the gateway passes it on as the 429's
+# Retry-After header. Calls are short: a second is long enough for the queue to drain.
+RETRY_AFTER_HEADER = "retry-after"
+RETRY_AFTER_SECONDS = "1"
 
 Behavior = Callable[[Any, grpc.ServicerContext], Any]
 
@@ -34,7 +42,14 @@ class RpcInterceptor(grpc.ServerInterceptor):
     The request bytes are parsed here rather than by grpcio, whose failure to parse
     (malformed protobuf, invalid UTF-8 in a string) would answer INTERNAL before any
     of our code runs: too large or unreadable requests are INVALID_ARGUMENT, in our words.
+
+    It also puts each call on its pool (executor.py): streams on the stream pool, health
+    checks on the control pool, the rest on the unary pool; a call a full pool refused is
+    answered RESOURCE_EXHAUSTED at once.
     """
+
+    def __init__(self, pools: WorkerPools) -> None:
+        self._pools = pools
 
     def intercept_service(
         self,
@@ -42,14 +57,61 @@ class RpcInterceptor(grpc.ServerInterceptor):
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = continuation(details)
-        if handler is None or handler.unary_unary is None:
+        if handler is None:
             return handler
+        if handler.unary_unary is None:
+            # Streams (server reflection, health's Watch): each holds a thread while open.
+            return _on_pool(handler, self._pools.streams)
+        pool = self._pools.control if details.method == _HEALTH_CHECK else self._pools.unary
+        behavior = _wrap(details.method, handler.unary_unary, handler.request_deserializer)
         return grpc.unary_unary_rpc_method_handler(
-            _wrap(details.method, handler.unary_unary, handler.request_deserializer),
+            _on(pool, behavior),
             # None: grpcio hands the request bytes over as they came.
             request_deserializer=None,
             response_serializer=_passing_bytes_through(handler.response_serializer),
         )
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _on(pool: futures.ThreadPoolExecutor, behavior: _F) -> _F:
+    """`behavior`, run by grpcio on `pool` (see executor.py)."""
+    behavior.experimental_thread_pool = pool  # type: ignore[attr-defined]
+    return behavior
+
+
+def _on_pool(
+    handler: grpc.RpcMethodHandler[Any, Any], pool: futures.ThreadPoolExecutor
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """A streaming handler run on `pool`, refused at once when the pool is full."""
+    make: Callable[..., grpc.RpcMethodHandler[Any, Any]]
+    behavior: Callable[[Any, grpc.ServicerContext], Any] | None
+    if handler.unary_stream is not None:
+        make, behavior = grpc.unary_stream_rpc_method_handler, handler.unary_stream
+    elif handler.stream_stream is not None:
+        make, behavior = grpc.stream_stream_rpc_method_handler, handler.stream_stream
+    else:
+        make, behavior = grpc.stream_unary_rpc_method_handler, handler.stream_unary
+    assert behavior is not None, "a handler has one behavior"
+    run = behavior
+
+    def admitted(request: Any, context: grpc.ServicerContext) -> Any:
+        if REFUSED.get():
+            _refuse(context)
+        return run(request, context)
+
+    return make(
+        _on(pool, admitted),
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
+def _refuse(context: grpc.ServicerContext) -> None:
+    """Answers a call its full pool refused: RESOURCE_EXHAUSTED, retry in a second."""
+    context.set_trailing_metadata(((RETRY_AFTER_HEADER, RETRY_AFTER_SECONDS),))
+    context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, messages.BUSY)
 
 
 def _passing_bytes_through(
@@ -84,6 +146,10 @@ def _wrap(method: str, behavior: Behavior, deserializer: Callable[[bytes], Any] 
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         cause = None
+        if REFUSED.get():
+            code = grpc.StatusCode.RESOURCE_EXHAUSTED
+            log.warning("rpc method=%s status=%s refused: worker full", method, code.name)
+            _refuse(context)
         try:
             return behavior(_parse(raw, deserializer), context)
         except DomainError as error:
