@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from typing import Any, TypeVar
 
@@ -19,6 +19,8 @@ from server.entrypoints.executor import REFUSED, WorkerPools
 log = logging.getLogger("experiments.rpc")
 
 _HEALTH = "/grpc.health.v1.Health/"
+# Our own service's methods: only their streams get the error translation and the log line.
+OUR_SERVICE = "/experiments.v5.ExperimentService/"
 _HEALTH_CHECK = f"{_HEALTH}Check"
 
 # Sent with RESOURCE_EXHAUSTED when a worker is full; the gateway passes it on as the 429's
@@ -30,14 +32,16 @@ Behavior = Callable[[Any, grpc.ServicerContext], Any]
 
 
 class RpcInterceptor(grpc.ServerInterceptor):
-    """Logs method, status and duration of each unary RPC; maps failures to statuses.
+    """Logs method, status and duration of each RPC of ours; maps failures to statuses.
 
-    A DomainError is the client's mistake and becomes its status with a safe
-    message. A database outage becomes UNAVAILABLE (retry) with one log line.
-    Anything else is a bug: logged with its traceback, answered INTERNAL with a
-    generic message, so no exception text reaches a client.
+    A DomainError is the client's mistake (or, like a stopping server, a condition the use
+    case reports) and becomes its status with a safe message. A database outage becomes
+    UNAVAILABLE (retry) with one log line. Anything else is a bug: logged with its
+    traceback, answered INTERNAL with a generic message, so no exception text reaches a
+    client. The same for server streams (a watch), whose one line comes when they end.
 
-    A handler may return bytes: they are the serialized response, sent as they are.
+    A handler may return (or, streaming, yield) bytes: they are the serialized response,
+    sent as they are.
 
     The request bytes are parsed here rather than by grpcio, whose failure to parse
     (malformed protobuf, invalid UTF-8 in a string) would answer INTERNAL before any
@@ -45,7 +49,8 @@ class RpcInterceptor(grpc.ServerInterceptor):
 
     It also puts each call on its pool (executor.py): streams on the stream pool, health
     checks on the control pool, the rest on the unary pool; a call a full pool refused is
-    answered RESOURCE_EXHAUSTED at once.
+    answered RESOURCE_EXHAUSTED at once. Other services' streams (server reflection,
+    health's Watch) keep their own handling and only get their pool.
     """
 
     def __init__(self, pools: WorkerPools) -> None:
@@ -59,16 +64,26 @@ class RpcInterceptor(grpc.ServerInterceptor):
         handler = continuation(details)
         if handler is None:
             return handler
+        serializer = _passing_bytes_through(handler.response_serializer)
+        if handler.unary_stream is not None and details.method.startswith(OUR_SERVICE):
+            behavior = _wrap_stream(
+                details.method, handler.unary_stream, handler.request_deserializer
+            )
+            return grpc.unary_stream_rpc_method_handler(
+                _on(self._pools.streams, behavior),
+                request_deserializer=None,
+                response_serializer=serializer,
+            )
         if handler.unary_unary is None:
             # Streams (server reflection, health's Watch): each holds a thread while open.
             return _on_pool(handler, self._pools.streams)
         pool = self._pools.control if details.method == _HEALTH_CHECK else self._pools.unary
-        behavior = _wrap(details.method, handler.unary_unary, handler.request_deserializer)
+        unary = _wrap(details.method, handler.unary_unary, handler.request_deserializer)
         return grpc.unary_unary_rpc_method_handler(
-            _on(pool, behavior),
+            _on(pool, unary),
             # None: grpcio hands the request bytes over as they came.
             request_deserializer=None,
-            response_serializer=_passing_bytes_through(handler.response_serializer),
+            response_serializer=serializer,
         )
 
 
@@ -141,52 +156,98 @@ def _parse(raw: bytes, deserializer: Callable[[bytes], Any] | None) -> Any:
         raise UnreadableRequest(messages.UNREADABLE_REQUEST.format(message=name)) from None
 
 
+class _Call:
+    """One RPC as the interceptor sees it: how it ended, and its one log line."""
+
+    def __init__(self, method: str, context: grpc.ServicerContext) -> None:
+        self.method = method
+        self.context = context
+        self.started = time.perf_counter()
+        self.code = grpc.StatusCode.OK
+        self.cause: str | None = None
+
+    def refuse_if_full(self) -> None:
+        """Answers RESOURCE_EXHAUSTED (raising) if a full pool refused the call."""
+        if REFUSED.get():
+            self.code = grpc.StatusCode.RESOURCE_EXHAUSTED
+            log.warning("rpc method=%s status=%s refused: worker full", self.method, self.code.name)
+            _refuse(self.context)
+
+    def fail(self, error: Exception) -> None:
+        """Answers the error as its status (raising, as context.abort does), or returns if
+        the client has gone and there is no one to answer."""
+        context = self.context
+        if isinstance(error, DomainError):
+            self.code = status_code(error)
+            context.abort_with_status(rich_status(error))
+        if not context.is_active():
+            # The client went away (cancelled or timed out): nothing to answer, no bug.
+            self.code = grpc.StatusCode.CANCELLED
+            return
+        self.cause = unavailable_cause(error)  # a database fault worth a retry, or None
+        if self.cause is not None:
+            # An outage is not a bug: the call's one line says why, no traceback.
+            self.code = UNAVAILABLE
+            context.abort(UNAVAILABLE, messages.UNAVAILABLE)
+        self.code = grpc.StatusCode.INTERNAL
+        log.exception("rpc %s failed", self.method)
+        context.abort(grpc.StatusCode.INTERNAL, messages.INTERNAL)
+
+    def log(self) -> None:
+        duration_ms = (time.perf_counter() - self.started) * 1000
+        if self.cause is not None:
+            log.warning(
+                "rpc method=%s status=%s duration_ms=%.2f database_unavailable=%s",
+                self.method,
+                self.code.name,
+                duration_ms,
+                self.cause,
+            )
+        else:
+            # Envoy health-checks every second; only real calls deserve an INFO line.
+            log.log(
+                logging.DEBUG if self.method.startswith(_HEALTH) else logging.INFO,
+                "rpc method=%s status=%s duration_ms=%.2f",
+                self.method,
+                self.code.name,
+                duration_ms,
+            )
+
+
 def _wrap(method: str, behavior: Behavior, deserializer: Callable[[bytes], Any] | None) -> Behavior:
     def wrapped(raw: bytes, context: grpc.ServicerContext) -> Any:
-        started = time.perf_counter()
-        code = grpc.StatusCode.OK
-        cause = None
-        if REFUSED.get():
-            code = grpc.StatusCode.RESOURCE_EXHAUSTED
-            log.warning("rpc method=%s status=%s refused: worker full", method, code.name)
-            _refuse(context)
+        call = _Call(method, context)
+        call.refuse_if_full()
         try:
             return behavior(_parse(raw, deserializer), context)
-        except DomainError as error:
-            code = status_code(error)
-            context.abort_with_status(rich_status(error))
         except Exception as error:
-            if not context.is_active():
-                # The client went away (cancelled or timed out): nothing to answer, no bug.
-                code = grpc.StatusCode.CANCELLED
-                return None
-            cause = unavailable_cause(error)  # a database fault worth a retry, or None
-            if cause is not None:
-                # An outage is not a bug: the call's one line says why, no traceback.
-                code = UNAVAILABLE
-                context.abort(UNAVAILABLE, messages.UNAVAILABLE)
-            else:
-                code = grpc.StatusCode.INTERNAL
-                log.exception("rpc %s failed", method)
-                context.abort(grpc.StatusCode.INTERNAL, messages.INTERNAL)
+            call.fail(error)
+            return None
         finally:
-            duration_ms = (time.perf_counter() - started) * 1000
-            if cause is not None:
-                log.warning(
-                    "rpc method=%s status=%s duration_ms=%.2f database_unavailable=%s",
-                    method,
-                    code.name,
-                    duration_ms,
-                    cause,
-                )
-            else:
-                # Envoy health-checks every second; only real calls deserve an INFO line.
-                log.log(
-                    logging.DEBUG if method.startswith(_HEALTH) else logging.INFO,
-                    "rpc method=%s status=%s duration_ms=%.2f",
-                    method,
-                    code.name,
-                    duration_ms,
-                )
+            call.log()
+
+    return wrapped
+
+
+def _wrap_stream(
+    method: str, behavior: Behavior, deserializer: Callable[[bytes], Any] | None
+) -> Callable[[bytes, grpc.ServicerContext], Iterator[Any]]:
+    """_wrap for a server stream: what its messages raise is answered the same way, and its
+    one line comes when it ends (CANCELLED when the client went away first)."""
+
+    def wrapped(raw: bytes, context: grpc.ServicerContext) -> Iterator[Any]:
+        call = _Call(method, context)
+        call.refuse_if_full()
+        try:
+            yield from behavior(_parse(raw, deserializer), context)
+        except GeneratorExit:  # grpcio stopped reading it: the call is over
+            call.code = grpc.StatusCode.CANCELLED
+            raise
+        except Exception as error:
+            call.fail(error)
+        finally:
+            if call.code == grpc.StatusCode.OK and not context.is_active():
+                call.code = grpc.StatusCode.CANCELLED
+            call.log()
 
     return wrapped
