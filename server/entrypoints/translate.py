@@ -4,6 +4,7 @@ history stores it, and the responses assembled from those bytes without decoding
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -117,9 +118,16 @@ def revision_message(change: Change) -> bytes:
     return b"".join((_CURSOR_TAG, _varint(len(cursor)), cursor, change.message))
 
 
+# Changes whose watch message a worker keeps: more than one poll's worth of news.
+WATCH_MESSAGES_CACHED = 1024
+
+
+@functools.lru_cache(maxsize=WATCH_MESSAGES_CACHED)
 def watch_change(change: Change) -> bytes:
-    """A serialized WatchExperimentChangesResponse carrying the change."""
+    """A serialized WatchExperimentChangesResponse carrying the change: made once for all the
+    watches of a worker that send it (they send the latest changes at about the same time)."""
     return _with_entries(b"", _WATCH_CHANGE_TAG, [revision_message(change)])
+
 
 
 def watch_heartbeat(position: int) -> bytes:

@@ -54,6 +54,8 @@ CALLS: dict[str, Call] = {
     "create": lambda s, auth, org, _: s.create(auth, org, published_input()),
     "update": lambda s, auth, org, eid: s.update(auth, org, eid, published_input()),
     "delete": lambda s, auth, org, eid: s.delete(auth, org, eid),
+    "revisions": lambda s, auth, org, eid: s.list_revisions(auth, org, eid, 0, ""),
+    "changes": lambda s, auth, org, _: s.list_changes(auth, org, "", 0),
 }
 WRITES = ["create", "update", "delete"]
 
