@@ -220,82 +220,95 @@ def lag_phase(
 # --- the run ------------------------------------------------------------------------------
 
 
+@dataclass
+class Figures:
+    without: phases.Measurement  # Get with no watch open
+    with_watches: phases.Measurement  # Get with every watch open
+    lag: Lag
+    server_cpu_seconds: float  # during the lag phase
+    client_cpu_seconds: float
+    rss_mb: list[float]
+
+    def lines(self, options: argparse.Namespace) -> list[str]:
+        ratio = self.with_watches.rps / self.without.rps if self.without.rps else math.nan
+        lag = self.lag
+        lag_met = lag.percentile(0.99) <= 1000 and not lag.missing and not lag.duplicates
+        deliveries = max(1, len(lag.samples_ms))
+        return [
+            f"{options.watchers} watches over {options.workers} workers "
+            f"({options.clients} client processes)",
+            f"Get without watches: {_get_figures(self.without)}",
+            f"Get with the watches open: {_get_figures(self.with_watches)}",
+            f"  ratio {ratio:.2f} (target >= 0.90: {'met' if ratio >= 0.9 else 'MISSED'})",
+            f"lag from acknowledgement to event, at every watcher, {options.writes} writes "
+            f"at {options.rate:g}/s: p50 {lag.percentile(0.5):.0f} ms, "
+            f"p99 {lag.percentile(0.99):.0f} ms, max {lag.percentile(1.0):.0f} ms",
+            f"  {len(lag.samples_ms):,} deliveries, {lag.missing} missing, "
+            f"{lag.duplicates} duplicated (target p99 <= 1000 ms: "
+            f"{'met' if lag_met else 'MISSED'})",
+            f"  CPU: server {self.server_cpu_seconds:.1f} s "
+            f"({self.server_cpu_seconds / deliveries * 1e6:.0f} us per delivery), "
+            f"watch clients {self.client_cpu_seconds:.1f} s",
+            f"peak RSS per worker: {', '.join(f'{mb:.0f} MB' for mb in self.rss_mb)}",
+        ]
+
+
+def _get_figures(m: phases.Measurement) -> str:
+    p50, p99 = m.result.percentile_ms(0.5), m.result.percentile_ms(0.99)
+    verified = "verified" if m.verified else "FAILED: " + "; ".join(m.problems)
+    return f"{m.rps:,.0f} req/s (p50 {p50:.2f} ms, p99 {p99:.2f} ms, {verified})"
+
+
 def _get_phase(
-    port: int,
-    world: seed.World,
-    server: stack.Server,
-    options: argparse.Namespace,
-    workdir: Path,
-    name: str,
+    server: stack.Server, world: seed.World, options: argparse.Namespace, workdir: Path, name: str
 ) -> phases.Measurement:
+    """The bench's gRPC GetExperiment phase (h2load, 32 in flight), measured once."""
     target = phases.Target(server.processes, server.workers, server.port, server.log)
     phase = phases.grpc_phase(
         "get",
         "GetExperiment (gRPC)",
-        port,
+        server.port,
         f"/{phases.SERVICE}/GetExperiment",
         phases.get_request(world),
         world,
     )
     measurement = phases.measure(phase, target, options.duration, options.warmup, workdir, name)
-    for problem in measurement.problems:
-        print(f"  problem: {problem}", file=sys.stderr)
+    print(f"bench: {name}: {_get_figures(measurement)}", file=sys.stderr, flush=True)
     return measurement
+
+
+def measure(options: argparse.Namespace, workdir: Path) -> Figures:
+    with stack.fresh_database(options.database_url, workdir, "db", False) as database:
+        world = prepare(database, options.experiments)
+        server = stack.start_server(database, options.workers, workdir, "server")
+        try:
+            without = _get_phase(server, world, options, workdir, "get-without-watches")
+            with open_watchers(server.port, world, options.watchers, options.clients) as clients:
+                spread = procstats.connections_per_worker(server.workers, server.port)
+                print(f"bench: watches open; connections per worker {spread}", file=sys.stderr)
+                with_watches = _get_phase(server, world, options, workdir, "get-with-watches")
+                pids = [client.process.pid for client in clients]
+                server_cpu = procstats.cpu_seconds(server.processes)
+                client_cpu = procstats.cpu_seconds(pids)
+                lag = lag_phase(
+                    server.port, world, clients, options.watchers, options.writes, options.rate
+                )
+                return Figures(
+                    without,
+                    with_watches,
+                    lag,
+                    procstats.cpu_seconds(server.processes) - server_cpu,
+                    procstats.cpu_seconds(pids) - client_cpu,
+                    [procstats.peak_rss_mb(pid) for pid in server.workers],
+                )
+        finally:
+            server.stop()
 
 
 def run(options: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-watchers-") as folder:
-        workdir = Path(folder)
-        with stack.fresh_database(options.database_url, workdir, "db", False) as database:
-            world = prepare(database, options.experiments)
-            server = stack.start_server(database, options.workers, workdir, "server")
-            try:
-                without = _get_phase(server.port, world, server, options, workdir, "get-without")
-                print(
-                    f"Get without watches: {without.rps:,.0f} req/s, p99 {without.result.percentile_ms(0.99):.1f} ms",
-                    file=sys.stderr,
-                )
-                opened = time.monotonic()
-                with open_watchers(
-                    server.port, world, options.watchers, options.clients
-                ) as clients:
-                    print(
-                        f"{options.watchers} watches open in {time.monotonic() - opened:.1f} s; "
-                        f"connections per worker {procstats.connections_per_worker(server.workers, server.port)}",
-                        file=sys.stderr,
-                    )
-                    with_watches = _get_phase(
-                        server.port, world, server, options, workdir, "get-with"
-                    )
-                    print(
-                        f"Get with watches: {with_watches.rps:,.0f} req/s, p99 {with_watches.result.percentile_ms(0.99):.1f} ms",
-                        file=sys.stderr,
-                    )
-                    cpu = procstats.cpu_seconds(server.processes)
-                    client_cpu = procstats.cpu_seconds([c.process.pid for c in clients])
-                    lag = lag_phase(
-                        server.port, world, clients, options.watchers, options.writes, options.rate
-                    )
-                    cpu = procstats.cpu_seconds(server.processes) - cpu
-                    client_cpu = procstats.cpu_seconds([c.process.pid for c in clients]) - client_cpu
-                    rss = [procstats.peak_rss_mb(pid) for pid in server.workers]
-            finally:
-                server.stop()
-    ratio = with_watches.rps / without.rps if without.rps else math.nan
-    lines = [
-        f"watchers: {options.watchers} over {options.workers} workers ({options.clients} client processes)",
-        f"Get without watches: {without.rps:,.0f} req/s (p50 {without.result.percentile_ms(0.5):.2f} ms, p99 {without.result.percentile_ms(0.99):.2f} ms)",
-        f"Get with {options.watchers} watches open: {with_watches.rps:,.0f} req/s (p50 {with_watches.result.percentile_ms(0.5):.2f} ms, p99 {with_watches.result.percentile_ms(0.99):.2f} ms)",
-        f"ratio: {ratio:.2f} (target >= 0.90: {'met' if ratio >= 0.9 else 'MISSED'})",
-        f"lag, acknowledgement -> event at every watcher, {options.writes} writes at {options.rate:g}/s: "
-        f"p50 {lag.percentile(0.5):.0f} ms, p99 {lag.percentile(0.99):.0f} ms, max {lag.percentile(1.0):.0f} ms "
-        f"({len(lag.samples_ms):,} deliveries, {lag.missing} missing, {lag.duplicates} duplicated; "
-        f"target p99 <= 1000 ms: {'met' if lag.percentile(0.99) <= 1000 and not lag.missing else 'MISSED'})",
-        f"CPU during the lag phase: server {cpu:.1f} s ({cpu / max(1, len(lag.samples_ms)) * 1e6:.0f} us per delivery), "
-        f"watch clients {client_cpu:.1f} s",
-        f"peak RSS per worker: {', '.join(f'{mb:.0f} MB' for mb in rss)}",
-    ]
-    print("\n".join(lines))
+        figures = measure(options, Path(folder))
+    print("\n".join(figures.lines(options)))
     return 0
 
 
