@@ -25,6 +25,7 @@ from server.domain import messages
 from server.domain.feed import encode_position
 from server.domain.pagination import Cursor, encode_revision_cursor
 from server.entrypoints import admin
+from server.service_layer.experiments import CATCH_UP_PAGE
 from server.service_layer.ports import RevisionRecord
 from tests.integration.databases import unit_of_work
 from tests.integration.grpc_client import (
@@ -337,6 +338,25 @@ def test_a_watch_resumed_from_a_cursor_misses_nothing_and_repeats_nothing(client
     assert next(resumed).heartbeat.cursor == got[-1].cursor
     got += [_next_change(resumed) for _ in range(3)]
     resumed.cancel()  # type: ignore[attr-defined]
+
+    assert [c.experiment_id for c in got] == [e.id for e in made]
+
+
+def test_a_watch_from_before_the_server_started_catches_up_from_the_database_page_by_page(
+    client: Client, migrated_url: str
+) -> None:
+    start = _head(client)
+    made = [_create(client, f"E{n}") for n in range(CATCH_UP_PAGE + 3)]
+
+    # A server started now holds nothing older in memory: all of it comes from the database.
+    with running_client(migrated_url) as later:
+        request = pb.WatchExperimentChangesRequest(organization_id=client.org, after=start)
+        stream = later.stub.WatchExperimentChanges(
+            request, metadata=client.metadata(), timeout=DEADLINE_SECONDS
+        )
+        assert next(stream).heartbeat.cursor == start
+        got = [_next_change(stream) for _ in made]
+        stream.cancel()
 
     assert [c.experiment_id for c in got] == [e.id for e in made]
 
