@@ -40,6 +40,8 @@ WINDOW_BYTES: Final = 16 * 1024 * 1024
 POLL_BATCH: Final = 500
 # While the database cannot be read, how long to wait between attempts (at least the poll).
 RETRY_SECONDS: Final = 1.0
+# How long `close` waits for the thread to finish its read.
+CLOSE_TIMEOUT_SECONDS: Final = 2.0
 
 Subscriber = Callable[[Sequence[Change]], None]
 
@@ -104,7 +106,9 @@ class FeedFollower:
             listener.wake.set()
         self._wake.set()
         if self._thread.is_alive():
-            self._thread.join()
+            # Not forever: a read stuck on an unresponsive database must not hold the stop
+            # (the thread is a daemon; it ends with the process).
+            self._thread.join(CLOSE_TIMEOUT_SECONDS)
 
     @property
     def closed(self) -> bool:
