@@ -129,7 +129,6 @@ def watch_change(change: Change) -> bytes:
     return _with_entries(b"", _WATCH_CHANGE_TAG, [revision_message(change)])
 
 
-
 def watch_heartbeat(position: int) -> bytes:
     """A serialized WatchExperimentChangesResponse carrying a heartbeat at `position`."""
     heartbeat = pb.WatchHeartbeat(cursor=encode_position(position))
