@@ -95,6 +95,11 @@ def build_server(settings: Settings, *, reuse_port: bool = False) -> RunningServ
             # Above our own limit, so that the interceptor refuses a request of up to twice
             # limits.MAX_REQUEST_BYTES in our words; only larger ones get grpcio's message.
             ("grpc.max_receive_message_length", 2 * limits.MAX_REQUEST_BYTES),
+            # Likewise for headers: grpcio's default soft limit (8 KiB) refused at random and
+            # with RESOURCE_EXHAUSTED ("retry later"). Soft and hard the same, far above
+            # limits.MAX_HEADER_BYTES, which the interceptor enforces in our words.
+            ("grpc.max_metadata_size", limits.GRPC_METADATA_BYTES),
+            ("grpc.absolute_max_metadata_size", limits.GRPC_METADATA_BYTES),
         ],
     )
     experiments_pb2_grpc.add_ExperimentServiceServicer_to_server(
