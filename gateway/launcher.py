@@ -30,6 +30,8 @@ from typing import IO, Any, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gateway import path_fields
+from server.domain import limits
 from server.entrypoints.processes import stop_with_parent
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,6 +92,22 @@ def connectable_host(host: str) -> str:
     return str(address)
 
 
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """How many client connections the gateway keeps open, and how long one that does not use
+    its slot may keep it (README, "Limits", says why these numbers); tests set them low."""
+
+    # Beyond it a new connection is closed at once.
+    max_connections: int = 10_000
+    # A connection without a request in flight (one that never sent anything included).
+    idle_timeout_seconds: float = 15
+    # From a request's first byte to its last header byte (slowloris).
+    request_headers_timeout_seconds: float = 10
+
+
+DEFAULT_CONNECTION_LIMITS = ConnectionLimits()
+
+
 def render_config(
     *,
     http_host: str,
@@ -99,6 +117,7 @@ def render_config(
     admin_port: int = 0,
     descriptor: Path = DESCRIPTOR,
     cors_origins: Sequence[str] = (),
+    connection_limits: ConnectionLimits = DEFAULT_CONNECTION_LIMITS,
 ) -> str:
     """gateway/envoy.yaml with its placeholders filled in; a missing one is an error."""
     if not descriptor.is_file():
@@ -112,7 +131,17 @@ def render_config(
         DESCRIPTOR=descriptor,
         CORS_POLICY=json.dumps(cors_policy(cors_origins)),
         CORS_PREFLIGHT_ROUTE=cors_preflight_route(cors_origins),
+        MAX_CONNECTIONS=connection_limits.max_connections,
+        IDLE_TIMEOUT=_duration(connection_limits.idle_timeout_seconds),
+        REQUEST_HEADERS_TIMEOUT=_duration(connection_limits.request_headers_timeout_seconds),
+        MAX_HEADER_BYTES=limits.MAX_HEADER_BYTES,
+        PATH_FIELDS=path_fields.lua_table(descriptor),
+        PATH_FIELDS_REPLY_HEAD=path_fields.lua_reply_head(),
     )
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:g}s"
 
 
 # What a browser front end may send and read: the API's methods, the headers its clients send

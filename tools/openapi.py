@@ -17,8 +17,9 @@ what the gateway really does:
   each HTTP status with the google.rpc.Code its body carries;
 - the optional headers of conditional requests and idempotent creates (If-Match, If-None-Match,
   Idempotency-Key) and what they bring: ETag, Location, 304, 412; the gateway's own answers
-  (413 for a body over 1 MiB, 503 while the server or database is down, WWW-Authenticate on a
-  401), and the 405 with Allow that any other method gets, in each path's description;
+  (413 for a body over 1 MiB, 415 for a gRPC content type, 431 for headers over the limit, 503
+  while the server or database is down, WWW-Authenticate on a 401), and the 405 with Allow that
+  any other method gets, in each path's description;
 - the rules a client can check before sending (value sets, ranges, lengths, counts), taken from
   the domain constants in server/domain, so the document and the server cannot disagree.
 
@@ -173,8 +174,9 @@ ERRORS: dict[str, Error] = {
         "InvalidArgument",
         3,
         "INVALID_ARGUMENT: the request breaks a rule (details: google.rpc.BadRequest naming"
-        " every offending field), or the gateway could not parse it (malformed JSON or value,"
-        " unknown query parameter; no details). Nothing is written.",
+        " every offending field; also a query parameter that names a field the path sets), or"
+        " the gateway could not parse it (malformed JSON or value, unknown query parameter; no"
+        " details). Nothing is written.",
     ),
     "401": Error(
         "Unauthenticated",
@@ -199,6 +201,20 @@ ERRORS: dict[str, Error] = {
         3,
         f"The request body is larger than {BODY_LIMIT} bytes (1 MiB), the gateway's limit."
         " Nothing is written.",
+    ),
+    "415": Error(
+        "UnsupportedMediaType",
+        3,
+        "A gRPC content type (`application/grpc`, `application/grpc-web`, ...) on a REST path:"
+        " gRPC clients call /experiments.v5.ExperimentService/<method> on the same port. Nothing"
+        " is written.",
+    ),
+    "431": Error(
+        "HeadersTooLarge",
+        3,
+        f"The request headers are larger than {limits.MAX_HEADER_BYTES} bytes (names and values;"
+        " neither pseudo-headers nor the x-forwarded-*, x-envoy-* and x-request-id headers of"
+        " proxies count). Nothing is written.",
     ),
     "503": Error(
         "Unavailable",

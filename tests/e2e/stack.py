@@ -41,8 +41,10 @@ class Stack:
         database_url: str | None = None,
         *,
         cors_origins: Sequence[str] = (),
+        connection_limits: launcher.ConnectionLimits = launcher.DEFAULT_CONNECTION_LIMITS,
     ) -> None:
         self.workdir = workdir
+        self.connection_limits = connection_limits
         # Envoy's upstream; Envoy starts first, since its port is the server's public URL.
         self.grpc_port = unused_port()
         self.cors_origins = tuple(cors_origins)
@@ -76,6 +78,7 @@ class Stack:
             grpc_host="127.0.0.1",
             grpc_port=self.grpc_port,
             cors_origins=self.cors_origins,
+            connection_limits=self.connection_limits,
         )
         with self.envoy_log.open("a") as output:
             self.envoy = launcher.start_envoy(
