@@ -39,19 +39,27 @@ def _address(stack: Stack) -> tuple[str, int]:
     return "127.0.0.1", stack.envoy.http_port
 
 
-def _closed_by_the_gateway(sock: socket.socket) -> bool:
-    """Whether the gateway closes `sock` within the deadline (what it sent first is read)."""
+def _read_until_closed(sock: socket.socket) -> bytes | None:
+    """What the gateway sent on `sock` before it closed it, or None if it did not close it
+    within the deadline."""
     sock.settimeout(1.0)
+    received = b""
     deadline = time.monotonic() + DEADLINE
     while time.monotonic() < deadline:
         try:
-            if sock.recv(65536) == b"":
-                return True
+            chunk = sock.recv(65536)
         except TimeoutError:
             continue
         except ConnectionResetError:
-            return True
-    return False
+            return received
+        if not chunk:
+            return received
+        received += chunk
+    return None
+
+
+def _closed_by_the_gateway(sock: socket.socket) -> bool:
+    return _read_until_closed(sock) is not None
 
 
 def test_more_idle_connections_than_the_limit_do_not_lock_a_new_client_out(
@@ -89,4 +97,8 @@ def test_a_request_whose_headers_never_end_is_closed(small: Stack) -> None:
     with socket.create_connection(_address(small)) as sock:
         sock.sendall(b"GET /api/v5/orgs/x/experiments HTTP/1.1\r\nHost: gateway\r\nX-Slow: 1")
 
-        assert _closed_by_the_gateway(sock)
+        received = _read_until_closed(sock)
+
+    assert received is not None, "the gateway kept the connection open"
+    assert received.startswith(b"HTTP/1.1 408 ")
+    assert b'"code":4' in received
