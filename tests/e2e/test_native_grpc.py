@@ -83,6 +83,23 @@ def test_an_error_keeps_its_status_and_bad_request_details(
     assert "name" in {violation.field for violation in bad_request.field_violations}
 
 
+@pytest.mark.one_database
+def test_a_request_larger_than_the_rest_body_limit_is_the_servers_to_judge(
+    channel: grpc.Channel, world: World
+) -> None:
+    stub = experiments_pb2_grpc.ExperimentServiceStub(channel)
+    too_long = pb.Experiment(is_draft=True, name="n" * (2 * 1024 * 1024))
+
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.CreateExperiment(
+            pb.CreateExperimentRequest(organization_id=world.organization_id, experiment=too_long),
+            metadata=_metadata(world),
+            timeout=TIMEOUT,
+        )
+
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
 def test_unauthenticated_is_unauthenticated(channel: grpc.Channel, world: World) -> None:
     stub = experiments_pb2_grpc.ExperimentServiceStub(channel)
 
