@@ -117,8 +117,8 @@ test-openapi: $(STAMP) ## Validate the OpenAPI document, then schemathesis throu
 	$(BIN)/pytest -q tests/e2e/test_openapi.py
 
 .PHONY: test-typescript
-test-typescript: $(STAMP) $(NODE_STAMP) ## The TypeScript client against the real server and Envoy
-	$(BIN)/pytest -q tests/e2e/test_typescript_client.py
+test-typescript: $(STAMP) $(NODE_STAMP) ## The TypeScript client against the real server and Envoy, and its assignment vectors
+	$(BIN)/pytest -q tests/e2e/test_typescript_client.py tests/e2e/test_typescript_assignment.py
 
 .PHONY: test
 test: $(STAMP) $(NODE_STAMP) $(PLAYWRIGHT) $(CHROMIUM) check-generated lint buf-build buf-breaking check-ts-generated check-openapi ## Set up, then run every test (unit, integration, e2e, contract, fuzz)

@@ -18,6 +18,9 @@ NAME_MAX_LENGTH: Final = 255
 # An A/B test splits visitors into a handful of groups; 100 leaves room without letting one
 # experiment grow without bound.
 MAX_GROUPS: Final = 100
+# A visitor id is whatever id the calling service has for a visitor (a cookie, an account id);
+# it is hashed, never stored. 255 characters covers the usual ones, UUIDs and URLs included.
+VISITOR_ID_MAX_LENGTH: Final = 255
 # Rooms are listed by ID; each costs a lookup and a row, and a response shows every room.
 MAX_ROOMS: Final = 100
 # A treatment is a rule (name, actions, conditions): kilobytes, not megabytes. Measured as
