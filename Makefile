@@ -70,8 +70,8 @@ check-generated: $(STAMP) ## Fail if generated/ is not what protos/ generates
 
 .PHONY: lint
 lint: $(STAMP) $(BUF) ## ruff, mypy and buf lint
-	$(BIN)/ruff check server tests tools gateway bench
-	$(BIN)/ruff format --check server tests tools gateway bench
+	$(BIN)/ruff check server tests tools gateway bench clients/python
+	$(BIN)/ruff format --check server tests tools gateway bench clients/python
 	$(BIN)/mypy
 	$(PY) tools/generate.py --buf-lint $(BUF)
 

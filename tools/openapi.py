@@ -75,18 +75,25 @@ FIELD_RULES: dict[str, Json] = {
     "experiments.v5.Group.percentage": {"minimum": 0, "maximum": 100},
     "experiments.v5.ListExperimentsRequest.page_size": {"minimum": 0},
 }
-# String fields with a fixed set of values: each is a named schema (one type in a generated
-# client), referenced where the field is; where null is allowed too, the reference is wrapped in
-# `oneOf: [enum, null]`, which generators read as "that type or None" (an `enum` listing null
-# inline came out of openapi-python-client as three types). group_type is a
-# google.protobuf.Value, so that an explicit null is told apart from an omitted attribute: it can
-# be null in responses too.
-ENUMS: dict[str, tuple[str, list[str]]] = {
+# Fields whose schema is a named one, so that a generated client has one type for it: the strings
+# with a fixed set of values, and the treatment (any object). Where null is allowed too, the
+# reference is wrapped in `oneOf: [schema, null]`, which generators read as "that type or None"
+# (an `enum` listing null inline came out of openapi-python-client as three types). group_type is
+# a google.protobuf.Value, so that an explicit null is told apart from an omitted attribute: it
+# can be null in responses too.
+NAMED: dict[str, tuple[str, Json]] = {
     "experiments.v5.Experiment.group_reset_interval": (
         "GroupResetInterval",
-        [i.value for i in ResetInterval],
+        {"type": "string", "enum": [i.value for i in ResetInterval]},
     ),
-    "experiments.v5.Group.group_type": ("GroupType", [t.value for t in GroupType]),
+    "experiments.v5.Group.group_type": (
+        "GroupType",
+        {"type": "string", "enum": [t.value for t in GroupType]},
+    ),
+    "experiments.v5.Group.treatment": (
+        "Treatment",
+        {"type": "object", "additionalProperties": True},
+    ),
 }
 # Fields with presence (messages, proto3 `optional`) that the server sets on every message it
 # returns (server/entrypoints/translate.py): `required` in the response schemas, so that a
@@ -390,8 +397,8 @@ class Builder:
             return {"allOf": [schema], "description": description}
         return {**schema, "description": description}
 
-    def enum(self, name: str, values: list[str]) -> Json:
-        self.schemas[name] = {"type": "string", "enum": values}
+    def named(self, name: str, schema: Json) -> Json:
+        self.schemas[name] = schema
         return {"$ref": f"#/components/schemas/{name}"}
 
     def field_schema(
@@ -405,11 +412,11 @@ class Builder:
         repeated = field.label == label.LABEL_REPEATED
         behaviors = list(field.options.Extensions[field_behavior_pb2.field_behavior])
         required = field_behavior_pb2.FieldBehavior.REQUIRED in behaviors
-        if full_name in ENUMS:
-            item = self.enum(*ENUMS[full_name])
+        if full_name in NAMED:
+            item = self.named(*NAMED[full_name])
             # A google.protobuf.Value holds an explicit null in responses as well.
             nullable = field.type_name == ".google.protobuf.Value" or (
-                request and field.proto3_optional
+                request and (field.proto3_optional or field.type_name in WELL_KNOWN)
             )
         elif field.type == label.TYPE_MESSAGE and field.type_name in WELL_KNOWN:
             item = dict(WELL_KNOWN[field.type_name])

@@ -65,8 +65,10 @@ def test_the_document_states_what_rest_clients_rely_on() -> None:
     assert schemas["GroupResetInterval"] == {"type": "string", "enum": ["full", "1w", "1d"]}
     nullable_type = [{"$ref": "#/components/schemas/GroupType"}, {"type": "null"}]
     assert group["group_type"]["oneOf"] == sent_group["group_type"]["oneOf"] == nullable_type
-    assert sent_group["treatment"]["type"] == ["object", "null"]
-    assert group["treatment"]["type"] == "object"
+    treatment = {"$ref": "#/components/schemas/Treatment"}
+    assert schemas["Treatment"] == {"type": "object", "additionalProperties": True}
+    assert sent_group["treatment"]["oneOf"] == [treatment, {"type": "null"}]
+    assert group["treatment"]["allOf"] == [treatment]
     for groups in (group, sent_group):
         assert (groups["percentage"]["minimum"], groups["percentage"]["maximum"]) == (0, 100)
         assert groups["name"]["maxLength"] == limits.NAME_MAX_LENGTH
