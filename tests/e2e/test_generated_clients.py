@@ -12,17 +12,23 @@ root); elsewhere it is not generated and the run says so in one line (tests/e2e/
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from grpc_tools import protoc
 
+from tests.e2e import go_client
 from tests.e2e.stack import Stack, World
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENT = ROOT / "openapi" / "experiments.v5.yaml"
 PYTHON_CLIENT = ROOT / "clients" / "python"
+GO_CLIENT = ROOT / "clients" / "go"
+# The import path of the generated package: the proto's go_package.
+GO_PACKAGE = "example.com/experiments/gen/go/experiments/v5"
 
 
 def _demo_env(stack: Stack, world: World) -> dict[str, str]:
@@ -89,3 +95,53 @@ def test_a_python_client_generated_from_the_openapi_document_round_trips(
     result = _run([sys.executable, roundtrip], env=env)
 
     assert "delete: 204, then get: 404" in result.stdout, result.stdout
+
+
+@pytest.mark.one_database
+@pytest.mark.go
+def test_a_go_client_generated_from_the_proto_round_trips_over_grpc(
+    stack: Stack, fresh_world: World, tmp_path: Path
+) -> None:
+    assert not go_client.missing(), go_client.status()
+    source = tmp_path / "gopath" / "src"
+    source.mkdir(parents=True)
+    # protoc from grpcio-tools, with Debian's plugins; the output lands at the go_package path.
+    plugins = [
+        f"--plugin={name}={shutil.which(name)}" for name in ("protoc-gen-go", "protoc-gen-go-grpc")
+    ]
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            "-I",
+            "protos",
+            "-I",
+            "third_party/googleapis",
+            "-I",
+            str(Path(protoc.__file__).parent / "_proto"),
+            *plugins,
+            f"--go_out={source}",
+            f"--go-grpc_out={source}",
+            "experiments/v5/experiments.proto",
+        ],
+        env=dict(os.environ),
+    )
+    assert (source / GO_PACKAGE / "experiments_grpc.pb.go").exists()
+    test_package = source / "example.com" / "experiments" / "roundtrip"
+    test_package.mkdir(parents=True)
+    shutil.copy(GO_CLIENT / "roundtrip_test.go", test_package)
+    env = {
+        **_demo_env(stack, fresh_world),
+        # GOPATH mode over Debian's packaged libraries: nothing is downloaded.
+        "GO111MODULE": "off",
+        "GOPATH": f"{tmp_path / 'gopath'}{os.pathsep}{go_client.GOCODE}",
+        "GOPROXY": "off",
+        "GOFLAGS": "",
+    }
+    if "HOME" not in env and "GOCACHE" not in env:
+        env["GOCACHE"] = str(tmp_path / "go-cache")
+
+    result = _run(["go", "test", "-v", "-count=1", "."], env=env, cwd=test_package)
+
+    assert "--- PASS: TestRoundTrip" in result.stdout, result.stdout
