@@ -212,9 +212,10 @@ ERRORS: dict[str, Error] = {
     "400": Error(
         "InvalidArgument",
         3,
-        "INVALID_ARGUMENT: the request breaks a rule (details: google.rpc.BadRequest naming"
-        " every offending field), or the gateway could not parse it (malformed JSON or value,"
-        " unknown query parameter; no details). Nothing is written.",
+        "INVALID_ARGUMENT: the request breaks a rule, has a value of the wrong type or an"
+        " unknown query parameter (details: google.rpc.BadRequest naming every offending field"
+        " the server found, or the one the gateway could not parse), or its body is not JSON"
+        " (no details). Nothing is written.",
     ),
     "401": Error(
         "Unauthenticated",
