@@ -62,7 +62,7 @@ $(CHROMIUM):
 # golang/protobuf 1.5 is named explicitly). Installed when run as root, as chromium is; otherwise,
 # or if apt-get fails, the Go client test is not run and one line says so (pytest repeats it).
 .PHONY: go-toolchain
-go-toolchain: $(STAMP)
+go-toolchain: $(STAMP) ## As root: install Debian's Go toolchain for the Go client test (else say it is not run)
 	@if ! $(PY) -m tests.e2e.go_client >/dev/null; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			echo "Installing Debian's Go toolchain (for the Go client test)..."; \

@@ -101,7 +101,6 @@ NAMED: dict[str, tuple[str, Json]] = {
 # always (always_print_primitive_fields) and need no entry; schemathesis checks every response
 # against these claims.
 ALWAYS_RETURNED: set[str] = {
-    "experiments.v5.Experiment.is_draft",
     "experiments.v5.Experiment.created_at",
     "experiments.v5.Experiment.created_by_user",
     "experiments.v5.Experiment.updated_at",
