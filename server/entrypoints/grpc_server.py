@@ -97,9 +97,10 @@ def build_server(settings: Settings, *, reuse_port: bool = False) -> RunningServ
         interceptors=[RpcInterceptor(pools)],
         options=[
             ("grpc.so_reuseport", 1 if reuse_port else 0),
-            # Above our own limit, so that the interceptor refuses a request of up to twice
-            # limits.MAX_REQUEST_BYTES in our words; only larger ones get grpcio's message.
-            ("grpc.max_receive_message_length", 2 * limits.MAX_REQUEST_BYTES),
+            # Above our own limit, so that the interceptor refuses in our words whatever the
+            # gateway can send (limits.MAX_RECEIVED_BYTES); only larger ones get grpcio's
+            # RESOURCE_EXHAUSTED, before the message is received.
+            ("grpc.max_receive_message_length", limits.MAX_RECEIVED_BYTES),
         ],
     )
     experiments_pb2_grpc.add_ExperimentServiceServicer_to_server(
