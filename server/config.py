@@ -30,11 +30,15 @@ class Settings:
     # request's Host, which any client can forge. from_env derives it from http_host/http_port.
     public_base_url: str = "http://127.0.0.1:8080"
     log_level: str = "INFO"
-    # Threads per worker process: enough to overlap database waits, few enough for the GIL.
+    # Threads per worker process for reads: enough to overlap database waits, few enough for
+    # the GIL.
     threads: int = 8
-    # Unary calls a worker holds at once, running or waiting for one of its threads; beyond
-    # that a call is refused at once with RESOURCE_EXHAUSTED (REST 429) rather than queued
-    # behind work it would wait seconds for.
+    # Threads per worker process for writes (Create, Update, Delete), apart from the reads':
+    # a write waiting for the database holds one of these, never one a read needs.
+    write_threads: int = 4
+    # Unary calls a worker holds at once, running or waiting for one of its threads, for reads
+    # and for writes each; beyond that a call is refused at once with RESOURCE_EXHAUSTED (REST
+    # 429) rather than queued behind work it would wait seconds for.
     max_calls: int = 64
     # Streams a worker holds open at once (each has a thread of its own, idle while it waits).
     max_streams: int = 1000
@@ -63,6 +67,7 @@ class Settings:
             ).rstrip("/"),
             log_level=log_level(env.get("EXPERIMENTS_LOG_LEVEL", default.log_level)),
             threads=_number(env, "EXPERIMENTS_THREADS", default.threads),
+            write_threads=_number(env, "EXPERIMENTS_WRITE_THREADS", default.write_threads),
             max_calls=_number(env, "EXPERIMENTS_MAX_CALLS", default.max_calls),
             max_streams=_number(env, "EXPERIMENTS_MAX_STREAMS", default.max_streams),
             auth_cache_seconds=_number(

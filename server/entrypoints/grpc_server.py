@@ -78,9 +78,14 @@ class RunningServer:
 
 def build_server(settings: Settings, *, reuse_port: bool = False) -> RunningServer:
     """Builds and starts a server on settings.grpc_host:grpc_port (0 picks a free port)."""
-    engine = make_engine(settings.database_url, pool_size=settings.threads)
-    # Reads get their own pool, whose connections refuse writes (see make_engine).
-    read_engine = make_engine(settings.database_url, pool_size=settings.threads, read_only=True)
+    engine = make_engine(settings.database_url, pool_size=settings.write_threads)
+    # Reads get their own pool, whose connections refuse writes (see make_engine); a Create
+    # prepares on it too, from a write thread.
+    read_engine = make_engine(
+        settings.database_url,
+        pool_size=settings.threads + settings.write_threads,
+        read_only=True,
+    )
     principals = PrincipalCache(settings.auth_cache_seconds)
     service = ExperimentService(
         # The read model's views are rendered by translate: an adapter given the entrypoint's
@@ -90,7 +95,10 @@ def build_server(settings: Settings, *, reuse_port: bool = False) -> RunningServ
         render=RENDERER.view,
     )
     pools = WorkerPools.create(
-        threads=settings.threads, max_calls=settings.max_calls, max_streams=settings.max_streams
+        threads=settings.threads,
+        write_threads=settings.write_threads,
+        max_calls=settings.max_calls,
+        max_streams=settings.max_streams,
     )
     server = grpc.server(
         pools.unary,
