@@ -41,8 +41,10 @@ class Stack:
         database_url: str | None = None,
         *,
         cors_origins: Sequence[str] = (),
+        rest_deadline_seconds: float = launcher.REST_DEADLINE_SECONDS,
     ) -> None:
         self.workdir = workdir
+        self.rest_deadline_seconds = rest_deadline_seconds
         # Envoy's upstream; Envoy starts first, since its port is the server's public URL.
         self.grpc_port = unused_port()
         self.cors_origins = tuple(cors_origins)
@@ -76,6 +78,7 @@ class Stack:
             grpc_host="127.0.0.1",
             grpc_port=self.grpc_port,
             cors_origins=self.cors_origins,
+            rest_deadline_seconds=self.rest_deadline_seconds,
         )
         with self.envoy_log.open("a") as output:
             self.envoy = launcher.start_envoy(
