@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +69,14 @@ class Stack:
     @property
     def envoy_log(self) -> Path:
         return self.workdir / "envoy.log"
+
+    def running(self) -> Iterator[Stack]:
+        """Starts the stack, yields it and stops it: a fixture's body for a stack of its own."""
+        try:
+            self.start()
+            yield self
+        finally:
+            self.close()
 
     def start(self) -> None:
         # Envoy first: its port (chosen by the kernel) is the public URL the server links to.

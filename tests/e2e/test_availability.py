@@ -30,23 +30,12 @@ PEAK_RSS_MB = 300
 REST_DEADLINE_SECONDS = 2.0
 
 
-def _started(stack: Stack, **env: str) -> Iterator[Stack]:
-    stack.env.update(env)
-    try:
-        stack.start()
-        yield stack
-    finally:
-        stack.close()
-
-
 @pytest.fixture
 def small_stack(tmp_path: Path) -> Iterator[Stack]:
     """One write thread that admits one write at a time, and a REST deadline of 2 s."""
-    yield from _started(
-        Stack(tmp_path, rest_deadline_seconds=REST_DEADLINE_SECONDS),
-        EXPERIMENTS_WRITE_THREADS="1",
-        EXPERIMENTS_MAX_CALLS="1",
-    )
+    stack = Stack(tmp_path, rest_deadline_seconds=REST_DEADLINE_SECONDS)
+    stack.env.update(EXPERIMENTS_WRITE_THREADS="1", EXPERIMENTS_MAX_CALLS="1")
+    yield from stack.running()
 
 
 def _create_in_background(
@@ -102,7 +91,9 @@ def test_a_rest_write_stalled_past_its_deadline_is_503_and_never_written(
 @pytest.fixture
 def busy_stack(tmp_path: Path) -> Iterator[Stack]:
     """The production process model: several worker processes sharing the port."""
-    yield from _started(Stack(tmp_path), EXPERIMENTS_WORKERS=str(WORKERS))
+    stack = Stack(tmp_path)
+    stack.env["EXPERIMENTS_WORKERS"] = str(WORKERS)
+    yield from stack.running()
 
 
 def test_abusive_clients_leave_reads_served_and_the_upstream_healthy(
