@@ -9,7 +9,6 @@ nothing races for a port.
 from __future__ import annotations
 
 import contextlib
-import functools
 import ipaddress
 import json
 import os
@@ -30,7 +29,7 @@ from typing import IO, Any, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from server.entrypoints.processes import stop_with_parent
+from server.entrypoints import processes
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "gateway" / "envoy.yaml"
@@ -200,17 +199,19 @@ def spawn(
 
     If the parent dies, even by SIGKILL, the kernel sends the child SIGTERM (a graceful stop),
     so no server or Envoy is left behind holding the ports. (Strictly, when the thread that
-    spawned it ends: spawn from the main thread, as run.py, the tests and bench do.)
+    spawned it ends: spawn from the main thread, as run.py, the tests and bench do.) The child
+    asks for that itself, first thing (server/entrypoints/processes.py), then becomes
+    `command`: no Python code runs between fork and exec, which preexec_fn would do, unsafely
+    in a process with threads.
     """
     return subprocess.Popen(
-        command,
+        [sys.executable, "-m", processes.__name__, str(os.getpid()), *command],
         env=None if env is None else dict(env),
         stdin=subprocess.DEVNULL,
         stdout=output,
         stderr=subprocess.STDOUT if output is not None else None,
         text=True,
         start_new_session=True,
-        preexec_fn=functools.partial(stop_with_parent, os.getpid()),
     )
 
 
