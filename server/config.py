@@ -46,6 +46,9 @@ class Settings:
     auth_cache_seconds: float = 5.0
     # How long a stopping server lets calls in flight finish before it cancels them.
     grace_seconds: float = 10.0
+    # Each worker process pinned to a CPU of its own (off: containers often limit CPUs in
+    # other ways than the CPUs a process may use, and pinning then does harm).
+    worker_affinity: bool = False
     # Browser origins (scheme://host[:port]) allowed to call the REST gateway; none: no CORS.
     cors_origins: tuple[str, ...] = ()
 
@@ -75,6 +78,7 @@ class Settings:
             ),
             grace_seconds=_number(env, "EXPERIMENTS_GRACE_SECONDS", default.grace_seconds),
             cors_origins=cors_origins(env.get("EXPERIMENTS_CORS_ORIGINS", "")),
+            worker_affinity=_flag(env, "EXPERIMENTS_WORKER_AFFINITY", default.worker_affinity),
         )
 
 
@@ -116,3 +120,16 @@ def _number(env: Mapping[str, str], name: str, default: _Number) -> _Number:
         return type(default)(value)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {value!r}") from None
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    value = env.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value not in _TRUE + _FALSE:
+        raise ConfigError(f"{name} must be 1 or 0 (true or false), got {env[name]!r}")
+    return value in _TRUE

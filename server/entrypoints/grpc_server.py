@@ -194,7 +194,12 @@ def serve(settings: Settings) -> int:
         _serve_until_signalled(settings, reuse_port=False)
         return 0
     return run_worker_processes(
-        settings.grpc_host, settings.grpc_port, settings.workers, _worker, settings
+        settings.grpc_host,
+        settings.grpc_port,
+        settings.workers,
+        _worker,
+        settings,
+        affinity=settings.worker_affinity,
     )
 
 
@@ -205,21 +210,28 @@ def run_worker_processes(
     target: Callable[..., None],
     *args: Any,
     on_claimed: Callable[[int], None] | None = None,
+    affinity: bool = False,
 ) -> int:
     """Runs `target(port, *args)` in `count` processes that share host:port (SO_REUSEPORT).
 
     The port is claimed first (see claim_port). SIGTERM or SIGINT is passed on to
     every worker, which drains; if one worker dies the others are stopped and the
     exit code is 1. bench/echo_server.py reuses this for the same process model.
+    With `affinity`, worker n runs on the n-th CPU this process may use (modulo their
+    number) and nowhere else: with a worker per core, each keeps its core's caches and
+    none migrates onto another's (settings.worker_affinity).
     """
     holder = claim_port(host, port)
     port = holder.getsockname()[1]
     if on_claimed is not None:
         on_claimed(port)
+    cpus = sorted(os.sched_getaffinity(0))
     context = multiprocessing.get_context("spawn")
     workers = [
         context.Process(
-            target=_run_worker, args=(os.getpid(), target, port, *args), name=f"worker-{n}"
+            target=_run_worker,
+            args=(os.getpid(), cpus[n % len(cpus)] if affinity else None, target, port, *args),
+            name=f"worker-{n}",
         )
         for n in range(count)
     ]
@@ -258,10 +270,13 @@ def run_worker_processes(
     return exit_code
 
 
-def _run_worker(parent: int, target: Callable[..., None], *args: Any) -> None:
+def _run_worker(parent: int, cpu: int | None, target: Callable[..., None], *args: Any) -> None:
     """A worker process: it ends with this process even if that one is killed (SIGKILL gives
-    no chance to pass the signal on), rather than serving on, orphaned, on the port."""
+    no chance to pass the signal on), rather than serving on, orphaned, on the port. Pinned
+    to `cpu` if given, before any thread starts (threads inherit it)."""
     stop_with_parent(parent)
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
     target(*args)
 
 
