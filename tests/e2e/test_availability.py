@@ -2,11 +2,13 @@
 write that cannot be done within its deadline is 503 and never written, and abusive clients
 leave a well-behaved client served, the upstream healthy and the workers' memory bounded.
 
-Each test has a stack of its own (SQLite): they hold its writer lock, or load it on purpose.
+Each test has a stack of its own: they hold its SQLite writer lock, or load it on purpose (on
+each database).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,10 +17,12 @@ import pytest
 
 from bench import abuse, procstats
 from gateway import launcher
+from server.adapters.temporary_database import temporary_postgres_database
 from server.domain import messages
 from tests.e2e.payloads import upcoming
 from tests.e2e.rest import HTTP_1_1, Response, RestClient, assert_error
 from tests.e2e.stack import Stack
+from tests.integration.databases import POSTGRESQL, postgres_server_url
 from tests.integration.locks import sqlite_writer_held, until
 
 RESOURCE_EXHAUSTED = 8
@@ -89,11 +93,18 @@ def test_a_rest_write_stalled_past_its_deadline_is_503_and_never_written(
 
 
 @pytest.fixture
-def busy_stack(tmp_path: Path) -> Iterator[Stack]:
-    """The production process model: several worker processes sharing the port."""
-    stack = Stack(tmp_path)
-    stack.env["EXPERIMENTS_WORKERS"] = str(WORKERS)
-    yield from stack.running()
+def busy_stack(backend: str, tmp_path: Path) -> Iterator[Stack]:
+    """The production process model (several worker processes sharing the port), on each
+    database: the abusive requests never reach it, the well-behaved reads do."""
+    with contextlib.ExitStack() as cleanup:
+        url = None
+        if backend == POSTGRESQL:
+            server = postgres_server_url()
+            assert server is not None
+            url = cleanup.enter_context(temporary_postgres_database(server))
+        stack = Stack(tmp_path, url)
+        stack.env["EXPERIMENTS_WORKERS"] = str(WORKERS)
+        yield from stack.running()
 
 
 def test_abusive_clients_leave_reads_served_and_the_upstream_healthy(
