@@ -22,7 +22,7 @@ what the gateway really does:
   each HTTP status with the google.rpc.Code its body carries;
 - the optional headers of conditional requests and idempotent creates (If-Match, If-None-Match,
   Idempotency-Key) and what they bring: ETag, Location, 304, 412; the gateway's own answers
-  (413 for a body over 1 MiB, 503 while the server or database is down, WWW-Authenticate on a
+  (413 for a body over 256 KiB, 503 while the server or database is down, WWW-Authenticate on a
   401), and the 405 with Allow that any other method gets, in each path's description;
 - the rules a client can check before sending (value sets, ranges, lengths, counts), taken from
   the domain constants in server/domain, so the document and the server cannot disagree.
@@ -237,7 +237,8 @@ ERRORS: dict[str, Error] = {
     "413": Error(
         "PayloadTooLarge",
         3,
-        f"The request body is larger than {BODY_LIMIT} bytes (1 MiB), the gateway's limit."
+        f"The request body is larger than {BODY_LIMIT} bytes ({BODY_LIMIT // 1024} KiB), "
+        "the gateway's limit."
         " Nothing is written.",
     ),
     "503": Error(

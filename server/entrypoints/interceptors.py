@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -9,8 +10,10 @@ from concurrent import futures
 from typing import Any, TypeVar
 
 import grpc
+from google.api import annotations_pb2
+from google.protobuf import descriptor_pool
 
-from server.adapters.database import unavailable_cause
+from server.adapters.database import CALL_DEADLINE, connection_lost, unavailable_cause
 from server.domain import limits, messages
 from server.domain.errors import DomainError, RequestTooLarge, UnreadableRequest
 from server.entrypoints.errors import UNAVAILABLE, rich_status, status_code
@@ -25,6 +28,11 @@ _HEALTH_CHECK = f"{_HEALTH}Check"
 # Retry-After header. Calls are short: a second is long enough for the queue to drain.
 RETRY_AFTER_HEADER = "retry-after"
 RETRY_AFTER_SECONDS = "1"
+
+# A call's work must end this long before its deadline, for the answer to reach the client in
+# time: a write commits only before (deadline - margin), so that a client never hears of a
+# failure (DEADLINE_EXCEEDED, or the gateway's 504) while its write commits after all.
+ANSWER_MARGIN_SECONDS = 0.1
 
 Behavior = Callable[[Any, grpc.ServicerContext], Any]
 
@@ -44,8 +52,14 @@ class RpcInterceptor(grpc.ServerInterceptor):
     of our code runs: too large or unreadable requests are INVALID_ARGUMENT, in our words.
 
     It also puts each call on its pool (executor.py): streams on the stream pool, health
-    checks on the control pool, the rest on the unary pool; a call a full pool refused is
-    answered RESOURCE_EXHAUSTED at once.
+    checks on the control pool, writes on the write pool, the rest on the unary pool; a call
+    a full pool refused is answered RESOURCE_EXHAUSTED at once. It hands the call's deadline
+    to the database code (database.CALL_DEADLINE), which ends a write's waits by then.
+
+    A read whose database connection was lost (a failover, a restarted server) runs once
+    more: the pool dropped every connection from before the loss, so the second run gets a
+    fresh one, and the client never sees the loss. Writes are never run twice here: whether
+    the first one committed is unknown, and that is the client's call (UNAVAILABLE).
     """
 
     def __init__(self, pools: WorkerPools) -> None:
@@ -62,14 +76,34 @@ class RpcInterceptor(grpc.ServerInterceptor):
         if handler.unary_unary is None:
             # Streams (server reflection, health's Watch): each holds a thread while open.
             return _on_pool(handler, self._pools.streams)
-        pool = self._pools.control if details.method == _HEALTH_CHECK else self._pools.unary
-        behavior = _wrap(details.method, handler.unary_unary, handler.request_deserializer)
+        writes = _writes(details.method)
+        pool: futures.ThreadPoolExecutor = self._pools.unary
+        if details.method == _HEALTH_CHECK:
+            pool = self._pools.control
+        elif writes:
+            pool = self._pools.writes
+        behavior = _wrap(
+            details.method, handler.unary_unary, handler.request_deserializer, retry=not writes
+        )
         return grpc.unary_unary_rpc_method_handler(
             _on(pool, behavior),
             # None: grpcio hands the request bytes over as they came.
             request_deserializer=None,
             response_serializer=_passing_bytes_through(handler.response_serializer),
         )
+
+
+@functools.cache
+def _writes(method: str) -> bool:
+    """Whether an RPC may write: one the contract serves over REST with a verb other than
+    GET (google.api.http). Health checks, reflection and reads do not."""
+    service, _, name = method.strip("/").partition("/")
+    try:
+        descriptor = descriptor_pool.Default().FindMethodByName(f"{service}.{name}")
+    except KeyError:
+        return False
+    rule = descriptor.GetOptions().Extensions[annotations_pb2.http]
+    return rule.WhichOneof("pattern") not in (None, "get")
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -141,7 +175,16 @@ def _parse(raw: bytes, deserializer: Callable[[bytes], Any] | None) -> Any:
         raise UnreadableRequest(messages.UNREADABLE_REQUEST.format(message=name)) from None
 
 
-def _wrap(method: str, behavior: Behavior, deserializer: Callable[[bytes], Any] | None) -> Behavior:
+def _wrap(
+    method: str,
+    behavior: Behavior,
+    deserializer: Callable[[bytes], Any] | None,
+    *,
+    retry: bool,
+) -> Behavior:
+    """The behavior with the interceptor's work around it; `retry`: run it once more when
+    its database connection was lost (reads only)."""
+
     def wrapped(raw: bytes, context: grpc.ServicerContext) -> Any:
         started = time.perf_counter()
         code = grpc.StatusCode.OK
@@ -150,8 +193,18 @@ def _wrap(method: str, behavior: Behavior, deserializer: Callable[[bytes], Any] 
             code = grpc.StatusCode.RESOURCE_EXHAUSTED
             log.warning("rpc method=%s status=%s refused: worker full", method, code.name)
             _refuse(context)
+        # No deadline: a remaining time of ~290 million years, which the write's own bound
+        # (database.WRITE_WAIT_SECONDS) undercuts.
+        CALL_DEADLINE.set(time.monotonic() + context.time_remaining() - ANSWER_MARGIN_SECONDS)
         try:
-            return behavior(_parse(raw, deserializer), context)
+            request = _parse(raw, deserializer)
+            try:
+                return behavior(request, context)
+            except Exception as error:
+                if not (retry and connection_lost(error)):
+                    raise
+                log.info("rpc method=%s: database connection lost; running it again", method)
+                return behavior(request, context)
         except DomainError as error:
             code = status_code(error)
             context.abort_with_status(rich_status(error))

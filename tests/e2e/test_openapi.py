@@ -168,7 +168,7 @@ def test_the_document_lists_every_status_each_operation_can_get_with_its_body() 
     unauthenticated = _response(document, one["get"]["responses"]["401"])
     assert unauthenticated["headers"]["WWW-Authenticate"]["schema"]["const"] == "Token"
     too_large = _response(document, one["put"]["responses"]["413"])
-    assert str(1024 * 1024) in too_large["description"]
+    assert str(limits.MAX_REQUEST_BODY_BYTES) in too_large["description"]
 
 
 def test_each_paths_405_in_the_document_is_what_the_gateway_answers() -> None:
