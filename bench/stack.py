@@ -63,7 +63,7 @@ class Echo:
         launcher.stop(self.process)
 
 
-def start_echo(workers: int, threads: int) -> Echo:
+def start_echo(workers: int, threads: int, *, affinity: bool) -> Echo:
     """The echo ceiling; returns once every worker serves."""
     process = subprocess.Popen(
         [
@@ -72,6 +72,7 @@ def start_echo(workers: int, threads: int) -> Echo:
             "bench.echo_server",
             f"--workers={workers}",
             f"--threads={threads}",
+            *(["--affinity"] if affinity else []),
         ],
         stdout=subprocess.PIPE,
         text=True,

@@ -30,12 +30,25 @@ class Settings:
     # request's Host, which any client can forge. from_env derives it from http_host/http_port.
     public_base_url: str = "http://127.0.0.1:8080"
     log_level: str = "INFO"
-    # Threads per worker process: enough to overlap database waits, few enough for the GIL.
+    # Threads per worker process for reads: enough to overlap database waits, few enough for
+    # the GIL.
     threads: int = 8
+    # Threads per worker process for writes (Create, Update, Delete), apart from the reads':
+    # a write waiting for the database holds one of these, never one a read needs.
+    write_threads: int = 4
+    # Unary calls a worker holds at once, running or waiting for one of its threads, for reads
+    # and for writes each; beyond that a call is refused at once with RESOURCE_EXHAUSTED (REST
+    # 429) rather than queued behind work it would wait seconds for.
+    max_calls: int = 64
+    # Streams a worker holds open at once (each has a thread of its own, idle while it waits).
+    max_streams: int = 1000
     # How long a worker may reuse an API key's user, organization and permissions.
     auth_cache_seconds: float = 5.0
     # How long a stopping server lets calls in flight finish before it cancels them.
     grace_seconds: float = 10.0
+    # Each worker process pinned to a CPU of its own (off: containers often limit CPUs in
+    # other ways than the CPUs a process may use, and pinning then does harm).
+    worker_affinity: bool = False
     # Browser origins (scheme://host[:port]) allowed to call the REST gateway; none: no CORS.
     cors_origins: tuple[str, ...] = ()
 
@@ -57,11 +70,15 @@ class Settings:
             ).rstrip("/"),
             log_level=log_level(env.get("EXPERIMENTS_LOG_LEVEL", default.log_level)),
             threads=_number(env, "EXPERIMENTS_THREADS", default.threads),
+            write_threads=_number(env, "EXPERIMENTS_WRITE_THREADS", default.write_threads),
+            max_calls=_number(env, "EXPERIMENTS_MAX_CALLS", default.max_calls),
+            max_streams=_number(env, "EXPERIMENTS_MAX_STREAMS", default.max_streams),
             auth_cache_seconds=_number(
                 env, "EXPERIMENTS_AUTH_CACHE_SECONDS", default.auth_cache_seconds
             ),
             grace_seconds=_number(env, "EXPERIMENTS_GRACE_SECONDS", default.grace_seconds),
             cors_origins=cors_origins(env.get("EXPERIMENTS_CORS_ORIGINS", "")),
+            worker_affinity=_flag(env, "EXPERIMENTS_WORKER_AFFINITY", default.worker_affinity),
         )
 
 
@@ -103,3 +120,16 @@ def _number(env: Mapping[str, str], name: str, default: _Number) -> _Number:
         return type(default)(value)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {value!r}") from None
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    value = env.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value not in _TRUE + _FALSE:
+        raise ConfigError(f"{name} must be 1 or 0 (true or false), got {env[name]!r}")
+    return value in _TRUE

@@ -29,6 +29,7 @@ from sqlalchemy import Connection, Dialect, LargeBinary, Select, Uuid, bindparam
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.expression import BindParameter
 
+from server.adapters.database import ends_the_session
 from server.adapters.orm import Base, ExperimentRecord, ExperimentViewRecord, UtcDateTime
 from server.adapters.repository import SqlAlchemyExperimentRepository
 from server.domain.model import Experiment
@@ -70,7 +71,7 @@ class _RawSelect:
     execution layer: for Get, the hottest statement, that layer cost ~50 us of ~57 us
     (bench/README.md). The SQL, the bound values and the columns are SQLAlchemy's own
     (compiled once per dialect, converted by the columns' types), and an error is raised as
-    SQLAlchemy raises it (DBAPIError, the connection invalidated if it was lost), so it is
+    SQLAlchemy raises it (DBAPIError; a lost connection invalidates the pool), so it is
     answered like any other. SQLAlchemy's events do not see these statements.
     """
 
@@ -117,9 +118,15 @@ class _RawSelect:
 
 def _as_sqlalchemy_error(connection: Connection, error: Any, cursor: Any, sql: str) -> Exception:
     dialect = connection.dialect
-    lost = dialect.is_disconnect(error, connection.connection.dbapi_connection, cursor)
+    lost = ends_the_session(error) or dialect.is_disconnect(
+        error, connection.connection.dbapi_connection, cursor
+    )
     if lost:
-        connection.invalidate(error)  # the pool then replaces it, as after any lost one
+        # What SQLAlchemy does for its own statements (Connection._handle_dbapi_exception):
+        # the pool drops every connection made before this one was lost, not only this one.
+        # After a failover they are all dead, and each would fail one more call.
+        connection.engine.pool._invalidate(connection.connection, error)
+        connection.invalidate(error)
     wrapped: Exception = DBAPIError.instance(
         sql,
         None,

@@ -11,6 +11,7 @@ EXPERIMENT_NOT_FOUND = "Experiment not found."
 INVALID_REQUEST = "The request has invalid attributes; see the field violations."
 INTERNAL = "Internal error."
 UNAVAILABLE = "The service is unavailable; try again shortly."
+BUSY = "The server is busy with other calls; retry after a second."
 ETAG_MISMATCH = (
     "The experiment has changed since it was read (if-match does not name its current etag); "
     "read it again and retry."
@@ -54,6 +55,7 @@ UNSTORABLE_TEXT = "Must not contain the NUL character (U+0000) or unpaired surro
 TREATMENT_UNSTORABLE_TEXT = (
     "Keys and strings must not contain the NUL character (U+0000) or unpaired surrogates."
 )
+UNPAIRED_SURROGATE = "Must be Unicode text: no unpaired surrogates (U+D800 to U+DFFF)."
 TREATMENT_NOT_FINITE = "Numbers must be finite (no NaN or Infinity)."
 TREATMENT_TOO_DEEP = "Must not nest objects and arrays more than {limit} levels deep."
 TREATMENT_TOO_LARGE = "Must be at most {limit} bytes as JSON."

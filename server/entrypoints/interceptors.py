@@ -3,14 +3,18 @@ into statuses."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from concurrent import futures
+from typing import Any, TypeVar
 
 import grpc
+from google.api import annotations_pb2
+from google.protobuf import descriptor_pool
 
-from server.adapters.database import unavailable_cause
+from server.adapters.database import CALL_DEADLINE, connection_lost, unavailable_cause
 from server.domain import limits, messages
 from server.domain.errors import (
     DomainError,
@@ -19,13 +23,25 @@ from server.domain.errors import (
     UnreadableRequest,
 )
 from server.entrypoints.errors import UNAVAILABLE, rich_status, status_code
+from server.entrypoints.executor import REFUSED, WorkerPools
 
 log = logging.getLogger("experiments.rpc")
 
 _HEALTH = "/grpc.health.v1.Health/"
+_HEALTH_CHECK = f"{_HEALTH}Check"
 # Headers a proxy adds (Envoy: x-forwarded-for, x-envoy-original-path...) and x-request-id do
 # not count against limits.MAX_HEADER_BYTES, at the gateway or here.
 _PROXY_HEADER_PREFIXES = ("x-forwarded-", "x-envoy-")
+
+# Sent with RESOURCE_EXHAUSTED when a worker is full; the gateway passes it on as the 429's
+# Retry-After header. Calls are short: a second is long enough for the queue to drain.
+RETRY_AFTER_HEADER = "retry-after"
+RETRY_AFTER_SECONDS = "1"
+
+# A call's work must end this long before its deadline, for the answer to reach the client in
+# time: a write commits only before (deadline - margin), so that a client never hears of a
+# failure (DEADLINE_EXCEEDED, or the gateway's 504) while its write commits after all.
+ANSWER_MARGIN_SECONDS = 0.1
 
 Behavior = Callable[[Any, grpc.ServicerContext], Any]
 
@@ -44,7 +60,20 @@ class RpcInterceptor(grpc.ServerInterceptor):
     (malformed protobuf, invalid UTF-8 in a string) would answer INTERNAL before any
     of our code runs: too large or unreadable requests are INVALID_ARGUMENT, in our words.
     So are headers over the limit, for every method, streaming ones included.
+
+    It also puts each call on its pool (executor.py): streams on the stream pool, health
+    checks on the control pool, writes on the write pool, the rest on the unary pool; a call
+    a full pool refused is answered RESOURCE_EXHAUSTED at once. It hands the call's deadline
+    to the database code (database.CALL_DEADLINE), which ends a write's waits by then.
+
+    A read whose database connection was lost (a failover, a restarted server) runs once
+    more: the pool dropped every connection from before the loss, so the second run gets a
+    fresh one, and the client never sees the loss. Writes are never run twice here: whether
+    the first one committed is unknown, and that is the client's call (UNAVAILABLE).
     """
+
+    def __init__(self, pools: WorkerPools) -> None:
+        self._pools = pools
 
     def intercept_service(
         self,
@@ -56,15 +85,74 @@ class RpcInterceptor(grpc.ServerInterceptor):
         if handler is None:
             return handler
         if refusal is not None:
-            return _refusing(handler, details.method, refusal)
+            return _refusing(handler, details.method, refusal, self._pools.control)
         if handler.unary_unary is None:
-            return handler
+            # Streams (server reflection, health's Watch): each holds a thread while open.
+            return _on_pool(handler, self._pools.streams)
+        writes = _writes(details.method)
+        pool: futures.ThreadPoolExecutor = self._pools.unary
+        if details.method == _HEALTH_CHECK:
+            pool = self._pools.control
+        elif writes:
+            pool = self._pools.writes
+        behavior = _wrap(
+            details.method, handler.unary_unary, handler.request_deserializer, retry=not writes
+        )
         return grpc.unary_unary_rpc_method_handler(
-            _wrap(details.method, handler.unary_unary, handler.request_deserializer),
+            _on(pool, behavior),
             # None: grpcio hands the request bytes over as they came.
             request_deserializer=None,
             response_serializer=_passing_bytes_through(handler.response_serializer),
         )
+
+
+@functools.cache
+def _writes(method: str) -> bool:
+    """Whether an RPC may write: one the contract serves over REST with a verb other than
+    GET (google.api.http). Health checks, reflection and reads do not."""
+    service, _, name = method.strip("/").partition("/")
+    try:
+        descriptor = descriptor_pool.Default().FindMethodByName(f"{service}.{name}")
+    except KeyError:
+        return False
+    rule = descriptor.GetOptions().Extensions[annotations_pb2.http]
+    return rule.WhichOneof("pattern") not in (None, "get")
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _on(pool: futures.ThreadPoolExecutor, behavior: _F) -> _F:
+    """`behavior`, run by grpcio on `pool` (see executor.py)."""
+    behavior.experimental_thread_pool = pool  # type: ignore[attr-defined]
+    return behavior
+
+
+def _on_pool(
+    handler: grpc.RpcMethodHandler[Any, Any], pool: futures.ThreadPoolExecutor
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """A streaming handler run on `pool`, refused at once when the pool is full."""
+    make: Callable[..., grpc.RpcMethodHandler[Any, Any]]
+    behavior: Callable[[Any, grpc.ServicerContext], Any] | None
+    if handler.unary_stream is not None:
+        make, behavior = grpc.unary_stream_rpc_method_handler, handler.unary_stream
+    elif handler.stream_stream is not None:
+        make, behavior = grpc.stream_stream_rpc_method_handler, handler.stream_stream
+    else:
+        make, behavior = grpc.stream_unary_rpc_method_handler, handler.stream_unary
+    assert behavior is not None, "a handler has one behavior"
+    run = behavior
+
+    def admitted(request: Any, context: grpc.ServicerContext) -> Any:
+        if REFUSED.get():
+            _refuse(context)
+        return run(request, context)
+
+    return make(
+        _on(pool, admitted),
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
 
 
 def _inspect_headers(method: str, metadata: Sequence[tuple[str, Any]]) -> HeadersTooLarge | None:
@@ -93,16 +181,19 @@ def _inspect_headers(method: str, metadata: Sequence[tuple[str, Any]]) -> Header
 
 
 def _refusing(
-    handler: grpc.RpcMethodHandler[Any, Any], method: str, error: DomainError
+    handler: grpc.RpcMethodHandler[Any, Any],
+    method: str,
+    error: DomainError,
+    pool: futures.ThreadPoolExecutor,
 ) -> grpc.RpcMethodHandler[Any, Any]:
-    """A handler of `handler`'s kind (unary or streaming) that answers `error` and reads
-    nothing of the request."""
+    """A handler of `handler`'s kind (unary or streaming), run on `pool`, that answers `error`
+    and reads nothing of the request."""
 
     def refuse(_request: Any, context: grpc.ServicerContext) -> Any:
         _log_call(method, status_code(error), time.perf_counter())
         context.abort_with_status(rich_status(error))
 
-    behavior: Any = refuse
+    behavior: Any = _on(pool, refuse)
     if handler.request_streaming and handler.response_streaming:
         return grpc.stream_stream_rpc_method_handler(behavior)
     if handler.request_streaming:
@@ -110,6 +201,12 @@ def _refusing(
     if handler.response_streaming:
         return grpc.unary_stream_rpc_method_handler(behavior)
     return grpc.unary_unary_rpc_method_handler(behavior)
+
+
+def _refuse(context: grpc.ServicerContext) -> None:
+    """Answers a call its full pool refused: RESOURCE_EXHAUSTED, retry in a second."""
+    context.set_trailing_metadata(((RETRY_AFTER_HEADER, RETRY_AFTER_SECONDS),))
+    context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, messages.BUSY)
 
 
 def _passing_bytes_through(
@@ -139,13 +236,36 @@ def _parse(raw: bytes, deserializer: Callable[[bytes], Any] | None) -> Any:
         raise UnreadableRequest(messages.UNREADABLE_REQUEST.format(message=name)) from None
 
 
-def _wrap(method: str, behavior: Behavior, deserializer: Callable[[bytes], Any] | None) -> Behavior:
+def _wrap(
+    method: str,
+    behavior: Behavior,
+    deserializer: Callable[[bytes], Any] | None,
+    *,
+    retry: bool,
+) -> Behavior:
+    """The behavior with the interceptor's work around it; `retry`: run it once more when
+    its database connection was lost (reads only)."""
+
     def wrapped(raw: bytes, context: grpc.ServicerContext) -> Any:
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         cause = None
+        if REFUSED.get():
+            code = grpc.StatusCode.RESOURCE_EXHAUSTED
+            log.warning("rpc method=%s status=%s refused: worker full", method, code.name)
+            _refuse(context)
+        # No deadline: a remaining time of ~290 million years, which the write's own bound
+        # (database.WRITE_WAIT_SECONDS) undercuts.
+        CALL_DEADLINE.set(time.monotonic() + context.time_remaining() - ANSWER_MARGIN_SECONDS)
         try:
-            return behavior(_parse(raw, deserializer), context)
+            request = _parse(raw, deserializer)
+            try:
+                return behavior(request, context)
+            except Exception as error:
+                if not (retry and connection_lost(error)):
+                    raise
+                log.info("rpc method=%s: database connection lost; running it again", method)
+                return behavior(request, context)
         except DomainError as error:
             code = status_code(error)
             context.abort_with_status(rich_status(error))

@@ -11,12 +11,28 @@ from experiments.v5 import experiments_pb2 as pb
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from server.adapters.views import Renderer
+from server.domain import limits
 from server.domain.model import Experiment, Group, Treatment, User
-from server.domain.rules import MISSING, UNREADABLE, ExperimentInput, GroupInput, Missing, Time
+from server.domain.rules import (
+    MISSING,
+    OVERSIZED,
+    UNREADABLE,
+    ExperimentInput,
+    GroupInput,
+    Missing,
+    Oversized,
+    Time,
+)
 
 
 def experiment_input(message: pb.Experiment) -> ExperimentInput:
-    """What the client sent; output-only fields are ignored."""
+    """What the client sent; output-only fields are ignored.
+
+    Sizes and counts are checked on the parsed message before anything becomes a Python
+    value, which costs far more than protobuf's C parser: beyond the limit of groups or rooms
+    only one more is converted (the rules then refuse the list as too long), and a treatment
+    too large to be valid is not converted at all (OVERSIZED; the rules name it).
+    """
     return ExperimentInput(
         is_draft=message.is_draft if message.HasField("is_draft") else None,
         name=message.name if message.HasField("name") else None,
@@ -26,8 +42,8 @@ def experiment_input(message: pb.Experiment) -> ExperimentInput:
         group_reset_interval=(
             message.group_reset_interval if message.HasField("group_reset_interval") else None
         ),
-        room_ids=tuple(message.room_ids),
-        groups=tuple(_group_input(group) for group in message.groups),
+        room_ids=tuple(message.room_ids[: limits.MAX_ROOMS + 1]),
+        groups=tuple(_group_input(group) for group in message.groups[: limits.MAX_GROUPS + 1]),
     )
 
 
@@ -46,8 +62,15 @@ def _group_input(message: pb.Group) -> GroupInput:
         name=message.name if message.HasField("name") else None,
         percentage=message.percentage if message.HasField("percentage") else None,
         group_type=group_type,
-        treatment=_treatment_dict(message.treatment) if message.HasField("treatment") else None,
+        treatment=_treatment(message.treatment) if message.HasField("treatment") else None,
     )
+
+
+def _treatment(message: struct_pb2.Struct) -> Treatment | Oversized:
+    # ByteSize is computed in C, without a Python object per key.
+    if message.ByteSize() > limits.MAX_TREATMENT_WIRE_BYTES:
+        return OVERSIZED
+    return _treatment_dict(message)
 
 
 def _treatment_dict(message: struct_pb2.Struct) -> Treatment:

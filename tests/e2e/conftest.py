@@ -133,18 +133,10 @@ def stack(backend: str, shared_stacks: SharedStacks) -> Stack:
     return shared_stacks.stack(backend)
 
 
-def _running(started: Stack) -> Iterator[Stack]:
-    try:
-        started.start()
-        yield started
-    finally:
-        started.close()
-
-
 @pytest.fixture
 def own_stack(tmp_path: Path) -> Iterator[Stack]:
     """A stack of the test's own (SQLite), for tests that stop the server."""
-    yield from _running(Stack(tmp_path))
+    yield from Stack(tmp_path).running()
 
 
 @pytest.fixture(scope="session")

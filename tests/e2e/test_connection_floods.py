@@ -26,12 +26,7 @@ DEADLINE = 15.0
 
 @pytest.fixture
 def small(tmp_path: Path) -> Iterator[Stack]:
-    stack = Stack(tmp_path, connection_limits=SMALL)
-    try:
-        stack.start()
-        yield stack
-    finally:
-        stack.close()
+    yield from Stack(tmp_path, connection_limits=SMALL).running()
 
 
 def _address(stack: Stack) -> tuple[str, int]:

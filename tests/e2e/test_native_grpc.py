@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
-from server.domain import messages
+from server.domain import limits, messages
 from tests.e2e.stack import Stack, World
 
 TIMEOUT = 10.0
@@ -88,7 +88,7 @@ def test_a_request_larger_than_the_rest_body_limit_is_the_servers_to_judge(
     channel: grpc.Channel, world: World
 ) -> None:
     stub = experiments_pb2_grpc.ExperimentServiceStub(channel)
-    too_long = pb.Experiment(is_draft=True, name="n" * (2 * 1024 * 1024))
+    too_long = pb.Experiment(is_draft=True, name="n" * (limits.MAX_REQUEST_BODY_BYTES + 1024))
 
     with pytest.raises(grpc.RpcError) as caught:
         stub.CreateExperiment(

@@ -12,6 +12,7 @@ from experiments.v5 import experiments_pb2 as pb
 from experiments.v5 import experiments_pb2_grpc
 from google.protobuf import struct_pb2
 from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from server.adapters.admin import DemoWorld, create_demo_world
@@ -38,16 +39,15 @@ class Client:
 
 
 @contextmanager
-def running_client(
-    database_url: str, *, auth_cache_seconds: float = Settings.auth_cache_seconds
-) -> Iterator[Client]:
+def running_client(database_url: str, **settings_overrides: Any) -> Iterator[Client]:
+    """A server on port 0 (Settings' defaults but for `settings_overrides`) and a client."""
     world = demo_world(database_url)
     settings = Settings(
         database_url=database_url,
         grpc_port=0,
         workers=1,
         public_base_url=PUBLIC_BASE_URL,
-        auth_cache_seconds=auth_cache_seconds,
+        **settings_overrides,
     )
     server = build_server(settings)
     channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
@@ -56,6 +56,17 @@ def running_client(
     finally:
         channel.close()
         server.stop(grace=1)
+
+
+def serving(channel: grpc.Channel) -> bool:
+    """Whether the server behind `channel` answers its health check with SERVING."""
+    try:
+        response = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(), timeout=1
+        )
+    except grpc.RpcError:
+        return False
+    return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 def demo_world(database_url: str) -> DemoWorld:
