@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 
 from bench import procstats
 from gateway import launcher
-from server.adapters.temporary_database import temporary_postgres_database
+from tests.temporary_database import temporary_postgres_database
 
 BENCH_DIR = Path(__file__).resolve().parent
 HOST = "127.0.0.1"

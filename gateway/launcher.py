@@ -29,6 +29,8 @@ from typing import IO, Any, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gateway import path_fields
+from server.domain import limits
 from server.entrypoints import processes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,6 +97,22 @@ def connectable_host(host: str) -> str:
     return str(address)
 
 
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """How many client connections the gateway keeps open, and how long one that does not use
+    its slot may keep it (README, "Limits", says why these numbers); tests set them low."""
+
+    # Beyond it a new connection is closed at once.
+    max_connections: int = 10_000
+    # A connection without a request in flight (one that never sent anything included).
+    idle_timeout_seconds: float = 15
+    # From a request's first byte to its last header byte (slowloris).
+    request_headers_timeout_seconds: float = 10
+
+
+DEFAULT_CONNECTION_LIMITS = ConnectionLimits()
+
+
 def render_config(
     *,
     http_host: str,
@@ -105,6 +123,7 @@ def render_config(
     descriptor: Path = DESCRIPTOR,
     cors_origins: Sequence[str] = (),
     rest_deadline_seconds: float = REST_DEADLINE_SECONDS,
+    connection_limits: ConnectionLimits = DEFAULT_CONNECTION_LIMITS,
 ) -> str:
     """gateway/envoy.yaml with its placeholders filled in; a missing one is an error.
     `rest_deadline_seconds` other than the default is for tests (Envoy then waits 10 s more)."""
@@ -121,7 +140,17 @@ def render_config(
         CORS_PREFLIGHT_ROUTE=cors_preflight_route(cors_origins),
         REST_DEADLINE_MS=round(rest_deadline_seconds * 1000),
         ROUTE_TIMEOUT_SECONDS=f"{rest_deadline_seconds + _ROUTE_TIMEOUT_MARGIN:g}",
+        MAX_CONNECTIONS=connection_limits.max_connections,
+        IDLE_TIMEOUT=_duration(connection_limits.idle_timeout_seconds),
+        REQUEST_HEADERS_TIMEOUT=_duration(connection_limits.request_headers_timeout_seconds),
+        MAX_HEADER_BYTES=limits.MAX_HEADER_BYTES,
+        PATH_FIELDS=path_fields.lua_table(descriptor),
+        PATH_FIELDS_REPLY_HEAD=path_fields.lua_reply_head(),
     )
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:g}s"
 
 
 # What a browser front end may send and read: the API's methods, the headers its clients send

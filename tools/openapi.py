@@ -22,8 +22,9 @@ what the gateway really does:
   each HTTP status with the google.rpc.Code its body carries;
 - the optional headers of conditional requests and idempotent creates (If-Match, If-None-Match,
   Idempotency-Key) and what they bring: ETag, Location, 304, 412; the gateway's own answers
-  (413 for a body over 256 KiB, 503 while the server or database is down, WWW-Authenticate on a
-  401), and the 405 with Allow that any other method gets, in each path's description;
+  (413 for a body over 256 KiB, 415 for a gRPC content type, 431 for headers over the limit,
+  503 while the server or database is down, WWW-Authenticate on a 401), and the 405 with Allow
+  that any other method gets, in each path's description;
 - the rules a client can check before sending (value sets, ranges, lengths, counts), taken from
   the domain constants in server/domain, so the document and the server cannot disagree.
 
@@ -212,9 +213,10 @@ ERRORS: dict[str, Error] = {
         "InvalidArgument",
         3,
         "INVALID_ARGUMENT: the request breaks a rule, has a value of the wrong type or an"
-        " unknown query parameter (details: google.rpc.BadRequest naming every offending field"
-        " the server found, or the one the gateway could not parse), or its body is not JSON"
-        " (no details). Nothing is written.",
+        " unknown query parameter, or a query parameter that names a field the path sets"
+        " (details: google.rpc.BadRequest naming every offending field the server found, or the"
+        " one the gateway could not parse), or its body is not JSON (no details). Nothing is"
+        " written.",
     ),
     "401": Error(
         "Unauthenticated",
@@ -240,6 +242,20 @@ ERRORS: dict[str, Error] = {
         f"The request body is larger than {BODY_LIMIT} bytes ({BODY_LIMIT // 1024} KiB), "
         "the gateway's limit."
         " Nothing is written.",
+    ),
+    "415": Error(
+        "UnsupportedMediaType",
+        3,
+        "A gRPC content type (`application/grpc`, `application/grpc-web`, ...) on a REST path:"
+        " gRPC clients call /experiments.v5.ExperimentService/<method> on the same port. Nothing"
+        " is written.",
+    ),
+    "431": Error(
+        "HeadersTooLarge",
+        3,
+        f"The request headers are larger than {limits.MAX_HEADER_BYTES} bytes (names and values;"
+        " neither pseudo-headers nor the x-forwarded-*, x-envoy-* and x-request-id headers of"
+        " proxies count). Nothing is written.",
     ),
     "503": Error(
         "Unavailable",

@@ -9,8 +9,8 @@ The write path keeps the rows current: it builds the experiment it writes as a d
 object (domain.model.new_experiment / changed_experiment), renders it with the Renderer
 before its transaction and `store`s the view in the same transaction as the experiment;
 deleting an experiment deletes its row (the foreign key cascades). It is a projection,
-not a source of truth: `rebuild` renders rows again from the experiment tables, and
-`stale` says which rows differ from a fresh render (of the experiment as loaded).
+not a source of truth: `rebuild` renders rows again from the experiment tables (and the
+integration tests check that every row equals a fresh render, byte for byte).
 
 Rendering needs the protobuf message, which the entrypoints own: this adapter is given a
 Renderer when the server is composed (grpc_server.build_server), so adapters stay free of
@@ -294,28 +294,3 @@ def rebuild(connection: Connection, renderer: Renderer, *, everything: bool = Fa
         views.store_all(batch)
         rendered += len(batch)
     return rendered
-
-
-def stale(connection: Connection, renderer: Renderer) -> list[UUID]:
-    """The experiments whose stored view is missing, of another render version or differs
-    from a fresh render: none when the read model agrees with the tables it projects."""
-    columns = ("organization_id", "created_at", "version", "render_version", "message")
-    stored = {
-        row[0]: tuple(row[1:])
-        for row in connection.execute(
-            select(_views.c.experiment_id, *(_views.c[name] for name in columns))
-        )
-    }
-    return [
-        experiment.id
-        for batch in _experiments_to_render(connection, renderer, everything=True)
-        for experiment in batch
-        if stored.get(experiment.id)
-        != (
-            experiment.organization.id,
-            experiment.created_at,
-            experiment.version,
-            renderer.version,
-            renderer.render(experiment),
-        )
-    ]

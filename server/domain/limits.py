@@ -66,3 +66,16 @@ FIELD_VIOLATIONS_BUDGET_BYTES: Final = 4 * KIB
 # time zone (a date at year 1 or 9999 can cross into year 0 or 10000 once shifted by an offset).
 EARLIEST_TIME: Final = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_TIME: Final = datetime(9999, 1, 1, tzinfo=UTC)  # exclusive
+# A request's headers: the sum of each header's name and value lengths in bytes, pseudo-headers
+# (:path, :authority...) and the headers proxies add (x-forwarded-*, x-envoy-*, x-request-id)
+# not counted. The same number at the gateway (431) and at the gRPC server (INVALID_ARGUMENT),
+# so nothing the gateway passes is refused behind it. An API key, an etag and an idempotency key
+# take well under 1 KiB; 16 KiB leaves room for cookies and tracing headers.
+MAX_HEADER_BYTES: Final = 16 * KIB
+# What grpcio itself accepts (its soft and hard metadata limits, counted as HPACK does: name,
+# value and 32 bytes per header, pseudo-headers included): far above MAX_HEADER_BYTES, so that
+# the server refuses in its own words (INVALID_ARGUMENT) rather than grpcio (RESOURCE_EXHAUSTED,
+# at random between its default 8 KiB soft and 16 KiB hard limits), and above anything the
+# gateway forwards (its codec takes 64 KiB of headers and repeats the path in
+# x-envoy-original-path).
+GRPC_METADATA_BYTES: Final = 256 * KIB

@@ -67,6 +67,9 @@ INVALID_TIMESTAMP = "Not a valid timestamp (seconds or nanos out of range)."
 ENDS_IN_THE_PAST = "ends_at has passed: an experiment cannot be published with an end in the past."
 MORE_VIOLATIONS = "{count} more violations were left out; fix these and send again."
 REQUEST_TOO_LARGE = "The request is larger than the limit of {limit} bytes."
+HEADERS_TOO_LARGE = "The request headers are larger than the limit of {limit} bytes."
+# The gateway's: a query parameter that names a field the REST path sets (gateway/envoy.yaml).
+PATH_FIELD_IN_QUERY = "Set by the path; a query parameter may not set it."
 UNREADABLE_REQUEST = (
     "The request could not be read as {message}: malformed protobuf, invalid UTF-8 text, "
     "or nested too deeply."

@@ -11,6 +11,7 @@ from grpc_status import rpc_status
 
 from server.domain.errors import (
     DomainError,
+    HeadersTooLarge,
     InvalidArgument,
     NotFound,
     PermissionDenied,
@@ -33,6 +34,7 @@ STATUS_OF: dict[type[DomainError], grpc.StatusCode] = {
     PreconditionFailed: grpc.StatusCode.ABORTED,
     # Not RESOURCE_EXHAUSTED, which means "retry later" (REST 429): this request never fits.
     RequestTooLarge: grpc.StatusCode.INVALID_ARGUMENT,
+    HeadersTooLarge: grpc.StatusCode.INVALID_ARGUMENT,
     UnreadableRequest: grpc.StatusCode.INVALID_ARGUMENT,
 }
 # REST statuses that differ from Envoy's mapping of the gRPC code (ABORTED would be 409).

@@ -109,6 +109,11 @@ def build_server(settings: Settings, *, reuse_port: bool = False) -> RunningServ
             # gateway can send (limits.MAX_RECEIVED_BYTES); only larger ones get grpcio's
             # RESOURCE_EXHAUSTED, before the message is received.
             ("grpc.max_receive_message_length", limits.MAX_RECEIVED_BYTES),
+            # Likewise for headers: grpcio's default soft limit (8 KiB) refused at random and
+            # with RESOURCE_EXHAUSTED ("retry later"). Soft and hard the same, far above
+            # limits.MAX_HEADER_BYTES, which the interceptor enforces in our words.
+            ("grpc.max_metadata_size", limits.GRPC_METADATA_BYTES),
+            ("grpc.absolute_max_metadata_size", limits.GRPC_METADATA_BYTES),
         ],
     )
     experiments_pb2_grpc.add_ExperimentServiceServicer_to_server(

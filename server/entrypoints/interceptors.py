@@ -1,11 +1,12 @@
-"""Cross-cutting concerns of every RPC: one log line each, and errors turned into statuses."""
+"""Cross-cutting concerns of every RPC: one log line each, the headers' size, and errors turned
+into statuses."""
 
 from __future__ import annotations
 
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent import futures
 from typing import Any, TypeVar
 
@@ -15,7 +16,12 @@ from google.protobuf import descriptor_pool
 
 from server.adapters.database import CALL_DEADLINE, connection_lost, unavailable_cause
 from server.domain import limits, messages
-from server.domain.errors import DomainError, RequestTooLarge, UnreadableRequest
+from server.domain.errors import (
+    DomainError,
+    HeadersTooLarge,
+    RequestTooLarge,
+    UnreadableRequest,
+)
 from server.entrypoints.errors import UNAVAILABLE, rich_status, status_code
 from server.entrypoints.executor import REFUSED, WorkerPools
 
@@ -23,6 +29,9 @@ log = logging.getLogger("experiments.rpc")
 
 _HEALTH = "/grpc.health.v1.Health/"
 _HEALTH_CHECK = f"{_HEALTH}Check"
+# Headers a proxy adds (Envoy: x-forwarded-for, x-envoy-original-path...) and x-request-id do
+# not count against limits.MAX_HEADER_BYTES, at the gateway or here.
+_PROXY_HEADER_PREFIXES = ("x-forwarded-", "x-envoy-")
 
 # Sent with RESOURCE_EXHAUSTED when a worker is full; the gateway passes it on as the 429's
 # Retry-After header. Calls are short: a second is long enough for the queue to drain.
@@ -50,6 +59,7 @@ class RpcInterceptor(grpc.ServerInterceptor):
     The request bytes are parsed here rather than by grpcio, whose failure to parse
     (malformed protobuf, invalid UTF-8 in a string) would answer INTERNAL before any
     of our code runs: too large or unreadable requests are INVALID_ARGUMENT, in our words.
+    So are headers over the limit, for every method, streaming ones included.
 
     It also puts each call on its pool (executor.py): streams on the stream pool, health
     checks on the control pool, writes on the write pool, the rest on the unary pool; a call
@@ -70,9 +80,12 @@ class RpcInterceptor(grpc.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        refusal = _inspect_headers(details.method, details.invocation_metadata)
         handler = continuation(details)
         if handler is None:
             return handler
+        if refusal is not None:
+            return _refusing(handler, details.method, refusal, self._pools.control)
         if handler.unary_unary is None:
             # Streams (server reflection, health's Watch): each holds a thread while open.
             return _on_pool(handler, self._pools.streams)
@@ -140,6 +153,54 @@ def _on_pool(
         request_deserializer=handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )
+
+
+def _inspect_headers(method: str, metadata: Sequence[tuple[str, Any]]) -> HeadersTooLarge | None:
+    """Checks the call's headers against limits.MAX_HEADER_BYTES, counted as the gateway counts
+    them: name plus value bytes (a `-bin` value decoded), the headers proxies add not counted.
+
+    Also names, in the log, each header whose value is not printable ASCII, as gRPC metadata
+    must be; never its value (grpcio's own line, which quoted the value, is dropped: logs.py).
+    """
+    size = 0
+    for name, value in metadata:
+        if isinstance(value, str):
+            if not (value.isascii() and value.isprintable()):
+                log.warning(
+                    "rpc method=%s header=%s: a value that is not printable ASCII "
+                    "(not logged; a value that is not UTF-8 was read as Latin-1)",
+                    method,
+                    name,
+                )
+            length = len(value) if value.isascii() else len(value.encode())
+        else:
+            length = len(value)
+        if not name.startswith(_PROXY_HEADER_PREFIXES) and name != "x-request-id":
+            size += len(name) + length
+    return HeadersTooLarge() if size > limits.MAX_HEADER_BYTES else None
+
+
+def _refusing(
+    handler: grpc.RpcMethodHandler[Any, Any],
+    method: str,
+    error: DomainError,
+    pool: futures.ThreadPoolExecutor,
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """A handler of `handler`'s kind (unary or streaming), run on `pool`, that answers `error`
+    and reads nothing of the request."""
+
+    def refuse(_request: Any, context: grpc.ServicerContext) -> Any:
+        _log_call(method, status_code(error), time.perf_counter())
+        context.abort_with_status(rich_status(error))
+
+    behavior: Any = _on(pool, refuse)
+    if handler.request_streaming and handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(behavior)
+    if handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(behavior)
+    if handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(behavior)
+    return grpc.unary_unary_rpc_method_handler(behavior)
 
 
 def _refuse(context: grpc.ServicerContext) -> None:
@@ -223,23 +284,28 @@ def _wrap(
                 log.exception("rpc %s failed", method)
                 context.abort(grpc.StatusCode.INTERNAL, messages.INTERNAL)
         finally:
-            duration_ms = (time.perf_counter() - started) * 1000
-            if cause is not None:
-                log.warning(
-                    "rpc method=%s status=%s duration_ms=%.2f database_unavailable=%s",
-                    method,
-                    code.name,
-                    duration_ms,
-                    cause,
-                )
-            else:
-                # Envoy health-checks every second; only real calls deserve an INFO line.
-                log.log(
-                    logging.DEBUG if method.startswith(_HEALTH) else logging.INFO,
-                    "rpc method=%s status=%s duration_ms=%.2f",
-                    method,
-                    code.name,
-                    duration_ms,
-                )
+            _log_call(method, code, started, cause)
 
     return wrapped
+
+
+def _log_call(method: str, code: grpc.StatusCode, started: float, cause: str | None = None) -> None:
+    """The call's one line: method, status, duration; never a request value."""
+    duration_ms = (time.perf_counter() - started) * 1000
+    if cause is not None:
+        log.warning(
+            "rpc method=%s status=%s duration_ms=%.2f database_unavailable=%s",
+            method,
+            code.name,
+            duration_ms,
+            cause,
+        )
+    else:
+        # Envoy health-checks every second; only real calls deserve an INFO line.
+        log.log(
+            logging.DEBUG if method.startswith(_HEALTH) else logging.INFO,
+            "rpc method=%s status=%s duration_ms=%.2f",
+            method,
+            code.name,
+            duration_ms,
+        )

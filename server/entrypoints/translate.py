@@ -95,14 +95,21 @@ def _plain(value: struct_pb2.Value) -> Any:
 
 
 def render_experiment(experiment: Experiment) -> bytes:
-    """The serialized Experiment message: what the read model stores and reads send."""
-    return experiment_message(experiment).SerializeToString()
+    """The serialized Experiment message: what the read model stores and reads send.
+
+    Deterministic: protobuf leaves the order of a map's entries (a treatment's Struct) to each
+    process otherwise, so the same experiment gave other bytes after a restart, and the read
+    model's check (the stored bytes against a fresh render) flagged views that were right.
+    """
+    return experiment_message(experiment).SerializeToString(deterministic=True)
 
 
 # Bump RENDER_VERSION whenever render_experiment would produce other bytes for the same
 # experiment (a field added to the message, a new way to fill one): `experiments-admin
-# migrate` then renders the stored views of older versions again.
-RENDER_VERSION = 1
+# migrate` then renders the stored views of older versions again. The golden test
+# (tests/unit/test_read_model_rendering.py) fails when the bytes change without a bump.
+# 2: deterministic serialization (the map entries of treatments in key order).
+RENDER_VERSION = 2
 RENDERER = Renderer(render_experiment, RENDER_VERSION)
 
 
@@ -113,7 +120,7 @@ def list_response(experiments: list[bytes], links: pb.ListExperimentsResponse) -
     Protobuf parsers accept fields in any order and append the entries of a repeated field,
     so this is the same message as `links` with `results` filled, without decoding anything.
     """
-    parts = [links.SerializeToString()]
+    parts = [links.SerializeToString(deterministic=True)]
     for message in experiments:
         parts += (_RESULTS_TAG, _varint(len(message)), message)
     return b"".join(parts)

@@ -25,7 +25,6 @@ from typing import Any
 
 import pytest
 
-from server.adapters.temporary_database import temporary_postgres_database
 from tests.e2e.front_end import FrontEnd, serve_front_end
 from tests.e2e.rest import HTTP_1_1, HTTP_2, RestClient
 from tests.e2e.stack import Stack, World
@@ -35,6 +34,7 @@ from tests.integration.databases import (
     backend_params,
     postgres_server_url,
 )
+from tests.temporary_database import temporary_postgres_database
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

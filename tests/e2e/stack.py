@@ -42,9 +42,11 @@ class Stack:
         *,
         cors_origins: Sequence[str] = (),
         rest_deadline_seconds: float = launcher.REST_DEADLINE_SECONDS,
+        connection_limits: launcher.ConnectionLimits = launcher.DEFAULT_CONNECTION_LIMITS,
     ) -> None:
         self.workdir = workdir
         self.rest_deadline_seconds = rest_deadline_seconds
+        self.connection_limits = connection_limits
         # Envoy's upstream; Envoy starts first, since its port is the server's public URL.
         self.grpc_port = unused_port()
         self.cors_origins = tuple(cors_origins)
@@ -87,6 +89,7 @@ class Stack:
             grpc_port=self.grpc_port,
             cors_origins=self.cors_origins,
             rest_deadline_seconds=self.rest_deadline_seconds,
+            connection_limits=self.connection_limits,
         )
         with self.envoy_log.open("a") as output:
             self.envoy = launcher.start_envoy(

@@ -17,13 +17,13 @@ import pytest
 
 from bench import abuse, procstats
 from gateway import launcher
-from server.adapters.temporary_database import temporary_postgres_database
 from server.domain import messages
 from tests.e2e.payloads import upcoming
 from tests.e2e.rest import HTTP_1_1, Response, RestClient, assert_error
 from tests.e2e.stack import Stack
 from tests.integration.databases import POSTGRESQL, postgres_server_url
 from tests.integration.locks import sqlite_writer_held, until
+from tests.temporary_database import temporary_postgres_database
 
 RESOURCE_EXHAUSTED = 8
 UNAVAILABLE = 14

@@ -150,7 +150,7 @@ def test_the_document_lists_every_status_each_operation_can_get_with_its_body() 
     document, _ = read_from_filename(str(DOCUMENT))
     collection = document["paths"]["/api/v5/orgs/{organization_id}/experiments"]
     one = document["paths"]["/api/v5/orgs/{organization_id}/experiments/{experiment_id}"]
-    errors = {"400", "401", "403", "503", "5XX"}
+    errors = {"400", "401", "403", "415", "431", "503", "5XX"}
 
     assert set(collection["get"]["responses"]) == {"200", *errors}
     assert set(collection["post"]["responses"]) == {"201", "413", *errors}
@@ -158,7 +158,17 @@ def test_the_document_lists_every_status_each_operation_can_get_with_its_body() 
     assert set(one["put"]["responses"]) == {"200", "404", "412", "413", *errors}
     assert set(one["delete"]["responses"]) == {"204", "404", "412", *errors}
     # The google.rpc.Code each error body carries (Envoy's own refusals included).
-    codes = {"400": 3, "401": 16, "403": 7, "404": 5, "412": 10, "413": 3, "503": 14}
+    codes = {
+        "400": 3,
+        "401": 16,
+        "403": 7,
+        "404": 5,
+        "412": 10,
+        "413": 3,
+        "415": 3,
+        "431": 3,
+        "503": 14,
+    }
     for operation in (collection["get"], collection["post"], one["get"], one["put"], one["delete"]):
         for status, code in codes.items():
             if status in operation["responses"]:
