@@ -58,6 +58,20 @@ $(CHROMIUM):
 		echo "The e2e browser test needs Debian's chromium: sudo apt-get install chromium" >&2; exit 1; \
 	fi
 
+# The Go client test's toolchain, from Debian: tests/e2e/go_client.py names the packages (and why
+# golang/protobuf 1.5 is named explicitly). Installed when run as root, as chromium is; otherwise,
+# or if apt-get fails, the Go client test is not run and one line says so (pytest repeats it).
+.PHONY: go-toolchain
+go-toolchain: $(STAMP) ## As root: install Debian's Go toolchain for the Go client test (else say it is not run)
+	@if ! $(PY) -m tests.e2e.go_client >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "Installing Debian's Go toolchain (for the Go client test)..."; \
+			{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+				$$($(PY) -m tests.e2e.go_client --packages) >/dev/null; } || true; \
+		fi; \
+		$(PY) -m tests.e2e.go_client || true; \
+	fi
+
 .PHONY: generate
 generate: $(STAMP) ## Rebuild generated/ (messages, stubs, .pyi, descriptor set), the OpenAPI document and the TypeScript client
 	$(PY) tools/generate.py
@@ -70,8 +84,8 @@ check-generated: $(STAMP) ## Fail if generated/ is not what protos/ generates
 
 .PHONY: lint
 lint: $(STAMP) $(BUF) ## ruff, mypy and buf lint
-	$(BIN)/ruff check server tests tools gateway bench
-	$(BIN)/ruff format --check server tests tools gateway bench
+	$(BIN)/ruff check server tests tools gateway bench clients/python
+	$(BIN)/ruff format --check server tests tools gateway bench clients/python
 	$(BIN)/mypy
 	$(PY) tools/generate.py --buf-lint $(BUF)
 
@@ -117,11 +131,11 @@ test-openapi: $(STAMP) ## Validate the OpenAPI document, then schemathesis throu
 	$(BIN)/pytest -q tests/e2e/test_openapi.py
 
 .PHONY: test-typescript
-test-typescript: $(STAMP) $(NODE_STAMP) ## The TypeScript client against the real server and Envoy
-	$(BIN)/pytest -q tests/e2e/test_typescript_client.py
+test-typescript: $(STAMP) $(NODE_STAMP) ## The TypeScript client against the real server and Envoy, and its assignment vectors
+	$(BIN)/pytest -q tests/e2e/test_typescript_client.py tests/e2e/test_typescript_assignment.py
 
 .PHONY: test
-test: $(STAMP) $(NODE_STAMP) $(PLAYWRIGHT) $(CHROMIUM) check-generated lint buf-build buf-breaking check-ts-generated check-openapi ## Set up, then run every test (unit, integration, e2e, contract, fuzz)
+test: $(STAMP) $(NODE_STAMP) $(PLAYWRIGHT) $(CHROMIUM) go-toolchain check-generated lint buf-build buf-breaking check-ts-generated check-openapi ## Set up, then run every test (unit, integration, e2e, contract, fuzz)
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist worksteal
 
 .PHONY: test-unit

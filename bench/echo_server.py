@@ -7,7 +7,7 @@ bytes as they came (serializers are None, so grpcio passes bytes through). What
 is left is the cost of HTTP/2, gRPC framing and Python in grpcio, the floor every
 RPC of the real server pays.
 
-    python -m bench.echo_server --workers 2 [--threads 16] [--port 0]
+    python -m bench.echo_server --workers 2 [--threads 16] [--port 0] [--affinity]
 
 Prints `port <n>` once the port is held, then `ready <pid>` per worker. SIGTERM
 or SIGINT stops it.
@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--threads", type=int, default=16, help="thread pool size per worker")
+    parser.add_argument(
+        "--affinity", action="store_true", help="pin each worker to a CPU of its own"
+    )
     args = parser.parse_args(argv)
 
     context = multiprocessing.get_context("spawn")
@@ -82,6 +85,7 @@ def main(argv: list[str] | None = None) -> None:
             args.threads,
             ready,
             on_claimed=announce,
+            affinity=args.affinity,
         )
     )
 

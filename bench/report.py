@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.abuse import WITHIN_SECONDS
+from bench.abuse import Report as AbuseReport
 from bench.phases import Measurement
 
 # The issue's targets (issue 10), as ratios to the echo ceiling of the same run.
@@ -24,6 +26,9 @@ MIXED_P99_X_ECHO = 5.0
 RSS_MB = 150.0
 RSS_AT_EXPERIMENTS = 100_000
 FLAT_P50 = 0.20  # Get and List p50 at the largest size within 20% of the smallest
+# Issue 18, under abuse: the well-behaved client's Gets, and each worker's peak memory.
+ABUSE_GOOD_SHARE = 0.99
+ABUSE_RSS_MB = 300.0
 
 
 def machine() -> dict[str, str]:
@@ -201,6 +206,29 @@ def targets(
             Verdict(peak < RSS_MB, f"peak RSS per worker < {RSS_MB:g} MB", f"{peak:.0f} MB", note)
         )
     return verdicts
+
+
+def abuse_targets(abused: AbuseReport) -> list[Verdict]:
+    within = abused.good_within_share
+    peak = max(abused.peak_rss_mb, default=0.0)
+    return [
+        Verdict(
+            within >= ABUSE_GOOD_SHARE,
+            f"abuse: reads OK within {WITHIN_SECONDS:g} s >= {ABUSE_GOOD_SHARE:.0%}",
+            f"{within:.2%} of {abused.good.calls:,}",
+        ),
+        Verdict(
+            abused.unhealthy_spells == 0 and abused.no_healthy_upstream == 0,
+            "abuse: upstream never unhealthy",
+            f"{abused.unhealthy_spells} times, {abused.no_healthy_upstream} 'no healthy "
+            f"upstream', {abused.health_check_failures} failed checks",
+        ),
+        Verdict(
+            peak < ABUSE_RSS_MB,
+            f"abuse: peak RSS per worker < {ABUSE_RSS_MB:g} MB",
+            f"{peak:.0f} MB",
+        ),
+    ]
 
 
 def flatness(by_size: Mapping[int, Sequence[Measurement]]) -> tuple[str, list[Verdict]]:

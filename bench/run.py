@@ -28,7 +28,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from bench import loadgen, phases, report, seed, stack
+from bench import abuse, loadgen, phases, report, seed, stack
 from gateway import launcher
 from server.adapters.database import make_engine
 from server.adapters.schema import upgrade
@@ -151,9 +151,15 @@ def prepare(database: str, experiments: int) -> seed.World:
     return world
 
 
+# The echo ceiling's threads per worker: of 4, 8 and 16, each with the workers pinned and not,
+# 8 pinned served the most (12,700-13,500 RPS against 4,200-9,500 unpinned; bench/README.md).
+ECHO_THREADS = 8
+
+
 def measure_echo(options: Options, world: seed.World, workdir: Path) -> phases.Measurement:
-    # The ceiling runs the same process and thread model as the server.
-    echo = stack.start_echo(options.workers, Settings.from_env().threads)
+    # The ceiling is the fastest bare grpcio echo with the server's process model (one sync
+    # server per worker process sharing the port): each worker pinned to a core of its own.
+    echo = stack.start_echo(options.workers, ECHO_THREADS, affinity=True)
     try:
         target = phases.Target(echo.processes, echo.workers, echo.port)
         return run_phase(phases.echo_phase(echo.port, world), target, options, workdir)
@@ -195,19 +201,41 @@ def full_run(options: Options, workdir: Path) -> tuple[str, bool]:
                 phase = make()
                 target = rest_target if phase.rest else grpc_target
                 measurements.append(run_phase(phase, target, options, workdir))
+            abused = run_abuse(server, envoy, world, options)
         finally:
             if envoy is not None:
                 envoy.stop()
             server.stop()
     verdicts = report.targets(measurements, echo.rps, options.backend, options.experiments)
+    verdicts += report.abuse_targets(abused)
     text = [
         report.table(measurements, echo.rps),
+        "",
+        f"Abuse ({abused.seconds:.0f} s; bench/abuse.py, after the phases above):",
+        *(f"  {line}" for line in abused.lines()),
         "",
         f"Targets ({options.backend}, {options.experiments:,} experiments, "
         f"{options.workers} workers):",
         *(v.line() for v in verdicts),
     ]
     return finish(text, measurements)
+
+
+def run_abuse(
+    server: stack.Server, envoy: launcher.Envoy, world: seed.World, options: Options
+) -> abuse.Report:
+    """The abuse phase: abusive clients beside a well-behaved reader, for a phase's time."""
+    target = abuse.Target(
+        grpc_port=server.port,
+        envoy=envoy,
+        api_key=world.api_key,
+        organization_id=str(world.organization_id),
+        experiment_id=str(world.get_experiment_id),
+        workers=server.workers,
+    )
+    report_ = abuse.run(target, options.duration)
+    say("abuse: " + "; ".join(report_.lines()))
+    return report_
 
 
 def sizes_run(options: Options, workdir: Path) -> tuple[str, bool]:
@@ -276,6 +304,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{phases.IN_FLIGHT} requests in flight (gRPC: {phases.GRPC_CLIENTS} connections x "
         f"{phases.GRPC_STREAMS} streams; REST: {phases.IN_FLIGHT} HTTP/1.1 connections), "
         f"{options.workers} server workers; database: {options.backend}",
+        f"Echo ceiling: {ECHO_THREADS} threads per worker, each worker pinned to a core; the "
+        f"service's workers pinned: {'yes' if Settings.from_env().worker_affinity else 'no'} "
+        "(EXPERIMENTS_WORKER_AFFINITY)",
         "",
     ]
     say(f"run folder: {workdir.relative_to(ROOT)}")

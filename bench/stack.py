@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 
 from bench import procstats
 from gateway import launcher
-from server.adapters.temporary_database import temporary_postgres_database
+from tests.temporary_database import temporary_postgres_database
 
 BENCH_DIR = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
@@ -63,7 +63,7 @@ class Echo:
         launcher.stop(self.process)
 
 
-def start_echo(workers: int, threads: int) -> Echo:
+def start_echo(workers: int, threads: int, *, affinity: bool) -> Echo:
     """The echo ceiling; returns once every worker serves."""
     process = subprocess.Popen(
         [
@@ -72,6 +72,7 @@ def start_echo(workers: int, threads: int) -> Echo:
             "bench.echo_server",
             f"--workers={workers}",
             f"--threads={threads}",
+            *(["--affinity"] if affinity else []),
         ],
         stdout=subprocess.PIPE,
         text=True,

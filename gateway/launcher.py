@@ -9,7 +9,6 @@ nothing races for a port.
 from __future__ import annotations
 
 import contextlib
-import functools
 import ipaddress
 import json
 import os
@@ -30,7 +29,9 @@ from typing import IO, Any, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from server.entrypoints.processes import stop_with_parent
+from gateway import path_fields
+from server.domain import limits
+from server.entrypoints import processes
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "gateway" / "envoy.yaml"
@@ -39,6 +40,12 @@ DESCRIPTOR = ROOT / "generated" / "experiments" / "v5" / "experiments.pb"
 UPSTREAM_CLUSTER = "experiments_grpc"
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
+# The deadline of a REST call (grpc-timeout to the server), and how long Envoy waits for the
+# server's answer: longer, so that a REST client gets the server's answer (503, nothing
+# written) for a write that could not be done in time, never Envoy's 504 while it might be.
+REST_DEADLINE_SECONDS = 30.0
+_ROUTE_TIMEOUT_MARGIN = 10.0
+ROUTE_TIMEOUT_SECONDS = REST_DEADLINE_SECONDS + _ROUTE_TIMEOUT_MARGIN
 # How long to wait between two readiness polls; each wait ends early if the process dies.
 POLL_INTERVAL = 0.05
 
@@ -90,6 +97,22 @@ def connectable_host(host: str) -> str:
     return str(address)
 
 
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """How many client connections the gateway keeps open, and how long one that does not use
+    its slot may keep it (README, "Limits", says why these numbers); tests set them low."""
+
+    # Beyond it a new connection is closed at once.
+    max_connections: int = 10_000
+    # A connection without a request in flight (one that never sent anything included).
+    idle_timeout_seconds: float = 15
+    # From a request's first byte to its last header byte (slowloris).
+    request_headers_timeout_seconds: float = 10
+
+
+DEFAULT_CONNECTION_LIMITS = ConnectionLimits()
+
+
 def render_config(
     *,
     http_host: str,
@@ -99,8 +122,11 @@ def render_config(
     admin_port: int = 0,
     descriptor: Path = DESCRIPTOR,
     cors_origins: Sequence[str] = (),
+    rest_deadline_seconds: float = REST_DEADLINE_SECONDS,
+    connection_limits: ConnectionLimits = DEFAULT_CONNECTION_LIMITS,
 ) -> str:
-    """gateway/envoy.yaml with its placeholders filled in; a missing one is an error."""
+    """gateway/envoy.yaml with its placeholders filled in; a missing one is an error.
+    `rest_deadline_seconds` other than the default is for tests (Envoy then waits 10 s more)."""
     if not descriptor.is_file():
         raise StartupError(f"{descriptor} is missing: run `make generate`")
     return Template(TEMPLATE.read_text()).substitute(
@@ -112,7 +138,19 @@ def render_config(
         DESCRIPTOR=descriptor,
         CORS_POLICY=json.dumps(cors_policy(cors_origins)),
         CORS_PREFLIGHT_ROUTE=cors_preflight_route(cors_origins),
+        REST_DEADLINE_MS=round(rest_deadline_seconds * 1000),
+        ROUTE_TIMEOUT_SECONDS=f"{rest_deadline_seconds + _ROUTE_TIMEOUT_MARGIN:g}",
+        MAX_CONNECTIONS=connection_limits.max_connections,
+        IDLE_TIMEOUT=_duration(connection_limits.idle_timeout_seconds),
+        REQUEST_HEADERS_TIMEOUT=_duration(connection_limits.request_headers_timeout_seconds),
+        MAX_HEADER_BYTES=limits.MAX_HEADER_BYTES,
+        PATH_FIELDS=path_fields.lua_table(descriptor),
+        PATH_FIELDS_REPLY_HEAD=path_fields.lua_reply_head(),
     )
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:g}s"
 
 
 # What a browser front end may send and read: the API's methods, the headers its clients send
@@ -192,17 +230,19 @@ def spawn(
 
     If the parent dies, even by SIGKILL, the kernel sends the child SIGTERM (a graceful stop),
     so no server or Envoy is left behind holding the ports. (Strictly, when the thread that
-    spawned it ends: spawn from the main thread, as run.py, the tests and bench do.)
+    spawned it ends: spawn from the main thread, as run.py, the tests and bench do.) The child
+    asks for that itself, first thing (server/entrypoints/processes.py), then becomes
+    `command`: no Python code runs between fork and exec, which preexec_fn would do, unsafely
+    in a process with threads.
     """
     return subprocess.Popen(
-        command,
+        [sys.executable, "-m", processes.__name__, str(os.getpid()), *command],
         env=None if env is None else dict(env),
         stdin=subprocess.DEVNULL,
         stdout=output,
         stderr=subprocess.STDOUT if output is not None else None,
         text=True,
         start_new_session=True,
-        preexec_fn=functools.partial(stop_with_parent, os.getpid()),
     )
 
 

@@ -34,11 +34,15 @@ class Settings:
     # request's Host, which any client can forge. from_env derives it from http_host/http_port.
     public_base_url: str = "http://127.0.0.1:8080"
     log_level: str = "INFO"
-    # Threads per worker process: enough to overlap database waits, few enough for the GIL.
+    # Threads per worker process for reads: enough to overlap database waits, few enough for
+    # the GIL.
     threads: int = 8
-    # Unary calls a worker holds at once, running or waiting for one of its threads; beyond
-    # that a call is refused at once with RESOURCE_EXHAUSTED (REST 429) rather than queued
-    # behind work it would wait seconds for.
+    # Threads per worker process for writes (Create, Update, Delete), apart from the reads':
+    # a write waiting for the database holds one of these, never one a read needs.
+    write_threads: int = 4
+    # Unary calls a worker holds at once, running or waiting for one of its threads, for reads
+    # and for writes each; beyond that a call is refused at once with RESOURCE_EXHAUSTED (REST
+    # 429) rather than queued behind work it would wait seconds for.
     max_calls: int = 64
     # Streams a worker holds open at once (each has a thread of its own, idle while it waits).
     max_streams: int = 1000
@@ -51,6 +55,9 @@ class Settings:
     watch_heartbeat_seconds: float = 15.0
     # How often a worker reads new changes from the database (its own writes: at once).
     feed_poll_seconds: float = 0.1
+    # Each worker process pinned to a CPU of its own (off: containers often limit CPUs in
+    # other ways than the CPUs a process may use, and pinning then does harm).
+    worker_affinity: bool = False
     # Browser origins (scheme://host[:port]) allowed to call the REST gateway; none: no CORS.
     cors_origins: tuple[str, ...] = ()
 
@@ -72,6 +79,7 @@ class Settings:
             ).rstrip("/"),
             log_level=log_level(env.get("EXPERIMENTS_LOG_LEVEL", default.log_level)),
             threads=_number(env, "EXPERIMENTS_THREADS", default.threads),
+            write_threads=_number(env, "EXPERIMENTS_WRITE_THREADS", default.write_threads),
             max_calls=_number(env, "EXPERIMENTS_MAX_CALLS", default.max_calls),
             max_streams=_number(env, "EXPERIMENTS_MAX_STREAMS", default.max_streams),
             auth_cache_seconds=_number(
@@ -91,6 +99,7 @@ class Settings:
                 MAX_FEED_POLL_SECONDS,
             ),
             cors_origins=cors_origins(env.get("EXPERIMENTS_CORS_ORIGINS", "")),
+            worker_affinity=_flag(env, "EXPERIMENTS_WORKER_AFFINITY", default.worker_affinity),
         )
 
 
@@ -140,3 +149,16 @@ def _within(env: Mapping[str, str], name: str, default: float, maximum: float) -
     if not 0 < value <= maximum:
         raise ConfigError(f"{name} must be more than 0 and at most {maximum:g}, got {value:g}")
     return value
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    value = env.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value not in _TRUE + _FALSE:
+        raise ConfigError(f"{name} must be 1 or 0 (true or false), got {env[name]!r}")
+    return value in _TRUE

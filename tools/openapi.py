@@ -7,6 +7,11 @@ what the gateway really does:
 - paths and verbs from the `google.api.http` annotations, path parameters from the templates,
   query parameters from the other fields of the request message, the body from `body:`;
 - descriptions from the proto comments, `required` and `readOnly` from `google.api.field_behavior`;
+- one schema for what a client sends and one for what comes back, for each message that goes
+  both ways (`ExperimentInput` and `Experiment`): the request schema has no output-only fields
+  (generators commonly ignore readOnly and would ask for them), the response schema marks
+  `required` everything the gateway always prints; a string with a fixed set of values is a
+  named enum schema, `oneOf` it and null where null is allowed (one type in a client);
 - JSON as Envoy prints and parses it (see gateway/envoy.yaml): proto field names, timestamps
   as RFC 3339 strings, a google.protobuf.Struct as any object, proto3 `optional` fields,
   timestamps and lists nullable in requests (null clears them), 64-bit integers as strings.
@@ -17,8 +22,9 @@ what the gateway really does:
   each HTTP status with the google.rpc.Code its body carries;
 - the optional headers of conditional requests and idempotent creates (If-Match, If-None-Match,
   Idempotency-Key) and what they bring: ETag, Location, 304, 412; the gateway's own answers
-  (413 for a body over 1 MiB, 503 while the server or database is down, WWW-Authenticate on a
-  401), and the 405 with Allow that any other method gets, in each path's description;
+  (413 for a body over 256 KiB, 415 for a gRPC content type, 431 for headers over the limit,
+  503 while the server or database is down, WWW-Authenticate on a 401), and the 405 with Allow
+  that any other method gets, in each path's description;
 - the rules a client can check before sending (value sets, ranges, lengths, counts), taken from
   the domain constants in server/domain, so the document and the server cannot disagree.
 
@@ -72,18 +78,52 @@ Json = dict[str, Any]
 # keyword: its description (the proto comment) states them.
 FIELD_RULES: dict[str, Json] = {
     "experiments.v5.Experiment.name": {"maxLength": limits.NAME_MAX_LENGTH},
-    "experiments.v5.Experiment.group_reset_interval": {"enum": [i.value for i in ResetInterval]},
     "experiments.v5.Experiment.groups": {"maxItems": limits.MAX_GROUPS},
     "experiments.v5.Experiment.room_ids": {"maxItems": limits.MAX_ROOMS},
     "experiments.v5.Group.name": {"maxLength": limits.NAME_MAX_LENGTH},
     "experiments.v5.Group.percentage": {"minimum": 0, "maximum": 100},
-    # A google.protobuf.Value holding one of the strings, or an explicit null.
-    "experiments.v5.Group.group_type": {
-        "type": ["string", "null"],
-        "enum": [*(t.value for t in GroupType), None],
-    },
     "experiments.v5.ListExperimentsRequest.page_size": {"minimum": 0},
 }
+# Fields whose schema is a named one, so that a generated client has one type for it: the strings
+# with a fixed set of values, and the treatment (any object). Where null is allowed too, the
+# reference is wrapped in `oneOf: [schema, null]`, which generators read as "that type or None"
+# (an `enum` listing null inline came out of openapi-python-client as three types). group_type is
+# a google.protobuf.Value, so that an explicit null is told apart from an omitted attribute: it
+# can be null in responses too.
+NAMED: dict[str, tuple[str, Json]] = {
+    "experiments.v5.Experiment.group_reset_interval": (
+        "GroupResetInterval",
+        {"type": "string", "enum": [i.value for i in ResetInterval]},
+    ),
+    "experiments.v5.Group.group_type": (
+        "GroupType",
+        {"type": "string", "enum": [t.value for t in GroupType]},
+    ),
+    "experiments.v5.Group.treatment": (
+        "Treatment",
+        {"type": "object", "additionalProperties": True},
+    ),
+}
+# Fields with presence (messages, proto3 `optional`) that the server sets on every message it
+# returns (server/entrypoints/translate.py): `required` in the response schemas, so that a
+# generated client need not treat them as possibly missing. Fields without presence are printed
+# always (always_print_primitive_fields) and need no entry; schemathesis checks every response
+# against these claims.
+ALWAYS_RETURNED: set[str] = {
+    "experiments.v5.Experiment.created_at",
+    "experiments.v5.Experiment.created_by_user",
+    "experiments.v5.Experiment.updated_at",
+    "experiments.v5.Experiment.updated_by_user",
+    "experiments.v5.Experiment.organization",
+    "experiments.v5.Experiment.group_reset_interval",
+    "experiments.v5.Group.created_at",
+    "experiments.v5.Group.updated_at",
+    "experiments.v5.Group.group_type",
+    "experiments.v5.Goal.organization",
+}
+# The suffix of a message's request schema when it comes back in responses too: what a client
+# sends has no output-only fields and other required ones (ExperimentInput, GroupInput).
+INPUT_SUFFIX = "Input"
 
 SCALARS: dict[int, Json] = {
     descriptor_pb2.FieldDescriptorProto.TYPE_STRING: {"type": "string"},
@@ -180,9 +220,11 @@ ERRORS: dict[str, Error] = {
     "400": Error(
         "InvalidArgument",
         3,
-        "INVALID_ARGUMENT: the request breaks a rule (details: google.rpc.BadRequest naming"
-        " every offending field), or the gateway could not parse it (malformed JSON or value,"
-        " unknown query parameter; no details). Nothing is written.",
+        "INVALID_ARGUMENT: the request breaks a rule, has a value of the wrong type or an"
+        " unknown query parameter, or a query parameter that names a field the path sets"
+        " (details: google.rpc.BadRequest naming every offending field the server found, or the"
+        " one the gateway could not parse), or its body is not JSON (no details). Nothing is"
+        " written.",
     ),
     "401": Error(
         "Unauthenticated",
@@ -205,8 +247,23 @@ ERRORS: dict[str, Error] = {
     "413": Error(
         "PayloadTooLarge",
         3,
-        f"The request body is larger than {BODY_LIMIT} bytes (1 MiB), the gateway's limit."
+        f"The request body is larger than {BODY_LIMIT} bytes ({BODY_LIMIT // 1024} KiB), "
+        "the gateway's limit."
         " Nothing is written.",
+    ),
+    "415": Error(
+        "UnsupportedMediaType",
+        3,
+        "A gRPC content type (`application/grpc`, `application/grpc-web`, ...) on a REST path:"
+        " gRPC clients call /experiments.v5.ExperimentService/<method> on the same port. Nothing"
+        " is written.",
+    ),
+    "431": Error(
+        "HeadersTooLarge",
+        3,
+        f"The request headers are larger than {limits.MAX_HEADER_BYTES} bytes (names and values;"
+        " neither pseudo-headers nor the x-forwarded-*, x-envoy-* and x-request-id headers of"
+        " proxies count). Nothing is written.",
     ),
     "503": Error(
         "Unavailable",
@@ -287,56 +344,64 @@ class Builder:
     def __init__(self, contract: Contract) -> None:
         self.contract = contract
         self.schemas: dict[str, Json] = {}
-        self.sent = self._sent_messages()
-
-    def _sent_messages(self) -> set[str]:
-        """The messages a client sends in a request body; the others only come back."""
-        service, _, _ = self.contract.service(SERVICE)
-        pending = []
+        service, _, _ = contract.service(SERVICE)
+        bodies: list[str] = []
         for method in service.method:
             body = method.options.Extensions[annotations_pb2.http].body
-            request, _, _ = self.contract.messages[method.input_type]
-            pending += [f.type_name for f in request.field if f.name == body and f.type_name]
-        sent: set[str] = set()
+            request, _, _ = contract.messages[method.input_type]
+            bodies += [f.type_name for f in request.field if f.name == body and f.type_name]
+        # The messages a client sends in a request body, and those that come back.
+        self.sent = self._reachable(bodies)
+        self.returned = self._reachable([method.output_type for method in service.method])
+
+    def _reachable(self, roots: list[str]) -> set[str]:
+        """The messages of `roots` and every message their fields hold, however deep."""
+        found: set[str] = set()
+        pending = list(roots)
         while pending:
             name = pending.pop()
-            if name in sent or name not in self.contract.messages:
+            if name in found or name not in self.contract.messages:
                 continue
-            sent.add(name)
+            found.add(name)
             message, _, _ = self.contract.messages[name]
             pending += [f.type_name for f in message.field if f.type_name]
-        return sent
+        return found
 
-    def ref(self, type_name: str) -> Json:
+    def ref(self, type_name: str, request: bool = False) -> Json:
+        """A reference to the schema of a message as sent (`request`) or as returned."""
         name = _short(type_name)
+        if request and type_name in self.returned:
+            name += INPUT_SUFFIX
         if name not in self.schemas:
             self.schemas[name] = {}  # placeholder: recursive messages stop here
-            self.schemas[name] = self.message_schema(type_name)
+            self.schemas[name] = self.message_schema(type_name, request)
         return {"$ref": f"#/components/schemas/{name}"}
 
-    def message_schema(self, type_name: str) -> Json:
+    def message_schema(self, type_name: str, request: bool) -> Json:
         message, file, path = self.contract.messages[type_name]
         properties: Json = {}
         required: list[str] = []
         for i, field in enumerate(message.field):
+            behaviors = list(field.options.Extensions[field_behavior_pb2.field_behavior])
+            output_only = field_behavior_pb2.FieldBehavior.OUTPUT_ONLY in behaviors
+            if request and output_only:
+                continue  # the server ignores it; a client has nothing to put there
             # Envoy prints and parses the proto field names (preserve_proto_field_names); the
             # contract's json_names are the same, google.rpc's are not.
             key = field.name
-            schema = self.field_schema(type_name, field)
+            schema = self.field_schema(type_name, field, request)
             description = self.contract.comment(file, (*path, 2, i))
-            behaviors = list(field.options.Extensions[field_behavior_pb2.field_behavior])
-            output_only = field_behavior_pb2.FieldBehavior.OUTPUT_ONLY in behaviors
             if output_only:
                 schema["readOnly"] = True
             if field_behavior_pb2.FieldBehavior.REQUIRED in behaviors:
                 required.append(key)
-            elif (
-                (output_only or type_name not in self.sent)
-                and "$ref" not in schema
-                and not field.proto3_optional
+            elif not request and (
+                f"{type_name.lstrip('.')}.{field.name}" in ALWAYS_RETURNED
+                or (field.type != field.TYPE_MESSAGE and not field.proto3_optional)
+                or field.label == field.LABEL_REPEATED
             ):
-                # Envoy prints every field without presence (always_print_primitive_fields), so
-                # a response always has it; readOnly keeps it out of requests.
+                # Envoy prints every field without presence (always_print_primitive_fields),
+                # so a response always has it.
                 required.append(key)
             if description:
                 schema = self._describe(schema, description)
@@ -357,35 +422,51 @@ class Builder:
             return {"allOf": [schema], "description": description}
         return {**schema, "description": description}
 
-    def field_schema(self, message: str, field: descriptor_pb2.FieldDescriptorProto) -> Json:
+    def named(self, name: str, schema: Json) -> Json:
+        self.schemas[name] = schema
+        return {"$ref": f"#/components/schemas/{name}"}
+
+    def field_schema(
+        self, message: str, field: descriptor_pb2.FieldDescriptorProto, request: bool = True
+    ) -> Json:
+        """The JSON Schema of a field in a request (where null clears a field with presence,
+        and means an empty list) or in a response (where an unset field is left out)."""
         label = descriptor_pb2.FieldDescriptorProto
-        rules = dict(FIELD_RULES.get(f"{message.lstrip('.')}.{field.name}", {}))
+        full_name = f"{message.lstrip('.')}.{field.name}"
+        rules = dict(FIELD_RULES.get(full_name, {}))
         repeated = field.label == label.LABEL_REPEATED
-        if field.type == label.TYPE_MESSAGE and field.type_name in WELL_KNOWN:
+        behaviors = list(field.options.Extensions[field_behavior_pb2.field_behavior])
+        required = field_behavior_pb2.FieldBehavior.REQUIRED in behaviors
+        if full_name in NAMED:
+            item = self.named(*NAMED[full_name])
+            # A google.protobuf.Value holds an explicit null in responses as well.
+            nullable = field.type_name == ".google.protobuf.Value" or (
+                request and (field.proto3_optional or field.type_name in WELL_KNOWN)
+            )
+        elif field.type == label.TYPE_MESSAGE and field.type_name in WELL_KNOWN:
             item = dict(WELL_KNOWN[field.type_name])
-            nullable = field.type_name == ".google.protobuf.Timestamp" or "type" in item
+            nullable = request and "type" in item
         elif field.type == label.TYPE_MESSAGE:
-            item, nullable = self.ref(field.type_name), False
+            item, nullable = self.ref(field.type_name, request), False
         elif field.type == label.TYPE_ENUM:
             raise Unsupported(f"enums are not used by the contract yet: {field.name}")
         else:
-            item, nullable = dict(SCALARS[field.type]), field.proto3_optional
-        behaviors = list(field.options.Extensions[field_behavior_pb2.field_behavior])
-        if field_behavior_pb2.FieldBehavior.REQUIRED in behaviors:
+            item, nullable = dict(SCALARS[field.type]), request and field.proto3_optional
+        if required:
             nullable = False
         if repeated:
             # In a request body, null is an empty list, as for any field protobuf JSON parses.
-            array: Json = {"type": ["array", "null"] if message in self.sent else "array"}
+            array: Json = {"type": ["array", "null"] if request else "array"}
             for key in ("maxItems", "minItems"):
                 if key in rules:
                     array[key] = rules.pop(key)
             array["items"] = {**item, **rules}
             return array
+        if "$ref" in item:
+            return {"oneOf": [item, {"type": "null"}]} if nullable else item
         schema = {**item, **rules}
-        if nullable and isinstance(schema.get("type"), str):
+        if nullable:
             schema["type"] = [schema["type"], "null"]
-            if "enum" in schema:
-                schema["enum"] = [*schema["enum"], None]
         return schema
 
     def operations(self) -> Json:
@@ -482,6 +563,11 @@ class Builder:
         has_body: bool,
     ) -> Json:
         responses: Json = {}
+        if method.server_streaming or method.client_streaming:
+            # The hook for a streaming RPC: describe the gateway's stream format here (with the
+            # transcoder's stream_newline_delimited, one JSON message per line:
+            # application/x-ndjson) before the document can state it.
+            raise Unsupported(f"{method.name} streams; its REST form is not described yet")
         if method.output_type == ".google.protobuf.Empty":
             responses["204"] = {"description": "Done: no body."}
         else:

@@ -2,25 +2,51 @@
 
 from __future__ import annotations
 
+import contextvars
 import fcntl
 import logging
 import os
 import sqlite3
 import threading
+import time
 import weakref
 from pathlib import Path
 from typing import Any, Final
 
 import psycopg
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 logger = logging.getLogger("experiments.database")
 
 SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
+# The longest a write waits for the database (its writer lock on SQLite, row and other locks on
+# PostgreSQL) when its call has no deadline, or a later one: the same on both databases.
+WRITE_WAIT_SECONDS: Final = SQLITE_BUSY_TIMEOUT_MS / 1000
+
+# The deadline of the call being served, as time.monotonic(), set by the gRPC interceptor in the
+# call's own context (grpcio runs each call in one); None outside a call or without a deadline.
+# A write waits for the database until then at most, and commits only before it: a client that
+# saw its call fail must never find the write done later (server/adapters/unit_of_work.py).
+CALL_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "call_deadline", default=None
+)
+
+
+def write_deadline() -> float:
+    """When a write starting now must have committed: the call's deadline, or WRITE_WAIT_SECONDS
+    from now if that is sooner (as time.monotonic())."""
+    bound = time.monotonic() + WRITE_WAIT_SECONDS
+    call = CALL_DEADLINE.get()
+    return bound if call is None else min(call, bound)
+
+
+class WriteTimedOut(Exception):
+    """A write could not get the database, or finish, before its deadline; nothing was written
+    (the transaction, if begun, is rolled back). Answered UNAVAILABLE: a retry is safe."""
 
 
 URL_FORMS: Final = (
@@ -113,18 +139,21 @@ def make_engine(
     parsed = engine_url(url)
     # hide_parameters: an error's text (logged) never carries the values a client sent.
     if parsed.get_backend_name() != "sqlite":
-        if not read_only:
-            return create_engine(
-                parsed, pool_size=pool_size, max_overflow=max_overflow, hide_parameters=True
-            )
-        return create_engine(
+        options: dict[str, Any] = {}
+        if read_only:
+            options = {
+                "isolation_level": "AUTOCOMMIT",
+                "connect_args": {"options": "-c default_transaction_read_only=on"},
+            }
+        engine = create_engine(
             parsed,
             pool_size=pool_size,
             max_overflow=max_overflow,
             hide_parameters=True,
-            isolation_level="AUTOCOMMIT",
-            connect_args={"options": "-c default_transaction_read_only=on"},
+            **options,
         )
+        event.listen(engine, "handle_error", _invalidate_the_pool_when_the_server_ends_sessions)
+        return engine
     if (
         parsed.database
         and parsed.database != ":memory:"
@@ -155,6 +184,8 @@ def unavailable_cause(error: BaseException) -> str | None:
     refusing connections, a full pool, SQLite locked beyond its busy timeout. Anything
     else (a syntax error, a missing table, a constraint) is a bug and stays INTERNAL.
     """
+    if isinstance(error, WriteTimedOut):
+        return f"write deadline reached ({error})"
     if isinstance(error, sa_exc.TimeoutError):
         return "connection pool exhausted"
     if isinstance(error, sa_exc.DisconnectionError):
@@ -175,6 +206,36 @@ def unavailable_cause(error: BaseException) -> str | None:
     return None
 
 
+# SQLSTATEs with which PostgreSQL ends a session: connection exceptions (class 08) and the
+# server's shutdown or restart (57P01 admin_shutdown, the reply to pg_terminate_backend; 57P02
+# crash_shutdown; 57P03 cannot_connect_now). Not 57014: a statement cancelled by its timeout.
+_SESSION_ENDED = ("08", "57P01", "57P02", "57P03")
+
+
+def ends_the_session(error: BaseException) -> bool:
+    """Whether a DBAPI error says that the database server ended the connection's session.
+
+    SQLAlchemy's psycopg dialect calls a connection lost only once psycopg has seen it
+    closed, which can come after the server's own message saying so: a connection that
+    answered "terminating connection due to administrator command" would be left in the pool
+    (and its read not run again), as would every other connection of the ended sessions."""
+    sqlstate = getattr(error, "sqlstate", None) or ""
+    return isinstance(error, psycopg.Error) and sqlstate.startswith(_SESSION_ENDED)
+
+
+def _invalidate_the_pool_when_the_server_ends_sessions(context: ExceptionContext) -> None:
+    if ends_the_session(context.original_exception):
+        context.is_disconnect = True  # SQLAlchemy then invalidates the pool
+
+
+def connection_lost(error: BaseException) -> bool:
+    """Whether `error` is a lost connection, after which the pool has dropped its connections
+    from before the loss (so a read may be run again on a fresh one)."""
+    if isinstance(error, sa_exc.DisconnectionError):
+        return True
+    return isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated
+
+
 def create_private_file(path: Path) -> None:
     """Creates the SQLite file readable by its owner only (0600), in a 0700 folder if the folder
     is new. SQLite gives its -wal and -shm files the mode of the database file."""
@@ -184,7 +245,8 @@ def create_private_file(path: Path) -> None:
 
 
 class WriterLock:
-    """Queues the writers to one SQLite file: this process's threads, then other processes.
+    """Queues the writers to one SQLite file: this process's threads, then other processes,
+    each waiting until a deadline at most.
 
     SQLite admits one writer at a time, and a writer that finds the file locked
     waits in SQLite's busy handler, which polls with sleeps of up to 100 ms: under
@@ -196,30 +258,104 @@ class WriterLock:
     begin hook, which stays, and no lock), `make bench`, 2 workers, two runs each:
     Update p99 569-1363 ms without the lock vs 122-180 ms with it, Create p99
     920-977 ms vs 160-178 ms, at the same or lower RPS. So the lock stays.
+
+    Every wait ends at the caller's deadline: a writer that waited past its call's
+    deadline must not write (its client was told it failed), and a waiting writer holds
+    a thread of its worker.
     """
 
     def __init__(self, path: Path | None) -> None:
         self._threads = threading.Lock()
-        self._path = path
-        self._file: int | None = None
+        self._file = None if path is None else _FileLock(path)
 
-    def acquire(self) -> None:
-        self._threads.acquire()
+    def acquire(self, deadline: float) -> bool:
+        """Takes the lock unless `deadline` (time.monotonic()) comes first; False then."""
+        if not self._threads.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            return False
         try:
-            if self._path is not None:
-                if self._file is None:
-                    self._file = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-                fcntl.flock(self._file, fcntl.LOCK_EX)
+            if self._file is None or self._file.acquire(deadline):
+                return True
         except BaseException:
             self._threads.release()
             raise
+        self._threads.release()
+        return False
 
     def release(self) -> None:
         try:
             if self._file is not None:
-                fcntl.flock(self._file, fcntl.LOCK_UN)
+                self._file.release()
         finally:
             self._threads.release()
+
+
+class _FileLock:
+    """An flock() of a file, waited for until a deadline; one caller at a time (the holder of
+    WriterLock's thread lock).
+
+    flock() cannot time out, so a lock another process holds is waited for by a helper thread
+    of this process while the caller waits for the helper until its deadline. A caller that
+    gives up leaves the helper waiting, and the next caller takes its wait over; a lock the
+    helper gets while no caller waits is let go at once, so a process never holds the writer
+    for nobody. The file is handed over as soon as it is free, as with a blocking flock().
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._fd: int | None = None
+        self._state = threading.Condition()
+        self._helper: threading.Thread | None = None
+        self._asked = False  # the helper is to start waiting
+        self._waiting = False  # the helper waits in flock(LOCK_EX), or is about to
+        self._wanted = False  # a caller waits for the helper
+        self._granted = False  # the helper got the lock for that caller
+
+    def acquire(self, deadline: float) -> bool:
+        with self._state:
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            if not self._waiting:
+                try:
+                    fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return True
+                except BlockingIOError:
+                    pass
+                self._waiting = self._asked = True
+                if self._helper is None:
+                    self._helper = threading.Thread(
+                        target=self._wait_for_the_file, name="writer-lock", daemon=True
+                    )
+                    self._helper.start()
+                self._state.notify_all()
+            self._wanted = True
+            try:
+                granted = self._state.wait_for(
+                    lambda: self._granted, max(0.0, deadline - time.monotonic())
+                )
+            finally:
+                self._wanted = False
+            self._granted = False
+            return granted
+
+    def release(self) -> None:
+        assert self._fd is not None, "released before it was acquired"
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def _wait_for_the_file(self) -> None:
+        while True:
+            with self._state:
+                self._state.wait_for(lambda: self._asked)
+                self._asked = False
+                fd = self._fd
+            assert fd is not None
+            fcntl.flock(fd, fcntl.LOCK_EX)  # blocks, without holding the state
+            with self._state:
+                self._waiting = False
+                if self._wanted:
+                    self._granted = True
+                    self._state.notify_all()
+                else:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 _writer_locks: weakref.WeakKeyDictionary[Engine, WriterLock] = weakref.WeakKeyDictionary()
@@ -238,6 +374,33 @@ def writer_lock_for(engine: Engine) -> WriterLock | None:
             lock = WriterLock(Path(f"{database}.writer-lock") if on_disk else None)
             _writer_locks[engine] = lock
         return lock
+
+
+# SET LOCAL for both, in one round trip; both end with the transaction.
+_POSTGRES_WAIT_BOUNDS = text(
+    "SELECT set_config('lock_timeout', :ms, true), set_config('statement_timeout', :ms, true)"
+)
+
+
+def begin_write(connection: Connection, deadline: float) -> None:
+    """Begins a write transaction on `connection` in which no wait for the database lasts
+    beyond `deadline` (time.monotonic()): past it, a statement fails (SQLite busy, PostgreSQL
+    lock or statement timeout) rather than wait on, and the write is UNAVAILABLE.
+
+    SQLite: the busy timeout of BEGIN IMMEDIATE, which waits for the file's write lock (held
+    by another program: this one's writers queue on WriterLock first). PostgreSQL: lock waits
+    (rows, advisory locks, a concurrent insert of the same key) and each statement, each
+    bounded by the time left when the transaction begins.
+    """
+    milliseconds = max(1, int((deadline - time.monotonic()) * 1000))
+    if connection.dialect.name == "sqlite":
+        dbapi_connection = connection.connection.dbapi_connection
+        assert dbapi_connection is not None, "an open Connection has its DBAPI connection"
+        dbapi_connection.execute(f"PRAGMA busy_timeout = {milliseconds}")
+        connection.begin()
+        return
+    connection.begin()
+    connection.execute(_POSTGRES_WAIT_BOUNDS, {"ms": str(milliseconds)})
 
 
 def _configure_sqlite(engine: Engine, *, read_only: bool) -> None:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from types import TracebackType
 from typing import Self
 
 from sqlalchemy import Connection, Engine
 
-from server.adapters.database import WriterLock, writer_lock_for
+from server.adapters.database import (
+    WriterLock,
+    WriteTimedOut,
+    begin_write,
+    write_deadline,
+    writer_lock_for,
+)
 from server.adapters.principal_cache import CachingPrincipalRepository, PrincipalCache
 from server.adapters.repository import (
     SqlAlchemyExperimentRepository,
@@ -78,7 +85,13 @@ class SqlAlchemyReadUnitOfWork:
 
 class SqlAlchemyUnitOfWork:
     """Implements server.service_layer.ports.UnitOfWork: one transaction on a pooled Core
-    connection, begun at once (so that SQLite takes the write lock up front)."""
+    connection, begun at once (so that SQLite takes the write lock up front).
+
+    A write either commits before its deadline (the call's, see database.write_deadline) or
+    not at all: every wait for the database ends by then (WriterLock, database.begin_write),
+    and a commit that would come after it is not made. Either way the client is answered
+    before its deadline, and a write it was told had failed never appears later.
+    """
 
     experiments: ExperimentRepository
     views: ExperimentViews
@@ -99,15 +112,19 @@ class SqlAlchemyUnitOfWork:
         self._principal_cache = principal_cache
         self._connection: Connection | None = None
         self._writer_lock: WriterLock | None = None
+        self._deadline = 0.0
 
     def __enter__(self) -> Self:
+        self._deadline = deadline = write_deadline()
+        if deadline <= time.monotonic():
+            raise WriteTimedOut("before the write began")
         writer_lock = writer_lock_for(self._engine)
-        if writer_lock is not None:
-            writer_lock.acquire()
+        if writer_lock is not None and not writer_lock.acquire(deadline):
+            raise WriteTimedOut("waiting for the SQLite writer")
         self._writer_lock = writer_lock
         try:
             connection = self._engine.connect()
-            connection.begin()  # now, so that SQLite takes the write lock up front
+            begin_write(connection, deadline)  # now, so that SQLite takes the write lock up front
         except BaseException:
             self._release_writer_lock()
             raise
@@ -139,7 +156,10 @@ class SqlAlchemyUnitOfWork:
             self._writer_lock = None
 
     def commit(self) -> None:
-        self._require_connection().commit()
+        connection = self._require_connection()
+        if time.monotonic() >= self._deadline:
+            raise WriteTimedOut("before its commit")  # rolled back on exit
+        connection.commit()
 
     def _require_connection(self) -> Connection:
         if self._connection is None:

@@ -9,8 +9,8 @@ The write path keeps the rows current: it builds the experiment it writes as a d
 object (domain.model.new_experiment / changed_experiment), renders it with the Renderer
 before its transaction and `store`s the view in the same transaction as the experiment;
 deleting an experiment deletes its row (the foreign key cascades). It is a projection,
-not a source of truth: `rebuild` renders rows again from the experiment tables, and
-`stale` says which rows differ from a fresh render (of the experiment as loaded).
+not a source of truth: `rebuild` renders rows again from the experiment tables (and the
+integration tests check that every row equals a fresh render, byte for byte).
 
 Rendering needs the protobuf message, which the entrypoints own: this adapter is given a
 Renderer when the server is composed (grpc_server.build_server), so adapters stay free of
@@ -29,6 +29,7 @@ from sqlalchemy import Connection, Dialect, LargeBinary, Select, Uuid, bindparam
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.expression import BindParameter
 
+from server.adapters.database import ends_the_session
 from server.adapters.orm import Base, ExperimentRecord, ExperimentViewRecord, UtcDateTime
 from server.adapters.repository import SqlAlchemyExperimentRepository
 from server.domain.model import Experiment
@@ -70,7 +71,7 @@ class _RawSelect:
     execution layer: for Get, the hottest statement, that layer cost ~50 us of ~57 us
     (bench/README.md). The SQL, the bound values and the columns are SQLAlchemy's own
     (compiled once per dialect, converted by the columns' types), and an error is raised as
-    SQLAlchemy raises it (DBAPIError, the connection invalidated if it was lost), so it is
+    SQLAlchemy raises it (DBAPIError; a lost connection invalidates the pool), so it is
     answered like any other. SQLAlchemy's events do not see these statements.
     """
 
@@ -117,9 +118,15 @@ class _RawSelect:
 
 def _as_sqlalchemy_error(connection: Connection, error: Any, cursor: Any, sql: str) -> Exception:
     dialect = connection.dialect
-    lost = dialect.is_disconnect(error, connection.connection.dbapi_connection, cursor)
+    lost = ends_the_session(error) or dialect.is_disconnect(
+        error, connection.connection.dbapi_connection, cursor
+    )
     if lost:
-        connection.invalidate(error)  # the pool then replaces it, as after any lost one
+        # What SQLAlchemy does for its own statements (Connection._handle_dbapi_exception):
+        # the pool drops every connection made before this one was lost, not only this one.
+        # After a failover they are all dead, and each would fail one more call.
+        connection.engine.pool._invalidate(connection.connection, error)
+        connection.invalidate(error)
     wrapped: Exception = DBAPIError.instance(
         sql,
         None,
@@ -287,28 +294,3 @@ def rebuild(connection: Connection, renderer: Renderer, *, everything: bool = Fa
         views.store_all(batch)
         rendered += len(batch)
     return rendered
-
-
-def stale(connection: Connection, renderer: Renderer) -> list[UUID]:
-    """The experiments whose stored view is missing, of another render version or differs
-    from a fresh render: none when the read model agrees with the tables it projects."""
-    columns = ("organization_id", "created_at", "version", "render_version", "message")
-    stored = {
-        row[0]: tuple(row[1:])
-        for row in connection.execute(
-            select(_views.c.experiment_id, *(_views.c[name] for name in columns))
-        )
-    }
-    return [
-        experiment.id
-        for batch in _experiments_to_render(connection, renderer, everything=True)
-        for experiment in batch
-        if stored.get(experiment.id)
-        != (
-            experiment.organization.id,
-            experiment.created_at,
-            experiment.version,
-            renderer.version,
-            renderer.render(experiment),
-        )
-    ]

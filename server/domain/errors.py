@@ -72,6 +72,13 @@ class RequestTooLarge(DomainError):
         super().__init__(messages.REQUEST_TOO_LARGE.format(limit=limits.MAX_REQUEST_BYTES))
 
 
+class HeadersTooLarge(DomainError):
+    """The request's headers are larger than limits.MAX_HEADER_BYTES; nothing was read."""
+
+    def __init__(self) -> None:
+        super().__init__(messages.HEADERS_TOO_LARGE.format(limit=limits.MAX_HEADER_BYTES))
+
+
 def _capped(violations: tuple[FieldViolation, ...]) -> tuple[FieldViolation, ...]:
     kept: list[FieldViolation] = []
     used = 0

@@ -67,6 +67,7 @@ UNSTORABLE_TEXT = "Must not contain the NUL character (U+0000) or unpaired surro
 TREATMENT_UNSTORABLE_TEXT = (
     "Keys and strings must not contain the NUL character (U+0000) or unpaired surrogates."
 )
+UNPAIRED_SURROGATE = "Must be Unicode text: no unpaired surrogates (U+D800 to U+DFFF)."
 TREATMENT_NOT_FINITE = "Numbers must be finite (no NaN or Infinity)."
 TREATMENT_TOO_DEEP = "Must not nest objects and arrays more than {limit} levels deep."
 TREATMENT_TOO_LARGE = "Must be at most {limit} bytes as JSON."
@@ -78,6 +79,9 @@ INVALID_TIMESTAMP = "Not a valid timestamp (seconds or nanos out of range)."
 ENDS_IN_THE_PAST = "ends_at has passed: an experiment cannot be published with an end in the past."
 MORE_VIOLATIONS = "{count} more violations were left out; fix these and send again."
 REQUEST_TOO_LARGE = "The request is larger than the limit of {limit} bytes."
+HEADERS_TOO_LARGE = "The request headers are larger than the limit of {limit} bytes."
+# The gateway's: a query parameter that names a field the REST path sets (gateway/envoy.yaml).
+PATH_FIELD_IN_QUERY = "Set by the path; a query parameter may not set it."
 UNREADABLE_REQUEST = (
     "The request could not be read as {message}: malformed protobuf, invalid UTF-8 text, "
     "or nested too deeply."

@@ -65,6 +65,17 @@ UNREADABLE: Final = Unreadable()
 Time = datetime | Unreadable | None
 
 
+class Oversized:
+    """A treatment so large that it cannot be valid: refused as it came, before it was
+    converted to Python values (see limits.MAX_TREATMENT_WIRE_BYTES)."""
+
+    def __repr__(self) -> str:
+        return "OVERSIZED"
+
+
+OVERSIZED: Final = Oversized()
+
+
 @dataclass(frozen=True)
 class GroupInput:
     """One group as sent. On update, an omitted group_type (MISSING) or treatment (None) of an
@@ -74,7 +85,7 @@ class GroupInput:
     name: str | None = None
     percentage: int | None = None
     group_type: str | Missing | None = MISSING
-    treatment: Treatment | None = None
+    treatment: Treatment | Oversized | None = None
 
 
 @dataclass(frozen=True)
@@ -332,10 +343,14 @@ class _Check:
         return group_type
 
     def _treatment(
-        self, field: str, sent: Treatment | None, existing: Group | None
+        self, field: str, sent: Treatment | Oversized | None, existing: Group | None
     ) -> Treatment | None:
         """Omitted: an existing group keeps its treatment; a new one has none."""
-        if sent is None:
+        if sent is None or isinstance(sent, Oversized):
+            if sent is not None:
+                self.fail(
+                    field, messages.TREATMENT_TOO_LARGE.format(limit=limits.MAX_TREATMENT_BYTES)
+                )
             return existing.treatment if existing is not None else None
         problem = treatment_problem(sent)
         if problem is not None:

@@ -11,6 +11,7 @@ from grpc_status import rpc_status
 
 from server.domain.errors import (
     DomainError,
+    HeadersTooLarge,
     InvalidArgument,
     NotFound,
     OutOfRange,
@@ -35,6 +36,7 @@ STATUS_OF: dict[type[DomainError], grpc.StatusCode] = {
     PreconditionFailed: grpc.StatusCode.ABORTED,
     # Not RESOURCE_EXHAUSTED, which means "retry later" (REST 429): this request never fits.
     RequestTooLarge: grpc.StatusCode.INVALID_ARGUMENT,
+    HeadersTooLarge: grpc.StatusCode.INVALID_ARGUMENT,
     UnreadableRequest: grpc.StatusCode.INVALID_ARGUMENT,
     # A feed position outside the history kept: list again, then follow from a new one (REST
     # 400 by the gateway's mapping).

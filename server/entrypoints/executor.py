@@ -1,7 +1,10 @@
-"""The threads of a worker process: separate pools for unary calls, streams and health checks,
-each admitting a bounded number of calls and refusing the rest at once.
+"""The threads of a worker process: separate pools for reads, writes, streams and health
+checks, each admitting a bounded number of calls and refusing the rest at once.
 
-grpcio's synchronous server runs each RPC on a thread until it ends. A stream (a watch) holds
+grpcio's synchronous server runs each RPC on a thread until it ends. Writes get a pool of
+their own: a write may wait for the database (SQLite's one writer, a row lock) until its
+deadline, and waiting writers must never hold the threads reads need; writes beyond its
+threads wait in its queue, holding no thread. A stream (a watch) holds
 its thread for as long as it is open, so streams get a pool of their own, sized for the open
 streams a worker allows: they never take a thread that unary calls need. Health checks get a
 small pool too, so that the gateway's checks are answered while every unary thread is busy
@@ -82,22 +85,27 @@ class AdmissionPool(futures.ThreadPoolExecutor):
 
 @dataclass(frozen=True)
 class WorkerPools:
-    """The pools of one worker process; `unary` is also grpcio's default pool."""
+    """The pools of one worker process; `unary` (every unary call but writes) is also
+    grpcio's default pool."""
 
     unary: AdmissionPool
+    writes: AdmissionPool
     streams: AdmissionPool
     control: futures.ThreadPoolExecutor
 
     @classmethod
-    def create(cls, *, threads: int, max_calls: int, max_streams: int) -> WorkerPools:
+    def create(
+        cls, *, threads: int, write_threads: int, max_calls: int, max_streams: int
+    ) -> WorkerPools:
         control = futures.ThreadPoolExecutor(CONTROL_THREADS, thread_name_prefix="control")
         return cls(
             unary=AdmissionPool(threads, max_calls, control, "unary"),
+            writes=AdmissionPool(write_threads, max_calls, control, "write"),
             # A thread per open stream: idle streams wait on a condition, costing no CPU.
             streams=AdmissionPool(max_streams, max_streams, control, "stream"),
             control=control,
         )
 
     def shutdown(self) -> None:
-        for pool in (self.unary, self.streams, self.control):
+        for pool in (self.unary, self.writes, self.streams, self.control):
             pool.shutdown(wait=False, cancel_futures=True)

@@ -88,9 +88,14 @@ class RunningServer:
 
 def build_server(settings: Settings, *, reuse_port: bool = False) -> RunningServer:
     """Builds and starts a server on settings.grpc_host:grpc_port (0 picks a free port)."""
-    engine = make_engine(settings.database_url, pool_size=settings.threads)
-    # Reads get their own pool, whose connections refuse writes (see make_engine).
-    read_engine = make_engine(settings.database_url, pool_size=settings.threads, read_only=True)
+    engine = make_engine(settings.database_url, pool_size=settings.write_threads)
+    # Reads get their own pool, whose connections refuse writes (see make_engine); a Create
+    # prepares on it too, from a write thread.
+    read_engine = make_engine(
+        settings.database_url,
+        pool_size=settings.threads + settings.write_threads,
+        read_only=True,
+    )
     # The feed's reads (the follower, watches catching up, their key checks) get a small pool
     # of their own: a burst of watches never takes the connections unary reads need.
     feed_engine = make_engine(
@@ -116,16 +121,25 @@ def build_server(settings: Settings, *, reuse_port: bool = False) -> RunningServ
         heartbeat_seconds=settings.watch_heartbeat_seconds,
     )
     pools = WorkerPools.create(
-        threads=settings.threads, max_calls=settings.max_calls, max_streams=settings.max_streams
+        threads=settings.threads,
+        write_threads=settings.write_threads,
+        max_calls=settings.max_calls,
+        max_streams=settings.max_streams,
     )
     server = grpc.server(
         pools.unary,
         interceptors=[RpcInterceptor(pools)],
         options=[
             ("grpc.so_reuseport", 1 if reuse_port else 0),
-            # Above our own limit, so that the interceptor refuses a request of up to twice
-            # limits.MAX_REQUEST_BYTES in our words; only larger ones get grpcio's message.
-            ("grpc.max_receive_message_length", 2 * limits.MAX_REQUEST_BYTES),
+            # Above our own limit, so that the interceptor refuses in our words whatever the
+            # gateway can send (limits.MAX_RECEIVED_BYTES); only larger ones get grpcio's
+            # RESOURCE_EXHAUSTED, before the message is received.
+            ("grpc.max_receive_message_length", limits.MAX_RECEIVED_BYTES),
+            # Likewise for headers: grpcio's default soft limit (8 KiB) refused at random and
+            # with RESOURCE_EXHAUSTED ("retry later"). Soft and hard the same, far above
+            # limits.MAX_HEADER_BYTES, which the interceptor enforces in our words.
+            ("grpc.max_metadata_size", limits.GRPC_METADATA_BYTES),
+            ("grpc.absolute_max_metadata_size", limits.GRPC_METADATA_BYTES),
         ],
     )
     experiments_pb2_grpc.add_ExperimentServiceServicer_to_server(
@@ -212,7 +226,12 @@ def serve(settings: Settings) -> int:
         _serve_until_signalled(settings, reuse_port=False)
         return 0
     return run_worker_processes(
-        settings.grpc_host, settings.grpc_port, settings.workers, _worker, settings
+        settings.grpc_host,
+        settings.grpc_port,
+        settings.workers,
+        _worker,
+        settings,
+        affinity=settings.worker_affinity,
     )
 
 
@@ -223,21 +242,28 @@ def run_worker_processes(
     target: Callable[..., None],
     *args: Any,
     on_claimed: Callable[[int], None] | None = None,
+    affinity: bool = False,
 ) -> int:
     """Runs `target(port, *args)` in `count` processes that share host:port (SO_REUSEPORT).
 
     The port is claimed first (see claim_port). SIGTERM or SIGINT is passed on to
     every worker, which drains; if one worker dies the others are stopped and the
     exit code is 1. bench/echo_server.py reuses this for the same process model.
+    With `affinity`, worker n runs on the n-th CPU this process may use (modulo their
+    number) and nowhere else: with a worker per core, each keeps its core's caches and
+    none migrates onto another's (settings.worker_affinity).
     """
     holder = claim_port(host, port)
     port = holder.getsockname()[1]
     if on_claimed is not None:
         on_claimed(port)
+    cpus = sorted(os.sched_getaffinity(0))
     context = multiprocessing.get_context("spawn")
     workers = [
         context.Process(
-            target=_run_worker, args=(os.getpid(), target, port, *args), name=f"worker-{n}"
+            target=_run_worker,
+            args=(os.getpid(), cpus[n % len(cpus)] if affinity else None, target, port, *args),
+            name=f"worker-{n}",
         )
         for n in range(count)
     ]
@@ -276,10 +302,13 @@ def run_worker_processes(
     return exit_code
 
 
-def _run_worker(parent: int, target: Callable[..., None], *args: Any) -> None:
+def _run_worker(parent: int, cpu: int | None, target: Callable[..., None], *args: Any) -> None:
     """A worker process: it ends with this process even if that one is killed (SIGKILL gives
-    no chance to pass the signal on), rather than serving on, orphaned, on the port."""
+    no chance to pass the signal on), rather than serving on, orphaned, on the port. Pinned
+    to `cpu` if given, before any thread starts (threads inherit it)."""
     stop_with_parent(parent)
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
     target(*args)
 
 

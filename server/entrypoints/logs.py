@@ -51,9 +51,32 @@ class _Formatter(logging.Formatter):
         return "".join(lines).rstrip("\n")
 
 
+class _GrpcRequestValues(logging.Filter):
+    """grpcio's own records, without the request values some of them quote.
+
+    grpcio logs a header value that is not UTF-8 whole, API keys included, at ERROR with a
+    traceback ("Invalid encoding on b'Token ...'"): that record is dropped, and the interceptor
+    logs one line naming the header instead (it knows the method and the header's name, grpcio
+    knows neither). Its "Exception calling application: <text>" and the like keep their first
+    words only, as our tracebacks do (_Formatter).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("grpc"):
+            return True
+        if record.msg == "Invalid encoding on %s":
+            return False
+        if isinstance(record.msg, str) and (record.args or record.exc_info):
+            head, colon, _ = record.msg.partition(":")
+            record.msg = f"{head}: {WITHHELD}" if colon else record.msg
+            record.args = ()
+        return True
+
+
 def configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         _Formatter("%(asctime)s %(levelname)s %(processName)s %(name)s %(message)s")
     )
+    handler.addFilter(_GrpcRequestValues())
     logging.basicConfig(level=level, handlers=[handler])

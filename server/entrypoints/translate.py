@@ -14,15 +14,31 @@ from google.protobuf import struct_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
 from server.adapters.views import Renderer
+from server.domain import limits
 from server.domain.feed import encode_position
 from server.domain.model import Experiment, Group, Treatment, User
 from server.domain.revisions import JsonValue, Revision
-from server.domain.rules import MISSING, UNREADABLE, ExperimentInput, GroupInput, Missing, Time
+from server.domain.rules import (
+    MISSING,
+    OVERSIZED,
+    UNREADABLE,
+    ExperimentInput,
+    GroupInput,
+    Missing,
+    Oversized,
+    Time,
+)
 from server.service_layer.ports import Change, RevisionRecord
 
 
 def experiment_input(message: pb.Experiment) -> ExperimentInput:
-    """What the client sent; output-only fields are ignored."""
+    """What the client sent; output-only fields are ignored.
+
+    Sizes and counts are checked on the parsed message before anything becomes a Python
+    value, which costs far more than protobuf's C parser: beyond the limit of groups or rooms
+    only one more is converted (the rules then refuse the list as too long), and a treatment
+    too large to be valid is not converted at all (OVERSIZED; the rules name it).
+    """
     return ExperimentInput(
         is_draft=message.is_draft if message.HasField("is_draft") else None,
         name=message.name if message.HasField("name") else None,
@@ -32,8 +48,8 @@ def experiment_input(message: pb.Experiment) -> ExperimentInput:
         group_reset_interval=(
             message.group_reset_interval if message.HasField("group_reset_interval") else None
         ),
-        room_ids=tuple(message.room_ids),
-        groups=tuple(_group_input(group) for group in message.groups),
+        room_ids=tuple(message.room_ids[: limits.MAX_ROOMS + 1]),
+        groups=tuple(_group_input(group) for group in message.groups[: limits.MAX_GROUPS + 1]),
     )
 
 
@@ -52,8 +68,15 @@ def _group_input(message: pb.Group) -> GroupInput:
         name=message.name if message.HasField("name") else None,
         percentage=message.percentage if message.HasField("percentage") else None,
         group_type=group_type,
-        treatment=_treatment_dict(message.treatment) if message.HasField("treatment") else None,
+        treatment=_treatment(message.treatment) if message.HasField("treatment") else None,
     )
+
+
+def _treatment(message: struct_pb2.Struct) -> Treatment | Oversized:
+    # ByteSize is computed in C, without a Python object per key.
+    if message.ByteSize() > limits.MAX_TREATMENT_WIRE_BYTES:
+        return OVERSIZED
+    return _treatment_dict(message)
 
 
 def _treatment_dict(message: struct_pb2.Struct) -> Treatment:
@@ -78,14 +101,21 @@ def _plain(value: struct_pb2.Value) -> Any:
 
 
 def render_experiment(experiment: Experiment) -> bytes:
-    """The serialized Experiment message: what the read model stores and reads send."""
-    return experiment_message(experiment).SerializeToString()
+    """The serialized Experiment message: what the read model stores and reads send.
+
+    Deterministic: protobuf leaves the order of a map's entries (a treatment's Struct) to each
+    process otherwise, so the same experiment gave other bytes after a restart, and the read
+    model's check (the stored bytes against a fresh render) flagged views that were right.
+    """
+    return experiment_message(experiment).SerializeToString(deterministic=True)
 
 
 # Bump RENDER_VERSION whenever render_experiment would produce other bytes for the same
 # experiment (a field added to the message, a new way to fill one): `experiments-admin
-# migrate` then renders the stored views of older versions again.
-RENDER_VERSION = 1
+# migrate` then renders the stored views of older versions again. The golden test
+# (tests/unit/test_read_model_rendering.py) fails when the bytes change without a bump.
+# 2: deterministic serialization (the map entries of treatments in key order).
+RENDER_VERSION = 2
 RENDERER = Renderer(render_experiment, RENDER_VERSION)
 
 
@@ -96,19 +126,23 @@ def list_response(experiments: list[bytes], links: pb.ListExperimentsResponse) -
     Protobuf parsers accept fields in any order and append the entries of a repeated field,
     so this is the same message as `links` with `results` filled, without decoding anything.
     """
-    return _with_entries(links.SerializeToString(), _RESULTS_TAG, experiments)
+    return _with_entries(links.SerializeToString(deterministic=True), _RESULTS_TAG, experiments)
 
 
 def revisions_response(changes: list[Change], links: pb.ListExperimentRevisionsResponse) -> bytes:
     """A serialized ListExperimentRevisionsResponse: `links` and the stored revisions, as
     list_response assembles a list page."""
-    return _with_entries(links.SerializeToString(), _REVISIONS_TAG, map(revision_message, changes))
+    return _with_entries(
+        links.SerializeToString(deterministic=True), _REVISIONS_TAG, map(revision_message, changes)
+    )
 
 
 def changes_response(changes: tuple[Change, ...], next_position: int) -> bytes:
     """A serialized ListExperimentChangesResponse, assembled from the stored revisions."""
     links = pb.ListExperimentChangesResponse(next_cursor=encode_position(next_position))
-    return _with_entries(links.SerializeToString(), _CHANGES_TAG, map(revision_message, changes))
+    return _with_entries(
+        links.SerializeToString(deterministic=True), _CHANGES_TAG, map(revision_message, changes)
+    )
 
 
 def revision_message(change: Change) -> bytes:

@@ -25,7 +25,6 @@ from typing import Any
 
 import pytest
 
-from server.adapters.temporary_database import temporary_postgres_database
 from tests.e2e.front_end import FrontEnd, serve_front_end
 from tests.e2e.rest import HTTP_1_1, HTTP_2, RestClient
 from tests.e2e.stack import Stack, World
@@ -35,6 +34,7 @@ from tests.integration.databases import (
     backend_params,
     postgres_server_url,
 )
+from tests.temporary_database import temporary_postgres_database
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -133,18 +133,10 @@ def stack(backend: str, shared_stacks: SharedStacks) -> Stack:
     return shared_stacks.stack(backend)
 
 
-def _running(started: Stack) -> Iterator[Stack]:
-    try:
-        started.start()
-        yield started
-    finally:
-        started.close()
-
-
 @pytest.fixture
 def own_stack(tmp_path: Path) -> Iterator[Stack]:
     """A stack of the test's own (SQLite), for tests that stop the server."""
-    yield from _running(Stack(tmp_path))
+    yield from Stack(tmp_path).running()
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""REST clients of the end-to-end tests: HTTP/1.1 (http.client), HTTP/2 (httpx, h2c) and raw h2.
+"""REST clients of the end-to-end tests: HTTP/1.1 (http.client), HTTP/2 (httpx, h2c), and raw
+exchanges of either version (exact header bytes, trailers).
 
 They send exactly what they are given and return exactly what came back, status, headers and
 body, without raising on error statuses: the tests judge them.
@@ -14,10 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import h2.config
-import h2.connection
-import h2.events
 import httpx
+
+from tests import h2c
+from tests.h2c import Headers
 
 HTTP_1_1 = "HTTP/1.1"
 HTTP_2 = "HTTP/2"
@@ -108,13 +109,40 @@ def _http1(method: str, url: str, content: bytes | None, headers: dict[str, str]
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             connection.request(method, path, body=content, headers=headers)
         response = connection.getresponse()
-        received: dict[str, str] = {}
-        for name, value in response.getheaders():
-            key = name.lower()
-            received[key] = f"{received[key]}, {value}" if key in received else value
-        return Response(response.status, received, response.read(), HTTP_1_1)
+        return Response(response.status, _merged(response), response.read(), HTTP_1_1)
     finally:
         connection.close()
+
+
+def _merged(response: http.client.HTTPResponse) -> dict[str, str]:
+    """The response's headers by lower-case name, a repeated one's values joined with ", "."""
+    received: dict[str, str] = {}
+    for name, value in response.getheaders():
+        key = name.lower()
+        received[key] = f"{received[key]}, {value}" if key in received else value
+    return received
+
+
+def raw_http1(
+    base_url: str, method: str, path: str, headers: Headers, body: bytes = b""
+) -> Response:
+    """One HTTP/1.1 exchange with exactly `headers` (and a Host, which HTTP/1.1 requires, if
+    they lack one): for header bytes http.client would not send as given."""
+    parts = urlsplit(base_url)
+    if not any(name.lower() == b"host" for name, _ in headers):
+        headers = [(b"host", parts.netloc.encode()), *headers]
+    if body:
+        headers = [*headers, (b"content-length", str(len(body)).encode())]
+    request = f"{method} {path} HTTP/1.1\r\n".encode()
+    request += b"".join(name + b": " + value + b"\r\n" for name, value in headers) + b"\r\n"
+    with socket.create_connection(
+        (parts.hostname or "", parts.port or 80), timeout=TIMEOUT
+    ) as sock:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(request + body)
+        response = http.client.HTTPResponse(sock, method=method)
+        response.begin()
+        return Response(response.status, _merged(response), response.read(), HTTP_1_1)
 
 
 def raw_http2(
@@ -124,52 +152,30 @@ def raw_http2(
     *,
     token: str | None = None,
     json_body: Any = None,
+    headers: Headers = (),
+    content: bytes = b"",
 ) -> Response:
-    """One HTTP/2 exchange on a fresh h2c connection, trailers included (httpx drops them)."""
+    """One HTTP/2 exchange on a fresh h2c connection, trailers included (httpx drops them),
+    with `headers` sent as raw bytes after the usual ones, and a body: `json_body`, or
+    `content` as given."""
     parts = urlsplit(base_url)
-    host, port = parts.hostname or "", parts.port or 80
-    body = b"" if json_body is None else json.dumps(json_body).encode()
-    headers = [
-        (":method", method),
-        (":path", path),
-        (":scheme", "http"),
-        (":authority", parts.netloc),
+    body = content if json_body is None else json.dumps(json_body).encode()
+    sent: list[tuple[bytes, bytes]] = [
+        (b":method", method.encode()),
+        (b":path", path.encode()),
+        (b":scheme", b"http"),
+        (b":authority", parts.netloc.encode()),
     ]
     if token is not None:
-        headers.append(("authorization", f"Token {token}"))
+        sent.append((b"authorization", f"Token {token}".encode()))
+    if json_body is not None:
+        sent.append((b"content-type", b"application/json"))
     if body:
-        headers += [("content-type", "application/json"), ("content-length", str(len(body)))]
-    connection = h2.connection.H2Connection(
-        h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
-    )
-    connection.initiate_connection()
-    stream = connection.get_next_available_stream_id()
-    connection.send_headers(stream, headers, end_stream=not body)
-    if body:
-        connection.send_data(stream, body, end_stream=True)
-    status, received, trailers, data = 0, {}, {}, bytearray()
-    with socket.create_connection((host, port), timeout=TIMEOUT) as sock:
-        sock.sendall(connection.data_to_send())
-        ended = False
-        while not ended:
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("the gateway closed the connection mid-response")
-            for event in connection.receive_data(chunk):
-                if isinstance(event, h2.events.ResponseReceived):
-                    received = {str(k): str(v) for k, v in event.headers}
-                    status = int(received.pop(":status"))
-                elif isinstance(event, h2.events.DataReceived):
-                    data += event.data
-                    connection.acknowledge_received_data(event.flow_controlled_length, stream)
-                elif isinstance(event, h2.events.TrailersReceived):
-                    trailers = {str(k): str(v) for k, v in event.headers}
-                elif isinstance(event, h2.events.StreamReset):
-                    raise ConnectionError(f"the gateway reset the stream: {event.error_code!r}")
-                elif isinstance(event, h2.events.StreamEnded):
-                    ended = True
-            sock.sendall(connection.data_to_send())
-    return Response(status, received, bytes(data), HTTP_2, trailers)
+        sent.append((b"content-length", str(len(body)).encode()))
+    answer = h2c.exchange(parts.hostname or "", parts.port or 80, [*sent, *headers], body)
+    if answer.reset is not None:
+        raise ConnectionError(f"the gateway reset the stream: error code {answer.reset}")
+    return Response(answer.status, answer.headers, answer.body, HTTP_2, answer.trailers)
 
 
 def assert_error(response: Response, status: int, code: int) -> dict[str, Any]:

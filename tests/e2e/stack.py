@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,8 +41,12 @@ class Stack:
         database_url: str | None = None,
         *,
         cors_origins: Sequence[str] = (),
+        rest_deadline_seconds: float = launcher.REST_DEADLINE_SECONDS,
+        connection_limits: launcher.ConnectionLimits = launcher.DEFAULT_CONNECTION_LIMITS,
     ) -> None:
         self.workdir = workdir
+        self.rest_deadline_seconds = rest_deadline_seconds
+        self.connection_limits = connection_limits
         # Envoy's upstream; Envoy starts first, since its port is the server's public URL.
         self.grpc_port = unused_port()
         self.cors_origins = tuple(cors_origins)
@@ -68,6 +72,14 @@ class Stack:
     def envoy_log(self) -> Path:
         return self.workdir / "envoy.log"
 
+    def running(self) -> Iterator[Stack]:
+        """Starts the stack, yields it and stops it: a fixture's body for a stack of its own."""
+        try:
+            self.start()
+            yield self
+        finally:
+            self.close()
+
     def start(self) -> None:
         # Envoy first: its port (chosen by the kernel) is the public URL the server links to.
         config = launcher.render_config(
@@ -76,6 +88,8 @@ class Stack:
             grpc_host="127.0.0.1",
             grpc_port=self.grpc_port,
             cors_origins=self.cors_origins,
+            rest_deadline_seconds=self.rest_deadline_seconds,
+            connection_limits=self.connection_limits,
         )
         with self.envoy_log.open("a") as output:
             self.envoy = launcher.start_envoy(

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
-from server.adapters.temporary_database import temporary_postgres_database
 from server.domain import messages
 from tests.e2e.payloads import upcoming
 from tests.e2e.rest import HTTP_1_1, RestClient, assert_error, field_violations
@@ -22,6 +21,7 @@ from tests.integration.databases import (
     postgres_server_url,
 )
 from tests.integration.tcp_proxy import TcpProxy
+from tests.temporary_database import temporary_postgres_database
 
 ABORTED = 10
 INVALID_ARGUMENT = 3

@@ -68,12 +68,58 @@ def test_attributes_in_the_wrong_format_are_400(http1: RestClient, world: World)
     assert {"goal_id", "groups[0].percentage", "group_reset_interval"} <= set(violations)
 
 
-def test_an_unparseable_timestamp_is_400_json(client: RestClient, world: World) -> None:
-    payload = dict(upcoming(world), starts_at="next tuesday")
+RFC_3339 = "Must be an RFC 3339 time with a time zone, e.g. 2019-05-08T13:02:35.123Z."
+
+
+# The gateway's answer: the server never sees these requests, whatever its database.
+@pytest.mark.one_database
+@pytest.mark.parametrize(
+    ("attribute", "value", "field", "description"),
+    [
+        ("starts_at", "next tuesday", "starts_at", RFC_3339),
+        # The spec's own style, without a time zone.
+        ("ends_at", "2019-02-13T11:31:36.042", "ends_at", RFC_3339),
+        ("percentage", "ninety", "groups[1].percentage", "Must be an integer."),
+        ("percentage", 90.5, "groups[1].percentage", "Must be an integer."),
+        ("is_draft", "nope", "is_draft", "Must be true or false."),
+        ("name", 5, "name", "Must be a string."),
+        ("treatment", 5, "groups[1].treatment", "Must be a JSON object."),
+        ("room_ids", [5], "room_ids[0]", "Must be a string."),
+    ],
+)
+def test_a_value_the_gateway_cannot_parse_is_400_naming_its_json_field(
+    client: RestClient, world: World, attribute: str, value: Any, field: str, description: str
+) -> None:
+    payload = upcoming(world)
+    if field.startswith("groups[1]."):
+        payload["groups"][1][attribute] = value
+    else:
+        payload[attribute] = value
 
     response = client.post(world.experiments, token=world.tokens.settings, json_body=payload)
 
-    assert_error(response, 400, INVALID_ARGUMENT)
+    # The transcoder refuses it before the server sees it; the answer has the server's shape.
+    body = assert_error(response, 400, INVALID_ARGUMENT)
+    assert body["message"] == messages.INVALID_REQUEST
+    assert field_violations(body) == {field: description}
+
+
+def test_integers_and_booleans_spelled_as_strings_are_read_as_what_they_spell(
+    http1: RestClient, world: World
+) -> None:
+    # The documented choice (README, "REST specifics"): protobuf's JSON mapping reads "90" as 90
+    # and "false" as false; anything else that is not the type is refused, as above.
+    payload = upcoming(world)
+    payload["is_draft"] = "false"
+    payload["groups"][0]["percentage"] = "90"
+    payload["groups"][1]["percentage"] = "10"
+
+    response = http1.post(world.experiments, token=world.tokens.settings, json_body=payload)
+
+    assert response.status == 201, response.body
+    created = response.json()
+    assert created["is_draft"] is False
+    assert [group["percentage"] for group in created["groups"]] == [90, 10]
 
 
 @pytest.mark.parametrize(
@@ -89,6 +135,43 @@ def test_an_unauthenticated_call_is_401(
         response = http1.request(method, path, json_body=body, headers=headers)
 
         assert assert_error(response, 401, UNAUTHENTICATED)["message"] == messages.UNAUTHENTICATED
+
+
+@pytest.mark.parametrize(
+    ("content", "authorization"),
+    [
+        (b'{"is_draft": ', None),
+        (b'{"is_draft": true, "starts_at": "next tuesday"}', "Bearer some-key"),
+    ],
+    ids=["broken JSON", "a malformed value, wrong scheme"],
+)
+def test_a_call_without_a_key_is_401_whatever_its_body(
+    client: RestClient, world: World, content: bytes, authorization: str | None
+) -> None:
+    headers = {"Content-Type": "application/json"}
+    if authorization is not None:
+        headers["Authorization"] = authorization
+
+    response = client.post(world.experiments, content=content, headers=headers)
+
+    # README, "Errors, in the order they are checked": the key comes first.
+    assert assert_error(response, 401, UNAUTHENTICATED)["message"] == messages.UNAUTHENTICATED
+    assert response.headers["www-authenticate"] == "Token"
+
+
+# Over HTTP/2 the answer comes while the client is still sending, and the stream is then reset,
+# which HTTP/2 clients report as an error of their own; HTTP/1.1 reads the answer.
+@pytest.mark.one_database
+def test_a_call_without_a_key_is_401_rather_than_413_for_a_body_over_the_limit(
+    http1: RestClient, world: World
+) -> None:
+    response = http1.post(
+        world.experiments,
+        content=b"[" + b"1," * 600_000 + b"1]",
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert assert_error(response, 401, UNAUTHENTICATED)["message"] == messages.UNAUTHENTICATED
 
 
 def test_another_organizations_path_is_403(client: RestClient, world: World) -> None:

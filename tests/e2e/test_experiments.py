@@ -216,12 +216,14 @@ def test_a_treatment_with_extra_and_nested_keys_round_trips_unchanged(
     assert got["groups"][0]["treatment"] == treatment
 
 
-def test_the_spec_example_as_printed_is_refused_only_for_the_missing_is_draft(
+def test_the_spec_example_as_printed_is_refused_for_its_missing_is_draft_and_foreign_goal(
     http1: RestClient, world: World
 ) -> None:
-    # As printed: with its trailing comma, and its goal_id replaced by one of this organization.
-    printed = DOCUMENTED_EXAMPLE.replace("0a534844-869a-11e9-8dcc-27f1dd2d9764", world.goal_id)
-    with_is_draft = printed.replace('"goal_id"', '"is_draft": false, "goal_id"', 1)
+    # Exactly as printed, trailing comma included: it lacks the required is_draft, and its goal
+    # is the documentation's, not one of this organization's (README, "REST specifics").
+    printed = DOCUMENTED_EXAMPLE
+    ours = printed.replace("0a534844-869a-11e9-8dcc-27f1dd2d9764", world.goal_id)
+    with_is_draft = ours.replace('"goal_id"', '"is_draft": false, "goal_id"', 1)
     headers = {"Content-Type": "application/json"}
 
     refused = http1.post(
@@ -238,5 +240,5 @@ def test_the_spec_example_as_printed_is_refused_only_for_the_missing_is_draft(
     violations = {
         v["field"] for d in refused.json()["details"] for v in d.get("field_violations", [])
     }
-    assert violations == {"is_draft"}
+    assert violations == {"is_draft", "goal_id"}
     assert accepted.status == 201, accepted.body

@@ -13,7 +13,7 @@ from tests.e2e.rest import RestClient, assert_error, field_violations
 from tests.e2e.stack import World
 
 INVALID_ARGUMENT = 3
-BODY_LIMIT = 1024 * 1024  # gateway/envoy.yaml, request_body_limit
+BODY_LIMIT = limits.MAX_REQUEST_BODY_BYTES  # gateway/envoy.yaml, request_body_limit
 BODY_TOO_LARGE = f"The request body is larger than the limit of {BODY_LIMIT} bytes."
 
 
@@ -50,7 +50,7 @@ def test_a_body_one_byte_over_the_limit_is_413_in_our_words(
 # Envoy refuses the body before the server, or a database, sees the request. The client is
 # still uploading when the 413 comes, and may wait for Envoy's delayed close (5 s) to end.
 @pytest.mark.one_database
-def test_a_5_mb_body_is_413_not_429(http1: RestClient, world: World) -> None:
+def test_a_body_five_times_the_limit_is_413_not_429(http1: RestClient, world: World) -> None:
     response = http1.post(
         world.experiments,
         token=world.tokens.settings,

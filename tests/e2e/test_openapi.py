@@ -56,23 +56,33 @@ def test_the_document_states_what_rest_clients_rely_on() -> None:
         "description": "`Token <key>`: the word Token, a space, then the API key.",
     }
     group = schemas["Group"]["properties"]
-    assert group["group_type"]["enum"] == [
-        "control",
-        "user_defined",
-        "target_algorithm",
-        "target_random",
-        None,
+    sent_group = schemas["GroupInput"]["properties"]
+    # One named type each; null beside it where the API takes or prints null.
+    assert schemas["GroupType"] == {
+        "type": "string",
+        "enum": ["control", "user_defined", "target_algorithm", "target_random"],
+    }
+    assert schemas["GroupResetInterval"] == {"type": "string", "enum": ["full", "1w", "1d"]}
+    nullable_type = [{"$ref": "#/components/schemas/GroupType"}, {"type": "null"}]
+    assert group["group_type"]["oneOf"] == sent_group["group_type"]["oneOf"] == nullable_type
+    treatment = {"$ref": "#/components/schemas/Treatment"}
+    assert schemas["Treatment"] == {"type": "object", "additionalProperties": True}
+    assert sent_group["treatment"]["oneOf"] == [treatment, {"type": "null"}]
+    assert group["treatment"]["allOf"] == [treatment]
+    for groups in (group, sent_group):
+        assert (groups["percentage"]["minimum"], groups["percentage"]["maximum"]) == (0, 100)
+        assert groups["name"]["maxLength"] == limits.NAME_MAX_LENGTH
+    experiment, sent = schemas["Experiment"], schemas["ExperimentInput"]
+    for schema in (experiment, sent):
+        assert schema["properties"]["name"]["maxLength"] == limits.NAME_MAX_LENGTH == 255
+        assert schema["properties"]["groups"]["maxItems"] == limits.MAX_GROUPS
+        assert schema["properties"]["room_ids"]["maxItems"] == limits.MAX_ROOMS
+        assert "is_draft" in schema["required"]
+    assert sent["properties"]["group_reset_interval"]["oneOf"] == [
+        {"$ref": "#/components/schemas/GroupResetInterval"},
+        {"type": "null"},
     ]
-    assert group["treatment"]["type"] == ["object", "null"]
-    assert (group["percentage"]["minimum"], group["percentage"]["maximum"]) == (0, 100)
-    experiment = schemas["Experiment"]
-    assert experiment["properties"]["name"]["maxLength"] == limits.NAME_MAX_LENGTH == 255
-    assert experiment["properties"]["groups"]["maxItems"] == limits.MAX_GROUPS
-    assert experiment["properties"]["room_ids"]["maxItems"] == limits.MAX_ROOMS
-    assert group["name"]["maxLength"] == limits.NAME_MAX_LENGTH
-    assert experiment["properties"]["group_reset_interval"]["enum"] == ["full", "1w", "1d", None]
     assert experiment["properties"]["id"]["readOnly"] is True
-    assert "is_draft" in experiment["required"]
     assert {p["name"] for p in collection["get"]["parameters"]} == {
         "organization_id",
         "page_size",
@@ -140,7 +150,7 @@ def test_the_document_lists_every_status_each_operation_can_get_with_its_body() 
     document, _ = read_from_filename(str(DOCUMENT))
     collection = document["paths"]["/api/v5/orgs/{organization_id}/experiments"]
     one = document["paths"]["/api/v5/orgs/{organization_id}/experiments/{experiment_id}"]
-    errors = {"400", "401", "403", "503", "5XX"}
+    errors = {"400", "401", "403", "415", "431", "503", "5XX"}
 
     assert set(collection["get"]["responses"]) == {"200", *errors}
     assert set(collection["post"]["responses"]) == {"201", "413", *errors}
@@ -148,7 +158,17 @@ def test_the_document_lists_every_status_each_operation_can_get_with_its_body() 
     assert set(one["put"]["responses"]) == {"200", "404", "412", "413", *errors}
     assert set(one["delete"]["responses"]) == {"204", "404", "412", *errors}
     # The google.rpc.Code each error body carries (Envoy's own refusals included).
-    codes = {"400": 3, "401": 16, "403": 7, "404": 5, "412": 10, "413": 3, "503": 14}
+    codes = {
+        "400": 3,
+        "401": 16,
+        "403": 7,
+        "404": 5,
+        "412": 10,
+        "413": 3,
+        "415": 3,
+        "431": 3,
+        "503": 14,
+    }
     for operation in (collection["get"], collection["post"], one["get"], one["put"], one["delete"]):
         for status, code in codes.items():
             if status in operation["responses"]:
@@ -158,7 +178,7 @@ def test_the_document_lists_every_status_each_operation_can_get_with_its_body() 
     unauthenticated = _response(document, one["get"]["responses"]["401"])
     assert unauthenticated["headers"]["WWW-Authenticate"]["schema"]["const"] == "Token"
     too_large = _response(document, one["put"]["responses"]["413"])
-    assert str(1024 * 1024) in too_large["description"]
+    assert str(limits.MAX_REQUEST_BODY_BYTES) in too_large["description"]
 
 
 def test_each_paths_405_in_the_document_is_what_the_gateway_answers() -> None:
@@ -216,3 +236,39 @@ def test_the_gateway_does_what_the_document_says(stack: Stack, fresh_world: Worl
     assert result.returncode == 0, result.stdout + result.stderr
     # Every operation was exercised, not skipped for want of a usable schema.
     assert "Tested: 5" in result.stdout, result.stdout
+
+
+def test_what_a_client_sends_has_only_the_writable_attributes() -> None:
+    """Generators commonly ignore readOnly: a request schema with output-only fields made a
+    generated client ask for placeholder ids and times on every create."""
+    document, _ = read_from_filename(str(DOCUMENT))
+    schemas = document["components"]["schemas"]
+    collection = document["paths"]["/api/v5/orgs/{organization_id}/experiments"]
+    one = document["paths"]["/api/v5/orgs/{organization_id}/experiments/{experiment_id}"]
+
+    for operation in (collection["post"], one["put"]):
+        body = operation["requestBody"]["content"]["application/json"]["schema"]
+        assert body == {"$ref": "#/components/schemas/ExperimentInput"}
+        success = operation["responses"]["201" if operation is collection["post"] else "200"]
+        returned = success["content"]["application/json"]["schema"]
+        assert returned == {"$ref": "#/components/schemas/Experiment"}
+    sent, group = schemas["ExperimentInput"], schemas["GroupInput"]
+    assert set(sent["properties"]) == {
+        "is_draft",
+        "goal_id",
+        "groups",
+        "name",
+        "starts_at",
+        "ends_at",
+        "group_reset_interval",
+        "room_ids",
+    }
+    assert sent["required"] == ["is_draft"]
+    assert sent["properties"]["groups"]["items"] == {"$ref": "#/components/schemas/GroupInput"}
+    assert set(group["properties"]) == {"name", "percentage", "group_type", "treatment"}
+    assert "required" not in group
+    # What always comes back is required in the response, so a client need not check for it.
+    assert {"id", "etag", "created_at", "updated_by_user", "groups", "room_ids"} <= set(
+        schemas["Experiment"]["required"]
+    )
+    assert {"id", "order", "group_type"} <= set(schemas["Group"]["required"])

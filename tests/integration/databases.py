@@ -27,9 +27,9 @@ from sqlalchemy import Engine, create_engine
 
 from server.adapters import schema
 from server.adapters.database import engine_url
-from server.adapters.temporary_database import temporary_postgres_database
 from server.adapters.unit_of_work import SqlAlchemyReadUnitOfWork, SqlAlchemyUnitOfWork
 from server.entrypoints.translate import RENDERER
+from tests.temporary_database import temporary_postgres_database
 
 POSTGRES_URL_VARIABLE = "EXPERIMENTS_TEST_POSTGRES_URL"
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -51,14 +52,29 @@ def sqlite_writer_held(url: str) -> Iterator[Callable[[], bool]]:
 
 
 @contextmanager
-def postgres_row_held(url: str, experiment_id: str) -> Iterator[Callable[[], bool]]:
-    """Locks the experiment's row in an open transaction; yields whether a backend waits for it."""
+def sqlite_database_locked(url: str) -> Iterator[None]:
+    """Holds SQLite's own write lock on the file, as another program in a write would."""
+    holder = sqlite3.connect(make_url(url).database or "", isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        yield
+    finally:
+        holder.close()  # rolls back
+
+
+@contextmanager
+def postgres_row_held(
+    url: str, row_id: str, table: str = "experiments"
+) -> Iterator[Callable[[], bool]]:
+    """Locks a row (an experiment's by default) in an open transaction; yields whether a
+    backend waits for a lock. An organization's row held so keeps its new experiments from
+    being inserted (their foreign key check waits for it)."""
     engine = make_engine(url)
     try:
         with engine.connect() as holder, engine.connect() as observer:
             holder.execute(
-                text("SELECT id FROM experiments WHERE id = :id FOR UPDATE"),
-                {"id": uuid.UUID(experiment_id)},
+                text(f"SELECT id FROM {table} WHERE id = :id FOR UPDATE"),
+                {"id": uuid.UUID(row_id)},
             )
             observer.execution_options(isolation_level="AUTOCOMMIT")
             waiting = text(

@@ -42,27 +42,36 @@ def _create(client: Client) -> grpc.Future[pb.Experiment]:
     )
 
 
-def test_a_full_worker_refuses_at_once_and_still_answers_health_checks(sqlite_url: str) -> None:
-    with running_client(sqlite_url, threads=THREADS, max_calls=MAX_CALLS) as client:
-        pool = client.server.pools.unary
+def test_a_full_worker_refuses_at_once_and_still_answers_reads_and_health_checks(
+    sqlite_url: str,
+) -> None:
+    with running_client(
+        sqlite_url, threads=THREADS, write_threads=THREADS, max_calls=MAX_CALLS
+    ) as client:
+        pool = client.server.pools.writes
         with sqlite_writer_held(sqlite_url) as someone_waits:
-            running = _create(client)  # takes the worker's one thread, waiting for the lock
+            running = _create(client)  # takes the worker's one write thread, waiting for the lock
             until(someone_waits, "the first create to wait for the writer lock")
             queued = _create(client)  # waits for the thread
             until(lambda: pool.admitted == MAX_CALLS, "the second create to be queued")
 
             with pytest.raises(grpc.RpcError) as refused:
-                client.stub.GetExperiment(
-                    pb.GetExperimentRequest(organization_id=client.org, experiment_id="x"),
-                    metadata=client.metadata(),
-                    timeout=DEADLINE_SECONDS,
-                )
+                _create(client).result()
             assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert refused.value.details() == messages.BUSY
             trailers: dict[str, object] = {
                 m.key: m.value for m in refused.value.trailing_metadata() or ()
             }
             assert trailers.get("retry-after") == "1"
+
+            # Reads have threads of their own: waiting writes do not hold them.
+            with pytest.raises(grpc.RpcError) as answered:
+                client.stub.GetExperiment(
+                    pb.GetExperimentRequest(organization_id=client.org, experiment_id="x"),
+                    metadata=client.metadata(),
+                    timeout=DEADLINE_SECONDS,
+                )
+            assert answered.value.code() == grpc.StatusCode.NOT_FOUND
 
             health = health_pb2_grpc.HealthStub(client.channel).Check(
                 health_pb2.HealthCheckRequest(), timeout=DEADLINE_SECONDS

@@ -1,10 +1,12 @@
 """A database outage is answered UNAVAILABLE (retry), never INTERNAL, and the server recovers
-by itself: a real server on port 0 over a throwaway PostgreSQL database. SQLite's one fault
+by itself: a real server on port 0 over a throwaway PostgreSQL database. Reads ride over lost
+connections (they run once more on a fresh one); writes are not run again. SQLite's one fault
 worth a retry, a lock held beyond the busy timeout, is classified from a real lock."""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -22,6 +24,7 @@ from server.adapters.database import unavailable_cause
 from server.domain import messages
 from tests.integration.databases import POSTGRESQL, backend_params
 from tests.integration.grpc_client import Client, published, running_client
+from tests.integration.locks import until
 from tests.integration.tcp_proxy import TcpProxy
 
 DEADLINE_SECONDS = 30
@@ -105,37 +108,93 @@ def _first_experiment(client: Client) -> str:
     return str(created.id)
 
 
-def test_terminated_backends_give_unavailable_or_ok_never_internal_then_recovery(
-    migrated_url: str, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
-) -> None:
-    name = make_url(migrated_url).database
-    admin = create_engine(
-        make_url(migrated_url).set(database="postgres"), isolation_level="AUTOCOMMIT"
-    )
-    with running_client(migrated_url) as client:
-        experiment_id = _first_experiment(client)
-        # Concurrent calls, so that the pool holds several connections to lose.
-        with ThreadPoolExecutor(POOL_WARMERS) as warmers:
-            warm = list(warmers.map(lambda _: _statuses(client, experiment_id, 3), range(16)))
-        assert sum(warm, Counter()) == Counter(OK=48)
+def _terminate_backends(url: str) -> int:
+    """Ends every connection to the database from the server side, as a failover does."""
+    admin = create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
         with admin.connect() as connection:
-            terminated = connection.execute(
+            terminated: int = connection.execute(
                 text(
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                     "WHERE datname = :name"
                 ),
-                {"name": name},
+                {"name": make_url(url).database},
             ).scalar_one()
+    finally:
+        admin.dispose()
+    return terminated
+
+
+def test_terminated_backends_fail_only_the_first_write_then_recovery(
+    migrated_url: str, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    with running_client(migrated_url) as client:
+        experiment_id = _first_experiment(client)
+        # Concurrent calls, so that the pools hold several connections to lose.
+        with ThreadPoolExecutor(POOL_WARMERS) as warmers:
+            warm = list(warmers.map(lambda _: _statuses(client, experiment_id, 3), range(16)))
+        assert sum(warm, Counter()) == Counter(OK=48)
+        terminated = _terminate_backends(migrated_url)
         assert terminated > 0
 
         during = _statuses(client, experiment_id, CALLS)
 
-        assert set(during) <= {"OK", "UNAVAILABLE"}, during
+        # Gets and Lists run again on a fresh connection; the first Create finds its write
+        # connection lost and is UNAVAILABLE (a write is never run twice by the server), which
+        # drops the write pool's other dead connections: every later call is OK.
+        assert during == Counter(OK=CALLS - 1, UNAVAILABLE=1), during
         _one_line_each_without_traceback(caplog, during["UNAVAILABLE"])
         _recovers(client, experiment_id)
-    admin.dispose()
     with capsys.disabled():
         print(f"\nterminated {terminated} backends; then {CALLS} calls: {dict(during)}")
+
+
+TERMINATIONS = 3
+READERS = 8  # as many as the server's read threads
+READS_BETWEEN = 50
+
+
+def test_reads_under_load_never_fail_across_three_failovers(
+    migrated_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with running_client(migrated_url) as client:
+        experiment_id = _first_experiment(client)
+        calls = _calls(client, experiment_id)[:2]  # Get and List
+        seen: Counter[str] = Counter()
+        lock = threading.Lock()
+        stop = threading.Event()
+
+        def read(n: int) -> None:
+            while not stop.is_set():
+                try:
+                    calls[n % len(calls)]()
+                    outcome = "OK"
+                except grpc.RpcError as error:
+                    outcome = error.code().name
+                with lock:
+                    seen[outcome] += 1
+
+        def more_reads_done() -> Callable[[], bool]:
+            target = seen["OK"] + READS_BETWEEN
+            return lambda: seen["OK"] >= target
+
+        readers = [threading.Thread(target=read, args=(n,)) for n in range(READERS)]
+        for reader in readers:
+            reader.start()
+        terminated = []
+        try:
+            for _ in range(TERMINATIONS):
+                until(more_reads_done(), "reads to go on")  # the pool holds live connections
+                terminated.append(_terminate_backends(migrated_url))
+            until(more_reads_done(), "reads to go on after the last failover")
+        finally:
+            stop.set()
+            for reader in readers:
+                reader.join()
+    with capsys.disabled():
+        print(f"\nterminated {terminated} backends under {READERS} readers: {dict(seen)}")
+    assert all(count > 0 for count in terminated)
+    assert set(seen) == {"OK"}, seen
 
 
 def test_refused_connections_give_unavailable_then_ok_without_a_restart(

@@ -1,5 +1,6 @@
 """What the database keeps to itself: the SQLite files are its owner's only, and an error's
-text (which the server logs) never carries the values a request sent."""
+text (which the server logs) never carries the values a request sent; nor do grpcio's own log
+lines."""
 
 from __future__ import annotations
 
@@ -74,4 +75,30 @@ except ValueError:
     assert "rpc /x.Y/Z failed" in result.stderr
     assert "builtins.KeyError" in result.stderr and "builtins.ValueError" in result.stderr
     assert 'File "<string>", line 9' in result.stderr  # the frames are kept
+    assert SECRET not in result.stderr
+
+
+def test_grpcios_own_lines_do_not_carry_request_values() -> None:
+    # The two forms grpcio logs: a header value that is not UTF-8 (the whole value, with a
+    # traceback), and an exception's text after "Exception calling application:".
+    script = f"""
+import logging
+from server.entrypoints.logs import configure_logging
+configure_logging("INFO")
+value = b"Token {SECRET}\\xe9"
+try:
+    value.decode("utf8")
+except UnicodeDecodeError:
+    logging.getLogger("grpc._cython.cygrpc").exception("Invalid encoding on %s", value)
+try:
+    raise ValueError("bad value: {SECRET}")
+except ValueError as error:
+    logging.getLogger("grpc._server").exception("Exception calling application: " + str(error))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+
+    assert "Invalid encoding" not in result.stderr  # the interceptor names the header instead
+    assert "Exception calling application: (message not logged" in result.stderr
     assert SECRET not in result.stderr

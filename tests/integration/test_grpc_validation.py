@@ -118,8 +118,12 @@ def _padded_create(client: Client, size: int) -> bytes:
     head = pb.CreateExperimentRequest(
         organization_id=client.org, experiment=pb.Experiment(is_draft=True)
     ).SerializeToString()
-    # Field 99 (unknown, so skipped by the parser): a 2-byte tag and a 4-byte length.
-    filler = size - len(head) - 2 - 4
+    # Field 99 (unknown, so skipped by the parser): a 2-byte tag, then a varint length.
+    filler = next(
+        filler
+        for width in range(1, 6)
+        if len(_varint(filler := size - len(head) - 2 - width)) == width
+    )
     payload = head + _string_field(99, b"x" * filler)
     assert len(payload) == size
     return payload
@@ -378,4 +382,42 @@ def test_treatment_at_the_size_limit_is_stored_and_one_byte_more_is_refused(
     )
     assert field_violations(_refused(client, experiment)) == {
         "groups[0].treatment": messages.TREATMENT_TOO_LARGE.format(limit=limits.MAX_TREATMENT_BYTES)
+    }
+
+
+# --- Refused before it is converted: what an abusive request sends --------------------------
+
+
+def test_the_largest_treatment_in_protobuf_of_the_size_limit_is_stored(client: Client) -> None:
+    # Numbers in an array are what protobuf spends most on (11 bytes for "0.0,", as the size
+    # limit counts a number): the treatment that is largest on the wire while within the limit.
+    # The check on the wire (limits.MAX_TREATMENT_WIRE_BYTES) must let it through.
+    count = (limits.MAX_TREATMENT_BYTES - len('{"a":[]}') + 1) // 4
+    numbers = {"a": [10.0] + [0.0] * (count - 1)}  # one two-digit number: exactly the limit
+    assert len(json.dumps(numbers, separators=(",", ":"))) == limits.MAX_TREATMENT_BYTES
+    treatment = _struct(numbers)
+    experiment = published(client.world)
+    experiment.groups[0].treatment.CopyFrom(treatment)
+
+    created = _create(client, experiment)
+
+    assert created.groups[0].treatment == treatment
+
+
+def test_a_treatment_of_thousands_of_keys_is_refused_as_too_large(client: Client) -> None:
+    experiment = published(client.world)
+    experiment.groups[0].treatment.CopyFrom(_struct({f"key{n}": n for n in range(10_000)}))
+    assert experiment.ByteSize() < limits.MAX_REQUEST_BYTES
+
+    assert field_violations(_refused(client, experiment)) == {
+        "groups[0].treatment": messages.TREATMENT_TOO_LARGE.format(limit=limits.MAX_TREATMENT_BYTES)
+    }
+
+
+def test_tens_of_thousands_of_groups_give_one_violation(client: Client) -> None:
+    experiment = published(client.world, groups=[pb.Group() for _ in range(50_000)])
+    assert experiment.ByteSize() < limits.MAX_REQUEST_BYTES
+
+    assert field_violations(_refused(client, experiment)) == {
+        "groups": messages.TOO_MANY_GROUPS.format(limit=limits.MAX_GROUPS)
     }

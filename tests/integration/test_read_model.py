@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from experiments.v5 import experiments_pb2 as pb
-from sqlalchemy import text, update
+from sqlalchemy import select, text, update
 
-from server.adapters import database, views
-from server.adapters.orm import ExperimentViewRecord, GoalRecord, UserRecord
+from server.adapters import database
+from server.adapters.orm import ExperimentRecord, ExperimentViewRecord, GoalRecord, UserRecord
+from server.adapters.repository import SqlAlchemyExperimentRepository
 from server.entrypoints import admin
 from server.entrypoints.translate import RENDERER
 from tests.integration.grpc_client import Client, published, running_client
@@ -73,12 +75,41 @@ def _seed(client: Client) -> list[str]:
 
 
 def _stale(url: str) -> list[uuid.UUID]:
+    """The experiments whose stored view is missing, of another render version or not byte
+    for byte a fresh render of the experiment as loaded: none when the read model agrees with
+    the tables it projects (rendering is deterministic, so a render by another process, such
+    as the server that wrote the view, gives the same bytes)."""
     engine = database.make_engine(url)
     try:
         with engine.connect() as connection:
-            return views.stale(connection, RENDERER)
+            stored = {
+                row.experiment_id: row
+                for row in connection.execute(select(ExperimentViewRecord.__table__))
+            }
+            repository = SqlAlchemyExperimentRepository(connection)
+            keys = connection.execute(select(ExperimentRecord.organization_id, ExperimentRecord.id))
+            experiments = [repository.get(org, id_) for org, id_ in keys.all()]
     finally:
         engine.dispose()
+    return [
+        experiment.id
+        for experiment in experiments
+        if experiment is not None
+        and _row_of(stored.get(experiment.id))
+        != (
+            experiment.organization.id,
+            experiment.created_at,
+            experiment.version,
+            RENDERER.version,
+            RENDERER.render(experiment),
+        )
+    ]
+
+
+def _row_of(row: Any) -> tuple[Any, ...] | None:
+    if row is None:
+        return None
+    return (row.organization_id, row.created_at, row.version, row.render_version, row.message)
 
 
 def _execute(url: str, statement: object) -> None:

@@ -199,11 +199,13 @@ def _count(engine: Engine, column: InstrumentedAttribute[UUID], experiment_id: U
 
 @contextmanager
 def _queries(engine: Engine) -> Iterator[list[str]]:
-    """The SQL statements run on `engine` meanwhile, transaction control (BEGIN) left out."""
+    """The SQL statements run on `engine` meanwhile, transaction control left out (BEGIN, and
+    the bounds on a write transaction's waits, database.begin_write)."""
     statements: list[str] = []
 
     def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        if not statement.lstrip().upper().startswith("BEGIN"):
+        control = statement.lstrip().upper().startswith("BEGIN") or "lock_timeout" in statement
+        if not control:
             statements.append(statement)
 
     event.listen(engine, "before_cursor_execute", record)

@@ -1,6 +1,7 @@
 """The REST paths are written in three places: the proto's google.api.http rules (the source),
 gateway/envoy.yaml (405 routes and the CORS preflight route) and the servicer's collection URL.
-These tests derive the paths from the descriptor and check the other two agree with them.
+These tests derive the paths from the descriptor and check the other two agree with them, and
+that the gateway derives each RPC's path fields from its rules (what a query may not set).
 
 (Reads the checked-in Envoy template and the generated descriptor; no network, no processes.)
 """
@@ -9,13 +10,15 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import yaml
 from experiments.v5 import experiments_pb2
 from google.api import annotations_pb2
+from google.protobuf import descriptor_pb2
 
-from gateway import launcher
+from gateway import launcher, path_fields
 from server.entrypoints.servicer import ExperimentServicer
 
 SERVICE = experiments_pb2.DESCRIPTOR.services_by_name["ExperimentService"]
@@ -95,3 +98,73 @@ def test_the_servicers_collection_url_is_the_documented_list_path() -> None:
     url = servicer._collection_url("x1")
 
     assert url == "https://api.example.com" + example(list_path)
+
+
+def test_the_gateways_path_fields_are_those_of_every_binding_in_every_spelling(
+    tmp_path: Path,
+) -> None:
+    # A contract of the shapes the transcoder binds: a nested path field, a JSON name other
+    # than the field's name, additional bindings with paths of their own.
+    book = descriptor_pb2.DescriptorProto(
+        name="Book",
+        field=[_field("shelf_id", "shelfId"), _field("title", "title")],
+    )
+    request = descriptor_pb2.DescriptorProto(
+        name="MoveRequest",
+        field=[
+            _field("book", "book", type_name=".shelf.v1.Book"),
+            _field("library_id", "libraryId"),
+        ],
+    )
+    method = descriptor_pb2.MethodDescriptorProto(
+        name="Move", input_type=".shelf.v1.MoveRequest", output_type=".shelf.v1.Book"
+    )
+    rule = method.options.Extensions[annotations_pb2.http]
+    rule.post = "/v1/libraries/{library_id}/books"
+    rule.body = "*"
+    rule.additional_bindings.add(put="/v1/shelves/{book.shelf_id=shelves/*}/books/{book.title}")
+    service = descriptor_pb2.ServiceDescriptorProto(name="Shelves", method=[method])
+    contract = tmp_path / "contract.pb"
+    contract.write_bytes(
+        descriptor_pb2.FileDescriptorSet(
+            file=[
+                descriptor_pb2.FileDescriptorProto(
+                    name="shelf.proto",
+                    package="shelf.v1",
+                    message_type=[book, request],
+                    service=[service],
+                )
+            ]
+        ).SerializeToString()
+    )
+
+    fields = path_fields.from_descriptor(contract)
+
+    assert fields == {
+        "/shelf.v1.Shelves/Move": {
+            "library_id": "library_id",
+            "libraryId": "library_id",
+            "book.shelf_id": "book.shelf_id",
+            "book.shelfId": "book.shelf_id",
+            "book.title": "book.title",
+        }
+    }
+
+
+def test_the_gateway_checks_every_rpc_with_a_rest_path() -> None:
+    fields = path_fields.from_descriptor(launcher.DESCRIPTOR)
+
+    assert set(fields) == {f"/{SERVICE.full_name}/{method.name}" for method in SERVICE.methods}
+
+
+def _field(
+    name: str, json_name: str, *, type_name: str = ""
+) -> descriptor_pb2.FieldDescriptorProto:
+    kind = descriptor_pb2.FieldDescriptorProto
+    return kind(
+        name=name,
+        json_name=json_name,
+        number=len(name),
+        type=kind.TYPE_MESSAGE if type_name else kind.TYPE_STRING,
+        type_name=type_name,
+    )

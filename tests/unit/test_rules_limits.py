@@ -316,3 +316,15 @@ def test_a_hundred_bad_percentages_give_a_capped_answer() -> None:
 
     assert len(reported) <= limits.MAX_FIELD_VIOLATIONS + 1
     assert ("groups[0].percentage", messages.PERCENTAGE_RANGE) in reported
+
+
+def test_a_treatment_refused_on_the_wire_is_named_as_too_large() -> None:
+    # translate.experiment_input sends OVERSIZED for a treatment too large to convert.
+    data = with_group(published_input(), 1, treatment=rules.OVERSIZED)
+
+    assert rejected(data) == {
+        (
+            "groups[1].treatment",
+            messages.TREATMENT_TOO_LARGE.format(limit=limits.MAX_TREATMENT_BYTES),
+        )
+    }

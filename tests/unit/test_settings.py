@@ -24,6 +24,13 @@ def test_the_public_url_follows_the_http_address_unless_set() -> None:
     assert explicit.public_base_url == "https://api.example.com"
 
 
+@pytest.mark.parametrize(
+    ("value", "pinned"), [("1", True), ("true", True), ("0", False), ("", False)]
+)
+def test_worker_affinity_is_a_flag_and_off_by_default(value: str, pinned: bool) -> None:
+    assert Settings.from_env({"EXPERIMENTS_WORKER_AFFINITY": value}).worker_affinity is pinned
+
+
 def test_a_log_level_in_any_case_is_accepted() -> None:
     assert Settings.from_env({"EXPERIMENTS_LOG_LEVEL": "debug"}).log_level == "DEBUG"
 
@@ -42,6 +49,8 @@ def test_a_log_level_in_any_case_is_accepted() -> None:
         ("EXPERIMENTS_WATCH_HEARTBEAT_SECONDS", "50.5"),
         ("EXPERIMENTS_FEED_POLL_SECONDS", "-1"),
         ("EXPERIMENTS_FEED_POLL_SECONDS", "6"),
+        ("EXPERIMENTS_WRITE_THREADS", "four"),
+        ("EXPERIMENTS_WORKER_AFFINITY", "pinned"),
     ],
 )
 def test_an_unusable_value_is_refused_naming_the_variable(variable: str, value: str) -> None:

@@ -60,13 +60,17 @@ class ExperimentServiceStub:
        A malformed `if-match` or `idempotency-key` metadata value is reported
        the same way, under the metadata name. A request that is not a readable
        message (malformed, invalid UTF-8 in a string, nested too deeply) or is
-       larger than 4 MiB is INVALID_ARGUMENT too, without field violations.
-       Over REST a body larger than 1 MiB is refused by the gateway with HTTP
+       larger than 256 KiB is INVALID_ARGUMENT too, without field violations.
+       Over REST a body larger than 256 KiB is refused by the gateway with HTTP
        413.
 
-    UNAVAILABLE (REST: 503) means the database is unreachable or restarting:
-    retry later, with backoff. Unexpected server faults (bugs) are answered
-    INTERNAL without details.
+    UNAVAILABLE (REST: 503) means the database is unreachable or restarting,
+    or a write could not be done within the call's deadline: nothing was
+    written; retry later, with backoff. RESOURCE_EXHAUSTED (REST: 429) means the
+    server is busy with other calls and did not start this one: retry after the
+    seconds in the `retry-after` trailing metadata (REST: the `Retry-After`
+    header). Unexpected server faults (bugs) are answered INTERNAL without
+    details.
 
     The history RPCs (ListExperimentRevisions, ListExperimentChanges,
     WatchExperimentChanges) need the same access as GetExperiment. A feed
@@ -235,13 +239,17 @@ class ExperimentServiceAsyncStub(ExperimentServiceStub):
        A malformed `if-match` or `idempotency-key` metadata value is reported
        the same way, under the metadata name. A request that is not a readable
        message (malformed, invalid UTF-8 in a string, nested too deeply) or is
-       larger than 4 MiB is INVALID_ARGUMENT too, without field violations.
-       Over REST a body larger than 1 MiB is refused by the gateway with HTTP
+       larger than 256 KiB is INVALID_ARGUMENT too, without field violations.
+       Over REST a body larger than 256 KiB is refused by the gateway with HTTP
        413.
 
-    UNAVAILABLE (REST: 503) means the database is unreachable or restarting:
-    retry later, with backoff. Unexpected server faults (bugs) are answered
-    INTERNAL without details.
+    UNAVAILABLE (REST: 503) means the database is unreachable or restarting,
+    or a write could not be done within the call's deadline: nothing was
+    written; retry later, with backoff. RESOURCE_EXHAUSTED (REST: 429) means the
+    server is busy with other calls and did not start this one: retry after the
+    seconds in the `retry-after` trailing metadata (REST: the `Retry-After`
+    header). Unexpected server faults (bugs) are answered INTERNAL without
+    details.
 
     The history RPCs (ListExperimentRevisions, ListExperimentChanges,
     WatchExperimentChanges) need the same access as GetExperiment. A feed
@@ -406,13 +414,17 @@ class ExperimentServiceServicer(metaclass=_abc_1.ABCMeta):
        A malformed `if-match` or `idempotency-key` metadata value is reported
        the same way, under the metadata name. A request that is not a readable
        message (malformed, invalid UTF-8 in a string, nested too deeply) or is
-       larger than 4 MiB is INVALID_ARGUMENT too, without field violations.
-       Over REST a body larger than 1 MiB is refused by the gateway with HTTP
+       larger than 256 KiB is INVALID_ARGUMENT too, without field violations.
+       Over REST a body larger than 256 KiB is refused by the gateway with HTTP
        413.
 
-    UNAVAILABLE (REST: 503) means the database is unreachable or restarting:
-    retry later, with backoff. Unexpected server faults (bugs) are answered
-    INTERNAL without details.
+    UNAVAILABLE (REST: 503) means the database is unreachable or restarting,
+    or a write could not be done within the call's deadline: nothing was
+    written; retry later, with backoff. RESOURCE_EXHAUSTED (REST: 429) means the
+    server is busy with other calls and did not start this one: retry after the
+    seconds in the `retry-after` trailing metadata (REST: the `Retry-After`
+    header). Unexpected server faults (bugs) are answered INTERNAL without
+    details.
 
     The history RPCs (ListExperimentRevisions, ListExperimentChanges,
     WatchExperimentChanges) need the same access as GetExperiment. A feed
