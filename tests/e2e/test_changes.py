@@ -13,8 +13,12 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
+import grpc
 import httpx
 import pytest
+from experiments.v5 import experiments_pb2 as pb
+from experiments.v5 import experiments_pb2_grpc
+from grpc_status import rpc_status
 
 from server.domain import messages
 from server.domain.feed import encode_position
@@ -194,3 +198,34 @@ def test_the_history_paths_allow_only_get(http1: RestClient, world: World, metho
         response = http1.request(method, path, token=world.tokens.settings)
         assert response.status == 405, (path, response.body)
         assert response.headers["allow"] == "GET"
+
+
+def test_a_native_grpc_watch_through_the_gateway_streams_and_keeps_its_status(
+    stack: Stack, fresh_world: World
+) -> None:
+    assert stack.envoy is not None
+    metadata = (("authorization", f"Token {fresh_world.tokens.settings}"),)
+    request = pb.WatchExperimentChangesRequest(organization_id=fresh_world.organization_id)
+    with grpc.insecure_channel(f"127.0.0.1:{stack.envoy.http_port}") as channel:
+        stub = experiments_pb2_grpc.ExperimentServiceStub(channel)
+        stream = stub.WatchExperimentChanges(request, metadata=metadata, timeout=TIMEOUT)
+        start = next(stream)
+        created = stub.CreateExperiment(
+            pb.CreateExperimentRequest(
+                organization_id=fresh_world.organization_id, experiment=pb.Experiment(is_draft=True)
+            ),
+            metadata=metadata,
+            timeout=TIMEOUT,
+        )
+        change = next(stream)
+        stream.cancel()
+        request.after = "nope"
+        with pytest.raises(grpc.RpcError) as refused:
+            next(stub.WatchExperimentChanges(request, metadata=metadata, timeout=TIMEOUT))
+
+    assert start.WhichOneof("event") == "heartbeat"
+    assert change.change.experiment == created
+    # The gRPC status and its details pass through untouched (the gateway's REST filters stay out).
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    status = rpc_status.from_call(refused.value)  # type: ignore[arg-type]
+    assert status is not None and status.message == messages.INVALID_REQUEST
