@@ -40,6 +40,7 @@ from server.entrypoints.servicer import ExperimentServicer
 from server.entrypoints.translate import RENDERER, revision_record
 from server.service_layer.experiments import ExperimentService
 from server.service_layer.feed import FeedFollower
+from server.service_layer.watches import AccessChecks
 
 log = logging.getLogger("experiments.server")
 
@@ -72,6 +73,7 @@ class RunningServer:
     health: health.HealthServicer
     pools: WorkerPools
     follower: FeedFollower
+    access_checks: AccessChecks
 
     grace: float
 
@@ -82,6 +84,7 @@ class RunningServer:
         (for `grace` seconds, settings.grace_seconds unless given)."""
         self.health.enter_graceful_shutdown()
         self.follower.close()
+        self.access_checks.close()
         self.server.stop(self.grace if grace is None else grace).wait()
         self.pools.shutdown()
 
@@ -105,10 +108,12 @@ def build_server(settings: Settings, *, reuse_port: bool = False) -> RunningServ
         read_only=True,
     )
     principals = PrincipalCache(settings.auth_cache_seconds)
-    follower = FeedFollower(
-        lambda: SqlAlchemyReadUnitOfWork(feed_engine, principal_cache=principals),
-        poll_seconds=settings.feed_poll_seconds,
-    )
+
+    def feed_reads() -> SqlAlchemyReadUnitOfWork:
+        return SqlAlchemyReadUnitOfWork(feed_engine, principal_cache=principals)
+
+    follower = FeedFollower(feed_reads, poll_seconds=settings.feed_poll_seconds)
+    access_checks = AccessChecks(feed_reads)
     service = ExperimentService(
         # The read model's views and the revisions are rendered by translate: the entrypoint's
         # renderers given here keep protobuf out of the adapters and the service layer.
@@ -117,7 +122,8 @@ def build_server(settings: Settings, *, reuse_port: bool = False) -> RunningServ
         render=RENDERER.view,
         record=revision_record,
         follower=follower,
-        feed_unit_of_work=lambda: SqlAlchemyReadUnitOfWork(feed_engine, principal_cache=principals),
+        access_checks=access_checks,
+        feed_unit_of_work=feed_reads,
         heartbeat_seconds=settings.watch_heartbeat_seconds,
     )
     pools = WorkerPools.create(
@@ -155,10 +161,13 @@ def build_server(settings: Settings, *, reuse_port: bool = False) -> RunningServ
     except RuntimeError:
         raise PortInUse(settings.grpc_host, settings.grpc_port) from None
     follower.start()
+    access_checks.start()
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, port, health_servicer, pools, follower, settings.grace_seconds)
+    return RunningServer(
+        server, port, health_servicer, pools, follower, access_checks, settings.grace_seconds
+    )
 
 
 def claim_port(host: str, port: int) -> socket.socket:

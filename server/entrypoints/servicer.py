@@ -27,8 +27,9 @@ from server.entrypoints.translate import (
     watch_change,
     watch_heartbeat,
 )
-from server.service_layer.experiments import ExperimentService, Heartbeat
+from server.service_layer.experiments import ExperimentService
 from server.service_layer.ports import ExperimentView
+from server.service_layer.watches import Heartbeat
 
 # Response metadata that Envoy passes on as the REST `ETag` header.
 ETAG_HEADER = "etag"

@@ -152,8 +152,9 @@ def revision_message(change: Change) -> bytes:
     return b"".join((_CURSOR_TAG, _varint(len(cursor)), cursor, change.message))
 
 
-# Changes whose watch message a worker keeps: more than one poll's worth of news.
-WATCH_MESSAGES_CACHED = 1024
+# Changes whose watch message a worker keeps: the latest news, which every watch of the worker
+# sends within moments (typically a few MB at most; a change is at most about 0.5 MB).
+WATCH_MESSAGES_CACHED = 128
 
 
 @functools.lru_cache(maxsize=WATCH_MESSAGES_CACHED)

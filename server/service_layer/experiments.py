@@ -10,9 +10,7 @@ from the revisions; a watch follows the feed through the worker's FeedFollower.
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
@@ -57,7 +55,7 @@ from server.domain.rules import (
     validate_new,
     validate_update,
 )
-from server.service_layer.feed import FeedFollower, Listener
+from server.service_layer.feed import FeedFollower
 from server.service_layer.ports import (
     Change,
     ExperimentView,
@@ -65,26 +63,15 @@ from server.service_layer.ports import (
     RevisionRecord,
     UnitOfWork,
 )
+from server.service_layer.watches import MIN_RECHECK_SECONDS, AccessChecks, Watch
 
 # Renders a revision (with the serialized experiment it shows) as the history stores it.
 RecordRevision = Callable[[Revision, bytes], RevisionRecord]
 
 # A watch catching up from the database reads this many changes at a time (bounded memory).
 CATCH_UP_PAGE: Final = 25
-# A watch that read the database and found nothing new, while the follower is not reading,
-# tries again after this long.
-CATCH_UP_RETRY_SECONDS: Final = 1.0
-# How often a watch checks its key again when the worker's key cache is off.
-MIN_RECHECK_SECONDS: Final = 1.0
 # Experiments stored per transaction by import_experiments.
 IMPORT_BATCH: Final = 500
-
-
-@dataclass(frozen=True)
-class Heartbeat:
-    """A watch's progress: every change up to `position` has been sent."""
-
-    position: int
 
 
 @dataclass(frozen=True)
@@ -109,14 +96,15 @@ class ExperimentService:
         record: RecordRevision,
         clock: Clock = utc_now,
         follower: FeedFollower | None = None,
+        access_checks: AccessChecks | None = None,
         feed_unit_of_work: Callable[[], ReadUnitOfWork] | None = None,
         heartbeat_seconds: float = 15.0,
     ) -> None:
         """`render` makes the read model's view of an experiment and `record` a revision as
         stored (the entrypoint's messages). `follower` reads the feed for watches (and is
-        nudged after each write); without one, a watch is UNAVAILABLE. Watches read the
-        database (catching up, checking their key) on `feed_unit_of_work`, by default the
-        reads' own."""
+        nudged after each write), `access_checks` checks their keys again; without them, a
+        watch is UNAVAILABLE. Watches read the database (starting, catching up) on
+        `feed_unit_of_work`, by default the reads' own."""
         self._unit_of_work = unit_of_work
         # Reads, and writes before their transaction, get a unit of work that cannot write.
         self._read_unit_of_work = read_unit_of_work
@@ -124,6 +112,7 @@ class ExperimentService:
         self._record = record
         self._clock = clock
         self._follower = follower
+        self._access_checks = access_checks
         self._feed_unit_of_work = feed_unit_of_work or read_unit_of_work
         self._heartbeat_seconds = heartbeat_seconds
 
@@ -382,29 +371,30 @@ class ExperimentService:
     def watch(self, api_key: str | None, organization_id: str, after: str) -> Watch:
         """Checks the call (key, access, cursor) and opens a watch of the organization's
         changes after `after` (now when empty): iterate it for Heartbeat and Change events;
-        see Watch."""
-        if self._follower is None or self._follower.closed:
+        see watches.Watch."""
+        follower, checks = self._follower, self._access_checks
+        if follower is None or checks is None or follower.closed:
             raise Unavailable(messages.STOPPING)
         with self._feed_unit_of_work() as uow:
             principal = self._principal(uow, api_key)
             organization = _authorized_organization(principal, organization_id, Action.READ)
             start = decode_position(after)
             bounds = uow.revisions.bounds()
+            trusted = uow.principals.trusted_for(hash_api_key(api_key or ""))
         position = bounds.head if start is None else start
         check_reached(position, bounds.head)
         check_kept(position, bounds.horizon)
-        return Watch(self, self._follower, api_key or "", organization_id, organization, position)
-
-    def check_access(self, api_key: str, organization_id: str) -> float:
-        """Authenticates and authorizes reading again (through the worker's key cache);
-        returns in how many seconds to check next: when the cache forgets the key, so that
-        a revoked key ends the watch as soon as a new call would be refused; with the cache
-        off, MIN_RECHECK_SECONDS."""
-        with self._feed_unit_of_work() as uow:
-            principal = self._principal(uow, api_key)
-            authorize(principal, organization_id, Action.READ)
-            trusted = uow.principals.trusted_for(hash_api_key(api_key))
-        return trusted if trusted > 0 else MIN_RECHECK_SECONDS
+        return Watch(
+            follower,
+            checks,
+            self.catch_up,
+            self._heartbeat_seconds,
+            api_key=api_key or "",
+            organization_id=organization_id,
+            organization=organization,
+            position=position,
+            check_in=trusted if trusted > 0 else MIN_RECHECK_SECONDS,
+        )
 
     def catch_up(self, organization: UUID, position: int) -> tuple[Sequence[Change], int]:
         """A page of the organization's changes after `position` from the database, and the
@@ -417,10 +407,6 @@ class ExperimentService:
         if len(changes) == CATCH_UP_PAGE:
             return changes, changes[-1].position
         return changes, max([position, before.head, *(c.position for c in changes)])
-
-    @property
-    def heartbeat_seconds(self) -> float:
-        return self._heartbeat_seconds
 
     def _now(self) -> datetime:
         return self._clock()
@@ -481,81 +467,6 @@ class ExperimentService:
         state = validate_update(current, data, references, now)
         goal, rooms = references.goal_and_rooms(state)
         return changed_experiment(current, state, goal, rooms, principal.user, now)
-
-
-class Watch:
-    """An open watch of an organization's changes: iterating it yields a Heartbeat with the
-    starting position first, then every change after it (ports.Change) in feed order, and a
-    Heartbeat whenever nothing was sent for the heartbeat interval. It never ends by itself:
-    it raises when the key or the access is lost (checked again whenever the worker's key
-    cache would forget the key), when a prune overtakes it (OutOfRange), or when the
-    server stops (Unavailable). `cancel` (from any thread) makes it stop at once.
-    """
-
-    def __init__(
-        self,
-        service: ExperimentService,
-        follower: FeedFollower,
-        api_key: str,
-        organization_id: str,
-        organization: UUID,
-        position: int,
-    ) -> None:
-        self._service = service
-        self._follower = follower
-        self._api_key = api_key
-        self._organization_id = organization_id
-        self._organization = organization
-        self.position = position
-        self._listener: Listener | None = None
-        self._cancelled = threading.Event()
-
-    def cancel(self) -> None:
-        self._cancelled.set()
-        if self._listener is not None:
-            self._listener.wake.set()
-
-    def __iter__(self) -> Iterator[Heartbeat | Change]:
-        listener = self._listener = self._follower.listen(self._organization)
-        try:
-            yield from self._follow(listener)
-        finally:
-            self._follower.forget(listener)
-
-    def _follow(self, listener: Listener) -> Iterator[Heartbeat | Change]:
-        heartbeat_seconds = self._service.heartbeat_seconds
-        now = time.monotonic()
-        check_at = now + self._service.check_access(self._api_key, self._organization_id)
-        yield Heartbeat(self.position)
-        quiet_since = time.monotonic()
-        while not self._cancelled.is_set():
-            if self._follower.closed:
-                raise Unavailable(messages.STOPPING)
-            now = time.monotonic()
-            if now >= check_at:
-                check_at = now + self._service.check_access(self._api_key, self._organization_id)
-            listener.wake.clear()  # before reading: news arriving after the read wakes us
-            found = self._follower.changes_after(self._organization, self.position)
-            if found is None:  # older than the follower's window: from the database
-                changes, position = self._service.catch_up(self._organization, self.position)
-            else:
-                changes, position = found
-            for change in changes:
-                yield change
-                self.position = change.position
-            self.position = max(self.position, position)
-            now = time.monotonic()
-            if changes:
-                quiet_since = now
-                if found is None:
-                    continue  # more may be waiting in the database
-            elif now - quiet_since >= heartbeat_seconds:
-                yield Heartbeat(self.position)
-                quiet_since = now = time.monotonic()
-            timeout = min(quiet_since + heartbeat_seconds, check_at) - now
-            if found is None:  # the follower is not reading yet (the database is away)
-                timeout = min(timeout, CATCH_UP_RETRY_SECONDS)
-            listener.wake.wait(timeout)
 
 
 def _authorized_organization(principal: Principal, organization_id: str, action: Action) -> UUID:

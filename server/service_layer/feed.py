@@ -9,8 +9,8 @@ continuation of what it read before: it never has to look back.
 
 It keeps a bounded window of the latest changes, so that many followers cost one query:
 
-- Watches (ExperimentService.watch) read the window from their own position and wait for
-  news of their organization (`Listener`); a watch whose position is older than the
+- Watches (server/service_layer/watches.py) read the window from their own position and
+  wait for news of their organization (`Listener`); a watch whose position is older than the
   window, or falls out of it because its client reads slowly, reads from the database
   instead, a page at a time, until it is back in the window.
 - Subscribers (`subscribe`) get every batch of changes, in order, on the follower's
