@@ -1,12 +1,12 @@
 """Fills a freshly migrated database with a realistic spread of organizations and experiments.
 
 Organizations, users, goals, rooms and API keys are written by the admin CLI's functions
-(server.adapters.admin). Experiments, groups and room links go in with SQLAlchemy Core
-executemany, in batches, in one transaction: 100,000 experiments (with ~300,000 groups) take
-seconds, where the gRPC API would take many minutes. Their columns come from the
-repository's own value builders (experiment_values, group_values), so values are stored
-exactly as the server stores them. The read model (experiment_views) is then rendered from
-them by the service's own code (server.adapters.views.rebuild).
+(server.adapters.admin). Experiments are built here as domain objects (with creation times
+spread over two years) and stored by the service's own write path,
+ExperimentService.import_experiments: each as a create stores it, with its view (the read
+model) and its `created` revision (the history and the change feed), in transactions of a
+few hundred. That skips only the API's checks and round trips: 100,000 experiments take
+about a minute rather than many.
 """
 
 from __future__ import annotations
@@ -18,27 +18,27 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, insert
+from sqlalchemy import Engine
 
-from server.adapters import admin, views
-from server.adapters.orm import (
-    Base,
-    ExperimentGroupRecord,
-    ExperimentRecord,
-    ExperimentRoomRecord,
+from server.adapters import admin
+from server.adapters.unit_of_work import SqlAlchemyReadUnitOfWork, SqlAlchemyUnitOfWork
+from server.domain.model import (
+    Experiment,
+    Goal,
+    Group,
+    GroupType,
+    Organization,
+    ResetInterval,
+    Room,
+    User,
 )
-from server.adapters.repository import experiment_values, group_values
-from server.domain.model import ExperimentState, GroupState, GroupType, ResetInterval
-from server.entrypoints.translate import RENDERER
+from server.entrypoints.translate import RENDERER, revision_record
+from server.service_layer.experiments import ExperimentService
 
 ORGANIZATIONS = 100
 USERS_PER_ORGANIZATION = 4  # one with the settings permission (holds the key), a bot, two more
 GOALS_PER_ORGANIZATION = 6
 ROOMS_PER_ORGANIZATION = 5
-BATCH = 5_000
-_EXPERIMENTS = Base.metadata.tables[ExperimentRecord.__tablename__]
-_GROUPS = Base.metadata.tables[ExperimentGroupRecord.__tablename__]
-_ROOM_LINKS = Base.metadata.tables[ExperimentRoomRecord.__tablename__]
 # Experiments of the largest organization that the REST Get phase reads in turn, with its first.
 READ_EXPERIMENTS = 63
 # Organizations differ in size: their shares follow a Zipf-like law (the largest has ~9%).
@@ -99,80 +99,96 @@ def organization_sizes(experiments: int) -> list[int]:
     return sizes
 
 
+@dataclass(frozen=True)
+class _Organization:
+    """What an organization's experiments refer to."""
+
+    organization: Organization
+    users: list[User]
+    goals: list[Goal]
+    rooms: list[Room]
+
+
 def seed(engine: Engine, experiments: int, *, random_seed: int = 5) -> World:
     """Inserts the world into a migrated, empty database and describes it."""
     rng = random.Random(random_seed)
     now = datetime.now(UTC)
+    organizations: list[_Organization] = []
+    keys: dict[uuid.UUID, str] = {}
     with engine.begin() as connection:
         # Organizations, users, goals, rooms and keys as the admin CLI writes them (a few
-        # thousand rows); only the experiments are many enough to need batches.
-        organizations: list[uuid.UUID] = []
-        users: dict[uuid.UUID, list[uuid.UUID]] = {}
-        goals: dict[uuid.UUID, list[uuid.UUID]] = {}
-        rooms: dict[uuid.UUID, list[uuid.UUID]] = {}
-        keys: dict[uuid.UUID, str] = {}
+        # thousand rows).
         for n in range(ORGANIZATIONS):
-            organization = admin.create_organization(connection, f"Company {n:03d} Inc.")
-            organizations.append(organization)
-            users[organization] = [
-                admin.create_user(
+            organization = Organization(
+                admin.create_organization(connection, f"Company {n:03d} Inc."),
+                f"Company {n:03d} Inc.",
+            )
+            users = []
+            for u in range(USERS_PER_ORGANIZATION):
+                first = "Integration" if u == 1 else rng.choice(FIRST_NAMES)
+                last = "Bot" if u == 1 else rng.choice(LAST_NAMES)
+                user_id = admin.create_user(
                     connection,
-                    organization,
-                    "Integration" if u == 1 else rng.choice(FIRST_NAMES),
-                    "Bot" if u == 1 else rng.choice(LAST_NAMES),
+                    organization.id,
+                    first,
+                    last,
                     can_manage_settings=u in (0, 1),
                     is_bot=u == 1,
                 )
-                for u in range(USERS_PER_ORGANIZATION)
-            ]
-            goals[organization] = [
-                admin.create_goal(connection, organization, f"Reached goal {g}")
+                users.append(User(user_id, first, last, organization.id, is_bot=u == 1))
+            goals = [
+                Goal(
+                    admin.create_goal(connection, organization.id, f"Reached goal {g}"),
+                    f"Reached goal {g}",
+                    organization,
+                )
                 for g in range(GOALS_PER_ORGANIZATION)
             ]
-            rooms[organization] = [
-                admin.create_room(connection, organization, f"Room {r}")
+            rooms = [
+                Room(
+                    admin.create_room(connection, organization.id, f"Room {r}"),
+                    f"Room {r}",
+                    organization.id,
+                )
                 for r in range(ROOMS_PER_ORGANIZATION)
             ]
-            keys[organization] = admin.create_api_key(connection, users[organization][0])
+            keys[organization.id] = admin.create_api_key(connection, users[0].id)
+            organizations.append(_Organization(organization, users, goals, rooms))
 
-        writer = _Writer(connection)
-        sizes = organization_sizes(experiments)
-        largest = organizations[0]
-        special: dict[str, uuid.UUID] = {}
-        read_ids: list[uuid.UUID] = []
+    sizes = organization_sizes(experiments)
+    largest = organizations[0]
+    special: dict[str, uuid.UUID] = {}
+    read_ids: list[uuid.UUID] = []
+
+    def made() -> Iterator[Experiment]:
         serial = 0
-        for organization, size in zip(organizations, sizes, strict=True):
+        for owner, size in zip(organizations, sizes, strict=True):
             for n in range(size):
                 serial += 1
                 kind = "get" if n == 0 else "update" if n == 1 else "any"
-                experiment_id = _uuid(rng)
-                if organization == largest:
+                experiment = _experiment(rng, _uuid(rng), serial, kind, owner, now)
+                if owner is largest:
                     if kind != "any":
-                        special[kind] = experiment_id
+                        special[kind] = experiment.id
                     elif len(read_ids) < READ_EXPERIMENTS:
-                        read_ids.append(experiment_id)
-                for table, row in _experiment_rows(
-                    rng,
-                    experiment_id,
-                    serial,
-                    kind,
-                    organization,
-                    users[organization],
-                    goals[organization],
-                    rooms[organization],
-                    now,
-                ):
-                    writer.add(table, row)
-        writer.flush()
-        # The read model, as `experiments-admin migrate` fills it for rows written without it.
-        views.rebuild(connection, RENDERER)
+                        read_ids.append(experiment.id)
+                yield experiment
+
+    # The service's write path: each experiment with its view and its `created` revision.
+    service = ExperimentService(
+        lambda: SqlAlchemyUnitOfWork(engine, renderer=RENDERER),
+        lambda: SqlAlchemyReadUnitOfWork(engine),
+        render=RENDERER.view,
+        record=revision_record,
+    )
+    service.import_experiments(made())
     return World(
         experiments=experiments,
-        organization_id=largest,
+        organization_id=largest.organization.id,
         organization_experiments=sizes[0],
-        api_key=keys[largest],
-        goal_ids=tuple(goals[largest]),
-        room_ids=tuple(rooms[largest]),
+        api_key=keys[largest.organization.id],
+        goal_ids=tuple(goal.id for goal in largest.goals),
+        room_ids=tuple(room.id for room in largest.rooms),
         get_experiment_id=special["get"],
         update_experiment_id=special["update"],
         read_experiment_ids=tuple(read_ids),
@@ -180,19 +196,15 @@ def seed(engine: Engine, experiments: int, *, random_seed: int = 5) -> World:
     )
 
 
-def _experiment_rows(
+def _experiment(
     rng: random.Random,
     experiment_id: uuid.UUID,
     serial: int,
     kind: str,
-    organization: uuid.UUID,
-    users: list[uuid.UUID],
-    goals: list[uuid.UUID],
-    rooms: list[uuid.UUID],
+    owner: _Organization,
     now: datetime,
-) -> Iterator[tuple[Table, dict[str, Any]]]:
-    """The rows of one experiment, its groups and room links, with the repository's value
-    builders for what a client writes."""
+) -> Experiment:
+    """One experiment with its groups and rooms, created some time in the last two years."""
     created_at = now - timedelta(seconds=rng.uniform(3600, 2 * 365 * 86400))
     is_draft = kind == "any" and rng.random() < 0.2
     starts_at: datetime | None = created_at + timedelta(days=rng.uniform(0, 30))
@@ -207,77 +219,45 @@ def _experiment_rows(
         ends_at = starts_at + timedelta(days=rng.uniform(7, 90))
     group_count = 3 if kind != "any" else rng.randint(2, 4)
     room_count = 2 if kind != "any" else rng.choice((0, 0, 1, 2, 3))
-    creator = rng.choice(users)
+    creator = rng.choice(owner.users)
     updated_at = min(now, created_at + timedelta(hours=rng.uniform(0, 240)))
-    state = ExperimentState(
-        is_draft=is_draft,
-        name=f"{rng.choice(TOPICS).title()} test {serial}: {rng.choice(VARIANTS)} variant",
-        goal_id=None if is_draft and rng.random() < 0.5 else rng.choice(goals),
-        starts_at=starts_at,
-        ends_at=ends_at,
-        group_reset_interval=ResetInterval(rng.choice(RESET_INTERVALS)),
-        room_ids=(),
-    )
-    yield (
-        _EXPERIMENTS,
-        {
-            "id": experiment_id,
-            "organization_id": organization,
-            **experiment_values(state),
-            "created_at": created_at,
-            "created_by_user_id": creator,
-            "updated_at": updated_at,
-            "updated_by_user_id": rng.choice((creator, *users)),
-        },
-    )
+    name = f"{rng.choice(TOPICS).title()} test {serial}: {rng.choice(VARIANTS)} variant"
+    goal = None if is_draft and rng.random() < 0.5 else rng.choice(owner.goals)
+    interval = ResetInterval(rng.choice(RESET_INTERVALS))
+    updater = rng.choice((creator, *owner.users))
+    groups = []
     for position, percentage in enumerate(SPLITS[group_count]):
         group_type = "control" if position == 0 else rng.choice(GROUP_TYPES)
-        group = GroupState(
-            name="Control" if position == 0 else f"Variant {chr(64 + position)}",
-            percentage=percentage,
-            group_type=GroupType(group_type) if group_type else None,
-            treatment=treatment(rng, serial * 10 + position),
+        rule = treatment(rng, serial * 10 + position)
+        groups.append(
+            Group(
+                id=_uuid(rng),
+                order=position,
+                name="Control" if position == 0 else f"Variant {chr(64 + position)}",
+                percentage=percentage,
+                group_type=GroupType(group_type) if group_type else None,
+                treatment=rule,
+                created_at=created_at,
+                updated_at=updated_at,
+            )
         )
-        yield (
-            _GROUPS,
-            {
-                "id": _uuid(rng),
-                "experiment_id": experiment_id,
-                "position": position,
-                **group_values(group),
-                "created_at": created_at,
-                "updated_at": updated_at,
-            },
-        )
-    for position, room in enumerate(rng.sample(rooms, room_count)):
-        yield (
-            _ROOM_LINKS,
-            {"experiment_id": experiment_id, "room_id": room, "position": position},
-        )
+    return Experiment(
+        id=experiment_id,
+        organization=owner.organization,
+        is_draft=is_draft,
+        name=name,
+        goal=goal,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        group_reset_interval=interval,
+        rooms=tuple(rng.sample(owner.rooms, room_count)),
+        groups=tuple(groups),
+        created_at=created_at,
+        created_by=creator,
+        updated_at=updated_at,
+        updated_by=updater,
+    )
 
 
 def _uuid(rng: random.Random) -> uuid.UUID:
     return uuid.UUID(int=rng.getrandbits(128), version=4)
-
-
-class _Writer:
-    """Buffers rows per table and inserts them with executemany, BATCH rows at a time.
-
-    Tables are flushed in the order they were first used, so parents go in before children.
-    """
-
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
-        self._rows: dict[Table, list[dict[str, Any]]] = {}
-
-    def add(self, table: Table, row: dict[str, Any]) -> None:
-        rows = self._rows.setdefault(table, [])
-        rows.append(row)
-        if len(rows) >= BATCH:
-            self.flush()
-
-    def flush(self) -> None:
-        for table, rows in self._rows.items():
-            if rows:
-                self._connection.execute(insert(table), rows)
-                rows.clear()

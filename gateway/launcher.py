@@ -159,6 +159,8 @@ CORS_ALLOW_METHODS = "GET, POST, PUT, DELETE"
 CORS_ALLOW_HEADERS = "authorization, content-type, if-match, if-none-match, idempotency-key"
 CORS_EXPOSE_HEADERS = "etag, location"
 CORS_MAX_AGE_SECONDS = 600
+# Every documented path: experiments, one experiment and its revisions, the changes and their watch.
+DOCUMENTED_PATHS = "/api/v5/orgs/[^/]+/(experiments(/[^/]+(/revisions)?)?|changes(/watch)?)"
 
 
 def cors_policy(origins: Sequence[str]) -> dict[str, Any]:
@@ -194,7 +196,7 @@ def cors_preflight_route(origins: Sequence[str]) -> str:
     route = {
         "name": "cors_preflight",
         "match": {
-            "safe_regex": {"regex": "/api/v5/orgs/[^/]+/experiments(/[^/]+)?"},
+            "safe_regex": {"regex": DOCUMENTED_PATHS},
             "headers": [
                 {"name": ":method", "string_match": {"exact": "OPTIONS"}},
                 {"name": "access-control-request-method", "present_match": True},

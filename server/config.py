@@ -14,6 +14,10 @@ DEFAULT_DATABASE_URL = f"sqlite:///{DATA_DIR / 'experiments.sqlite3'}"
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Below the gateway's 60 s idle timeout of watch streams (gateway/envoy.yaml), with a margin.
+MAX_WATCH_HEARTBEAT_SECONDS = 50.0
+# Beyond this a watch's lag (from another worker's write) would no longer be "at once".
+MAX_FEED_POLL_SECONDS = 5.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,6 +50,11 @@ class Settings:
     auth_cache_seconds: float = 5.0
     # How long a stopping server lets calls in flight finish before it cancels them.
     grace_seconds: float = 10.0
+    # A watch sends a heartbeat when it has sent nothing for this long: below the gateway's
+    # idle timeout for watches (gateway/envoy.yaml), so that no proxy cuts a quiet stream.
+    watch_heartbeat_seconds: float = 15.0
+    # How often a worker reads new changes from the database (its own writes: at once).
+    feed_poll_seconds: float = 0.1
     # Each worker process pinned to a CPU of its own (off: containers often limit CPUs in
     # other ways than the CPUs a process may use, and pinning then does harm).
     worker_affinity: bool = False
@@ -77,6 +86,18 @@ class Settings:
                 env, "EXPERIMENTS_AUTH_CACHE_SECONDS", default.auth_cache_seconds
             ),
             grace_seconds=_number(env, "EXPERIMENTS_GRACE_SECONDS", default.grace_seconds),
+            watch_heartbeat_seconds=_within(
+                env,
+                "EXPERIMENTS_WATCH_HEARTBEAT_SECONDS",
+                default.watch_heartbeat_seconds,
+                MAX_WATCH_HEARTBEAT_SECONDS,
+            ),
+            feed_poll_seconds=_within(
+                env,
+                "EXPERIMENTS_FEED_POLL_SECONDS",
+                default.feed_poll_seconds,
+                MAX_FEED_POLL_SECONDS,
+            ),
             cors_origins=cors_origins(env.get("EXPERIMENTS_CORS_ORIGINS", "")),
             worker_affinity=_flag(env, "EXPERIMENTS_WORKER_AFFINITY", default.worker_affinity),
         )
@@ -120,6 +141,14 @@ def _number(env: Mapping[str, str], name: str, default: _Number) -> _Number:
         return type(default)(value)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {value!r}") from None
+
+
+def _within(env: Mapping[str, str], name: str, default: float, maximum: float) -> float:
+    """A number of seconds above 0 and at most `maximum`."""
+    value = _number(env, name, default)
+    if not 0 < value <= maximum:
+        raise ConfigError(f"{name} must be more than 0 and at most {maximum:g}, got {value:g}")
+    return value
 
 
 _TRUE = ("1", "true", "yes", "on")

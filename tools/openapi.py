@@ -61,6 +61,14 @@ from server.domain.concurrency import (  # noqa: E402
 from server.domain.model import GroupType, ResetInterval  # noqa: E402
 
 DESCRIPTOR_SET = ROOT / "generated" / "experiments" / "v5" / "experiments.pb"
+# RPCs served but left out of the document until it describes them as the gateway serves them
+# (issue 15: the watch is a newline-delimited JSON stream, which schemathesis cannot call as a
+# plain GET; their 405s, and the OUT_OF_RANGE 400s). Remove a name once it is described.
+NOT_YET_DESCRIBED = {
+    "ListExperimentRevisions",
+    "ListExperimentChanges",
+    "WatchExperimentChanges",
+}
 OUTPUT = ROOT / "openapi" / "experiments.v5.yaml"
 SERVICE = "experiments.v5.ExperimentService"
 Json = dict[str, Any]
@@ -468,6 +476,8 @@ class Builder:
             raise SystemExit(f"HEADERS names RPCs the service does not have: {sorted(unknown)}")
         paths: Json = {}
         for i, method in enumerate(service.method):
+            if method.name in NOT_YET_DESCRIBED:
+                continue
             rule = method.options.Extensions[annotations_pb2.http]
             verb, template = _binding(rule)
             paths.setdefault(template, {})[verb] = self.operation(

@@ -8,10 +8,12 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Dialect,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     LargeBinary,
@@ -39,6 +41,7 @@ NAMING_CONVENTION = {
 NAME_LENGTH = 255
 KEY_HASH_LENGTH = 64  # hex SHA-256, see server.domain.access.hash_api_key
 RESET_INTERVAL_LENGTH = 8
+ACTION_LENGTH = 16
 GROUP_TYPE_LENGTH = 32
 FINGERPRINT_LENGTH = 64  # hex SHA-256, see server.domain.concurrency.request_fingerprint
 
@@ -257,3 +260,52 @@ class ExperimentViewRecord(Base):
     render_version: Mapped[int] = mapped_column(Integer, nullable=False)
     # The serialized experiments.v5.Experiment message.
     message: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+
+# A feed position: BIGINT on PostgreSQL; on SQLite the INTEGER PRIMARY KEY (the rowid, 64 bits).
+FeedPosition = BigInteger().with_variant(Integer, "sqlite")
+
+
+class ExperimentRevisionRecord(Base):
+    """The history of experiments and the change feed: one row per create, update and delete,
+    written in the transaction of the write (server/adapters/revisions.py says how `seq` is
+    made to follow commit order). No foreign keys: history outlives what it describes.
+    """
+
+    __tablename__ = "experiment_revisions"
+    __table_args__ = (
+        # The feed of an organization, in order.
+        Index("ix_experiment_revisions_organization_id_seq", "organization_id", "seq"),
+        # The revisions of one experiment, newest first.
+        Index("ix_experiment_revisions_experiment_id_seq", "experiment_id", "seq"),
+        # SQLite: positions are never reused, even after the newest rows are deleted.
+        {"sqlite_autoincrement": True},
+    )
+
+    # The feed position, drawn from a sequence (cache 1, so drawn in order) as the row goes in.
+    seq: Mapped[int] = mapped_column(FeedPosition, Identity(), primary_key=True)
+    organization_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    experiment_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    # The experiment's version after the change (for a delete, the next number).
+    revision: Mapped[int] = mapped_column(Integer, nullable=False)
+    action: Mapped[str] = mapped_column(String(ACTION_LENGTH), nullable=False)
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    # The serialized experiments.v5.ExperimentRevision message, without its `cursor` (which
+    # is made from `seq` when read).
+    message: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+
+class RevisionLogRecord(Base):
+    """One row: what became of the revisions as a whole."""
+
+    __tablename__ = "revision_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    # The last feed position `experiments-admin prune-history` deleted (0: none): a cursor
+    # below it is OUT_OF_RANGE, since changes after it may be gone.
+    pruned_through: Mapped[int] = mapped_column(FeedPosition, nullable=False, default=0)
+    pruned_before: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # Whether `experiments-admin migrate` has recorded a first revision for every experiment
+    # made before revisions existed (done once: pruning must not make it happen again).
+    first_revisions_recorded: Mapped[bool] = mapped_column(Boolean, nullable=False)

@@ -41,6 +41,11 @@ class PrincipalCache:
             return None
         return principal
 
+    def remaining(self, key_hash: str) -> float:
+        """Seconds until the key's entry expires (0 if it has none)."""
+        entry = self._entries.get(key_hash)
+        return max(0.0, entry[0] - self._clock()) if entry is not None else 0.0
+
     def put(self, key_hash: str, principal: Principal) -> None:
         if self._ttl <= 0:
             return
@@ -63,3 +68,6 @@ class CachingPrincipalRepository:
             if principal is not None:
                 self._cache.put(key_hash, principal)
         return principal
+
+    def trusted_for(self, key_hash: str) -> float:
+        return self._cache.remaining(key_hash)

@@ -21,6 +21,7 @@ from server.adapters.repository import (
     SqlAlchemyIdempotencyKeyRepository,
     SqlAlchemyPrincipalRepository,
 )
+from server.adapters.revisions import SqlAlchemyRevisions
 from server.adapters.views import Renderer, SqlAlchemyExperimentViews
 from server.service_layer.ports import (
     ExperimentReader,
@@ -29,6 +30,8 @@ from server.service_layer.ports import (
     ExperimentViews,
     IdempotencyKeyRepository,
     PrincipalRepository,
+    RevisionReader,
+    Revisions,
 )
 
 
@@ -53,6 +56,7 @@ class SqlAlchemyReadUnitOfWork:
     experiments: ExperimentReader
     views: ExperimentViewReader
     principals: PrincipalRepository
+    revisions: RevisionReader
 
     def __init__(self, engine: Engine, *, principal_cache: PrincipalCache | None = None) -> None:
         self._engine = engine
@@ -65,6 +69,7 @@ class SqlAlchemyReadUnitOfWork:
         self.experiments = SqlAlchemyExperimentRepository(connection)
         self.views = SqlAlchemyExperimentViews(connection, None)
         self.principals = _principals(connection, self._principal_cache)
+        self.revisions = SqlAlchemyRevisions(connection)
         return self
 
     def __exit__(
@@ -92,6 +97,7 @@ class SqlAlchemyUnitOfWork:
     views: ExperimentViews
     idempotency_keys: IdempotencyKeyRepository
     principals: PrincipalRepository
+    revisions: Revisions
 
     def __init__(
         self,
@@ -127,6 +133,7 @@ class SqlAlchemyUnitOfWork:
         self.views = SqlAlchemyExperimentViews(connection, self._renderer)
         self.idempotency_keys = SqlAlchemyIdempotencyKeyRepository(connection)
         self.principals = _principals(connection, self._principal_cache)
+        self.revisions = SqlAlchemyRevisions(connection)
         return self
 
     def __exit__(

@@ -17,7 +17,7 @@ class FieldViolation:
 
 
 class DomainError(Exception):
-    """Base of the errors a client caused; its message is safe to show the client."""
+    """Base of the errors a use case answers with; its message is safe to show the client."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -39,6 +39,14 @@ class NotFound(DomainError):
 
 class PreconditionFailed(DomainError):
     """The experiment changed since the client read it (a stale etag): read again, then retry."""
+
+
+class OutOfRange(DomainError):
+    """A feed position older than the history kept: the changes after it may be gone."""
+
+
+class Unavailable(DomainError):
+    """The service cannot go on with this call now (the server is stopping): retry elsewhere."""
 
 
 class InvalidArgument(DomainError):

@@ -45,6 +45,18 @@ GROUPS_FIXED_AFTER_START = (
 TOO_MANY_GROUPS = "At most {limit} groups are allowed."
 PAGE_SIZE_NEGATIVE = "Must not be negative."
 INVALID_CURSOR = "This cursor is not valid; use a next or previous URL from a list response."
+INVALID_FEED_CURSOR = (
+    "This cursor is not valid; use a cursor from a change, a heartbeat or a next_cursor."
+)
+CURSOR_TOO_OLD = (
+    "The history after this cursor is no longer kept; list the experiments again, "
+    "then follow the changes from a new cursor."
+)
+CURSOR_AHEAD = (
+    "This cursor is beyond the history this service holds (was the database restored?); "
+    "list the experiments again, then follow the changes from a new cursor."
+)
+STOPPING = "The server is stopping; resume from your last cursor (another server will answer)."
 MALFORMED_ETAG = 'Must be *, or a comma-separated list of etags such as "3".'
 IDEMPOTENCY_KEY_LENGTH = "Must be 1 to {limit} characters."
 IDEMPOTENCY_KEY_REUSED = (

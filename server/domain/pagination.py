@@ -1,7 +1,9 @@
-"""Keyset pagination of experiment lists: page sizes and opaque cursors.
+"""Keyset pagination of lists: page sizes and opaque cursors.
 
-Lists are ordered newest first by (created_at, id), a total order, so pages are
-stable while rows are added, and a page costs the same wherever it starts.
+Experiment lists are ordered newest first by (created_at, id), a total order, so pages
+are stable while rows are added, and a page costs the same wherever it starts. An
+experiment's revisions are ordered newest first by their position in the change feed
+(an integer), the same way.
 """
 
 from __future__ import annotations
@@ -31,22 +33,26 @@ class Position:
     id: UUID
 
 
+# Where an item sits: a Position (experiments) or its position in the feed (revisions).
+_At = TypeVar("_At", Position, int)
+
+
 @dataclass(frozen=True)
-class Cursor:
+class Cursor(Generic[_At]):
     """A page boundary: the items after `position` (older), or before it (newer) if backwards."""
 
-    position: Position
+    position: _At
     backwards: bool = False
 
 
 @dataclass(frozen=True)
-class Page(Generic[_Item]):
+class Page(Generic[_Item, _At]):
     items: tuple[_Item, ...]
-    next: Cursor | None
-    previous: Cursor | None
+    next: Cursor[_At] | None
+    previous: Cursor[_At] | None
     # Where each item sits, and whether the page was read toward newer items (a `previous`
     # cursor): what within_budget needs to shorten the page on the side away from the cursor.
-    positions: tuple[Position, ...] = ()
+    positions: tuple[_At, ...] = ()
     backwards: bool = False
 
 
@@ -59,7 +65,7 @@ def page_size(requested: int) -> int:
     return min(requested, MAX_PAGE_SIZE)
 
 
-def encode_cursor(cursor: Cursor) -> str:
+def encode_cursor(cursor: Cursor[Position]) -> str:
     payload = {
         "t": cursor.position.created_at.isoformat(),
         "i": str(cursor.position.id),
@@ -69,7 +75,7 @@ def encode_cursor(cursor: Cursor) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(value: str) -> Cursor | None:
+def decode_cursor(value: str) -> Cursor[Position] | None:
     """The cursor a client sent back, None for the first page; InvalidArgument if tampered with."""
     if not value:
         return None
@@ -88,12 +94,33 @@ def decode_cursor(value: str) -> Cursor | None:
         raise InvalidArgument([FieldViolation("cursor", messages.INVALID_CURSOR)]) from e
 
 
+def encode_revision_cursor(cursor: Cursor[int]) -> str:
+    """A page boundary of an experiment's revisions (its position in the feed), opaque."""
+    raw = json.dumps({"s": cursor.position, "b": cursor.backwards}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_revision_cursor(value: str) -> Cursor[int] | None:
+    """The revisions cursor a client sent back, None for the first page; InvalidArgument if it
+    is not one (an experiments list cursor, or a feed position, is not)."""
+    if not value:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+        position = payload["s"]
+        if type(position) is not int or not 0 <= position < 2**63:
+            raise ValueError("not a feed position")
+        return Cursor(position, bool(payload["b"]))
+    except (binascii.Error, ValueError, KeyError, TypeError) as error:
+        raise InvalidArgument([FieldViolation("cursor", messages.INVALID_CURSOR)]) from error
+
+
 def page_of(
     items: list[_Item],
-    positions: list[Position],
+    positions: list[_At],
     has_more: bool,
-    cursor: Cursor | None,
-) -> Page[_Item]:
+    cursor: Cursor[_At] | None,
+) -> Page[_Item, _At]:
     """Builds a page from the items fetched in the cursor's direction (in display order).
 
     `has_more` says whether more items lie beyond them in the direction fetched.
@@ -126,8 +153,8 @@ def page_of(
 
 
 def within_budget(
-    page: Page[_Item], sizes: list[int], budget: int = limits.PAGE_BUDGET_BYTES
-) -> tuple[Page[_Item], slice]:
+    page: Page[_Item, _At], sizes: list[int], budget: int = limits.PAGE_BUDGET_BYTES
+) -> tuple[Page[_Item, _At], slice]:
     """The page shortened to items whose sizes add up to at most `budget` (always one item at
     least), and the slice of its items kept. The items dropped are those farthest from where
     the client came from, and the new cursor on that side continues with them."""

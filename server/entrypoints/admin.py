@@ -11,17 +11,22 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
 
-from server.adapters import admin, schema, views
+from server.adapters import admin, revisions, schema, views
 from server.adapters.database import DatabaseUnusable, check_database, make_engine
 from server.config import ConfigError, Settings
+from server.domain.feed import encode_position
+from server.domain.model import Experiment
+from server.domain.revisions import first_known
 from server.entrypoints.logs import configure_logging
-from server.entrypoints.translate import RENDERER
+from server.entrypoints.translate import RENDERER, revision_record
+from server.service_layer.ports import RevisionRecord
 
 logger = logging.getLogger("experiments.admin")
 
@@ -43,12 +48,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         schema.upgrade(settings.database_url)
         # The read model: views missing or rendered by another version of the code.
         rendered = _rebuild_read_model(settings.database_url, everything=False)
+        recorded = _record_first_revisions(settings.database_url)
         url = make_url(settings.database_url).render_as_string(hide_password=True)
         _print(
             {
                 "database_url": url,
                 "revision": schema.head_revision(),
                 "views_rendered": rendered,
+                "first_revisions_recorded": recorded,
             }
         )
         return 0
@@ -83,6 +90,20 @@ def _rebuild_read_model(url: str, *, everything: bool) -> int:
         engine.dispose()
 
 
+def _record_first_revisions(url: str) -> int:
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            return revisions.record_first_revisions(connection, _first_revision)
+    finally:
+        engine.dispose()
+
+
+def _first_revision(experiment: Experiment) -> RevisionRecord:
+    """The `created` revision of an experiment made before revisions were recorded."""
+    return revision_record(first_known(experiment), RENDERER.render(experiment))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="experiments-admin",
@@ -93,7 +114,8 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "migrate",
         help="apply the Alembic migrations (upgrade to head), then render the read model's "
-        "views that are missing or of an older render version",
+        "views that are missing or of an older render version, and (once) record a first "
+        "revision for each experiment made before revisions were recorded",
     )
     commands.add_parser(
         "rebuild-read-model",
@@ -141,6 +163,19 @@ def _parser() -> argparse.ArgumentParser:
         named.add_argument("--organization-id", required=True, type=UUID)
         named.add_argument("--name", required=True)
 
+    prune = command(
+        "prune-history",
+        _prune_history,
+        "delete the revisions made before a time (every one up to the last such in feed "
+        "order); feed cursors older than what remains become OUT_OF_RANGE",
+    )
+    prune.add_argument(
+        "--before",
+        required=True,
+        type=_aware_time,
+        help="an ISO 8601 time with its zone, e.g. 2026-01-01T00:00:00Z",
+    )
+
     demo = command(
         "demo",
         _demo,
@@ -185,6 +220,22 @@ def _create_goal(connection: Connection, args: argparse.Namespace) -> dict[str, 
 
 def _create_room(connection: Connection, args: argparse.Namespace) -> dict[str, str]:
     return {"id": str(admin.create_room(connection, args.organization_id, args.name))}
+
+
+def _aware_time(value: str) -> datetime:
+    """--before: a time with its zone, never a local time that depends on where it runs."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r}") from None
+    if parsed.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"give the time zone (Z or +01:00): {value!r}")
+    return parsed
+
+
+def _prune_history(connection: Connection, args: argparse.Namespace) -> dict[str, Any]:
+    deleted, horizon = revisions.prune(connection, args.before)
+    return {"revisions_deleted": deleted, "oldest_valid_cursor": encode_position(horizon)}
 
 
 def _demo(connection: Connection, args: argparse.Namespace) -> dict[str, Any]:

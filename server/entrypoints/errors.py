@@ -14,10 +14,12 @@ from server.domain.errors import (
     HeadersTooLarge,
     InvalidArgument,
     NotFound,
+    OutOfRange,
     PermissionDenied,
     PreconditionFailed,
     RequestTooLarge,
     Unauthenticated,
+    Unavailable,
     UnreadableRequest,
 )
 
@@ -36,6 +38,11 @@ STATUS_OF: dict[type[DomainError], grpc.StatusCode] = {
     RequestTooLarge: grpc.StatusCode.INVALID_ARGUMENT,
     HeadersTooLarge: grpc.StatusCode.INVALID_ARGUMENT,
     UnreadableRequest: grpc.StatusCode.INVALID_ARGUMENT,
+    # A feed position outside the history kept: list again, then follow from a new one (REST
+    # 400 by the gateway's mapping).
+    OutOfRange: grpc.StatusCode.OUT_OF_RANGE,
+    # The server is stopping: the client resumes elsewhere (REST 503).
+    Unavailable: grpc.StatusCode.UNAVAILABLE,
 }
 # REST statuses that differ from Envoy's mapping of the gRPC code (ABORTED would be 409).
 HTTP_CODE_OF: dict[type[DomainError], str] = {PreconditionFailed: "412"}

@@ -37,12 +37,19 @@ from server.entrypoints.interceptors import RpcInterceptor
 from server.entrypoints.logs import configure_logging
 from server.entrypoints.processes import stop_with_parent
 from server.entrypoints.servicer import ExperimentServicer
-from server.entrypoints.translate import RENDERER
+from server.entrypoints.translate import RENDERER, revision_record
 from server.service_layer.experiments import ExperimentService
+from server.service_layer.feed import FeedFollower
+from server.service_layer.watches import AccessChecks
 
 log = logging.getLogger("experiments.server")
 
 SERVICE_NAME = experiments_pb2.DESCRIPTOR.services_by_name["ExperimentService"].full_name
+# Connections of a worker's feed reads (as many again on overflow): the follower's polls,
+# watches starting, catching up from the database and checking their keys again. Each holds
+# one for a single statement; a watch that waits for one beyond the pool's timeout ends
+# UNAVAILABLE.
+FEED_CONNECTIONS = 3
 
 
 class PortInUse(Exception):
@@ -65,13 +72,19 @@ class RunningServer:
     port: int
     health: health.HealthServicer
     pools: WorkerPools
+    follower: FeedFollower
+    access_checks: AccessChecks
 
     grace: float
 
     def stop(self, grace: float | None = None) -> None:
-        """Reports NOT_SERVING, refuses new RPCs and lets in-flight ones finish (for `grace`
-        seconds, settings.grace_seconds unless given)."""
+        """Reports NOT_SERVING, ends every watch at once (UNAVAILABLE: its client resumes from
+        its cursor elsewhere; a watch never finishes by itself, so waiting for it would only
+        hold the grace period), refuses new RPCs and lets the unary ones in flight finish
+        (for `grace` seconds, settings.grace_seconds unless given)."""
         self.health.enter_graceful_shutdown()
+        self.follower.close()
+        self.access_checks.close()
         self.server.stop(self.grace if grace is None else grace).wait()
         self.pools.shutdown()
 
@@ -86,13 +99,32 @@ def build_server(settings: Settings, *, reuse_port: bool = False) -> RunningServ
         pool_size=settings.threads + settings.write_threads,
         read_only=True,
     )
+    # The feed's reads (the follower, watches catching up, their key checks) get a small pool
+    # of their own: a burst of watches never takes the connections unary reads need.
+    feed_engine = make_engine(
+        settings.database_url,
+        pool_size=FEED_CONNECTIONS,
+        max_overflow=FEED_CONNECTIONS,
+        read_only=True,
+    )
     principals = PrincipalCache(settings.auth_cache_seconds)
+
+    def feed_reads() -> SqlAlchemyReadUnitOfWork:
+        return SqlAlchemyReadUnitOfWork(feed_engine, principal_cache=principals)
+
+    follower = FeedFollower(feed_reads, poll_seconds=settings.feed_poll_seconds)
+    access_checks = AccessChecks(feed_reads)
     service = ExperimentService(
-        # The read model's views are rendered by translate: an adapter given the entrypoint's
-        # renderer here keeps protobuf out of the adapters and the service layer.
+        # The read model's views and the revisions are rendered by translate: the entrypoint's
+        # renderers given here keep protobuf out of the adapters and the service layer.
         lambda: SqlAlchemyUnitOfWork(engine, renderer=RENDERER, principal_cache=principals),
         lambda: SqlAlchemyReadUnitOfWork(read_engine, principal_cache=principals),
         render=RENDERER.view,
+        record=revision_record,
+        follower=follower,
+        access_checks=access_checks,
+        feed_unit_of_work=feed_reads,
+        heartbeat_seconds=settings.watch_heartbeat_seconds,
     )
     pools = WorkerPools.create(
         threads=settings.threads,
@@ -128,10 +160,14 @@ def build_server(settings: Settings, *, reuse_port: bool = False) -> RunningServ
         port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
     except RuntimeError:
         raise PortInUse(settings.grpc_host, settings.grpc_port) from None
+    follower.start()
+    access_checks.start()
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, port, health_servicer, pools, settings.grace_seconds)
+    return RunningServer(
+        server, port, health_servicer, pools, follower, access_checks, settings.grace_seconds
+    )
 
 
 def claim_port(host: str, port: int) -> socket.socket:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from typing import Any, TypeVar
 
@@ -29,6 +29,8 @@ log = logging.getLogger("experiments.rpc")
 
 _HEALTH = "/grpc.health.v1.Health/"
 _HEALTH_CHECK = f"{_HEALTH}Check"
+# Our own service's methods: only their streams get the error translation and the log line.
+OUR_SERVICE = "/experiments.v5.ExperimentService/"
 # Headers a proxy adds (Envoy: x-forwarded-for, x-envoy-original-path...) and x-request-id do
 # not count against limits.MAX_HEADER_BYTES, at the gateway or here.
 _PROXY_HEADER_PREFIXES = ("x-forwarded-", "x-envoy-")
@@ -47,14 +49,16 @@ Behavior = Callable[[Any, grpc.ServicerContext], Any]
 
 
 class RpcInterceptor(grpc.ServerInterceptor):
-    """Logs method, status and duration of each unary RPC; maps failures to statuses.
+    """Logs method, status and duration of each RPC of ours; maps failures to statuses.
 
-    A DomainError is the client's mistake and becomes its status with a safe
-    message. A database outage becomes UNAVAILABLE (retry) with one log line.
-    Anything else is a bug: logged with its traceback, answered INTERNAL with a
-    generic message, so no exception text reaches a client.
+    A DomainError is the client's mistake (or, like a stopping server, a condition the use
+    case reports) and becomes its status with a safe message. A database outage becomes
+    UNAVAILABLE (retry) with one log line. Anything else is a bug: logged with its
+    traceback, answered INTERNAL with a generic message, so no exception text reaches a
+    client. The same for our server streams (a watch), whose one line comes when they end.
 
-    A handler may return bytes: they are the serialized response, sent as they are.
+    A handler may return (or, streaming, yield) bytes: they are the serialized response,
+    sent as they are.
 
     The request bytes are parsed here rather than by grpcio, whose failure to parse
     (malformed protobuf, invalid UTF-8 in a string) would answer INTERNAL before any
@@ -63,8 +67,10 @@ class RpcInterceptor(grpc.ServerInterceptor):
 
     It also puts each call on its pool (executor.py): streams on the stream pool, health
     checks on the control pool, writes on the write pool, the rest on the unary pool; a call
-    a full pool refused is answered RESOURCE_EXHAUSTED at once. It hands the call's deadline
-    to the database code (database.CALL_DEADLINE), which ends a write's waits by then.
+    a full pool refused is answered RESOURCE_EXHAUSTED at once. Other services' streams
+    (server reflection, health's Watch) keep their own handling and only get their pool. It
+    hands the call's deadline to the database code (database.CALL_DEADLINE), which ends a
+    write's waits by then.
 
     A read whose database connection was lost (a failover, a restarted server) runs once
     more: the pool dropped every connection from before the loss, so the second run gets a
@@ -86,6 +92,16 @@ class RpcInterceptor(grpc.ServerInterceptor):
             return handler
         if refusal is not None:
             return _refusing(handler, details.method, refusal, self._pools.control)
+        serializer = _passing_bytes_through(handler.response_serializer)
+        if handler.unary_stream is not None and details.method.startswith(OUR_SERVICE):
+            stream = _wrap_stream(
+                details.method, handler.unary_stream, handler.request_deserializer
+            )
+            return grpc.unary_stream_rpc_method_handler(
+                _on(self._pools.streams, stream),
+                request_deserializer=None,
+                response_serializer=serializer,
+            )
         if handler.unary_unary is None:
             # Streams (server reflection, health's Watch): each holds a thread while open.
             return _on_pool(handler, self._pools.streams)
@@ -102,7 +118,7 @@ class RpcInterceptor(grpc.ServerInterceptor):
             _on(pool, behavior),
             # None: grpcio hands the request bytes over as they came.
             request_deserializer=None,
-            response_serializer=_passing_bytes_through(handler.response_serializer),
+            response_serializer=serializer,
         )
 
 
@@ -236,6 +252,51 @@ def _parse(raw: bytes, deserializer: Callable[[bytes], Any] | None) -> Any:
         raise UnreadableRequest(messages.UNREADABLE_REQUEST.format(message=name)) from None
 
 
+class _Call:
+    """One RPC as the interceptor sees it: how it ends, and its one log line."""
+
+    def __init__(self, method: str, context: grpc.ServicerContext) -> None:
+        self.method = method
+        self.context = context
+        self.started = time.perf_counter()
+        self.code = grpc.StatusCode.OK
+        self.cause: str | None = None
+
+    def admit(self) -> None:
+        """Answers RESOURCE_EXHAUSTED (raising) if a full pool refused the call; else hands
+        its deadline to the database code. (No deadline: a remaining time of ~290 million
+        years, which a write's own bound, database.WRITE_WAIT_SECONDS, undercuts.)"""
+        if REFUSED.get():
+            self.code = grpc.StatusCode.RESOURCE_EXHAUSTED
+            log.warning("rpc method=%s status=%s refused: worker full", self.method, self.code.name)
+            _refuse(self.context)
+        remaining = self.context.time_remaining()
+        CALL_DEADLINE.set(time.monotonic() + remaining - ANSWER_MARGIN_SECONDS)
+
+    def fail(self, error: Exception) -> None:
+        """Answers the error as its status (raising, as context.abort does), or returns when
+        the client has gone and there is no one to answer."""
+        context = self.context
+        if isinstance(error, DomainError):
+            self.code = status_code(error)
+            context.abort_with_status(rich_status(error))
+        if not context.is_active():
+            # The client went away (cancelled or timed out): nothing to answer, no bug.
+            self.code = grpc.StatusCode.CANCELLED
+            return
+        self.cause = unavailable_cause(error)  # a database fault worth a retry, or None
+        if self.cause is not None:
+            # An outage is not a bug: the call's one line says why, no traceback.
+            self.code = UNAVAILABLE
+            context.abort(UNAVAILABLE, messages.UNAVAILABLE)
+        self.code = grpc.StatusCode.INTERNAL
+        log.exception("rpc %s failed", self.method)
+        context.abort(grpc.StatusCode.INTERNAL, messages.INTERNAL)
+
+    def log(self) -> None:
+        _log_call(self.method, self.code, self.started, self.cause)
+
+
 def _wrap(
     method: str,
     behavior: Behavior,
@@ -247,16 +308,8 @@ def _wrap(
     its database connection was lost (reads only)."""
 
     def wrapped(raw: bytes, context: grpc.ServicerContext) -> Any:
-        started = time.perf_counter()
-        code = grpc.StatusCode.OK
-        cause = None
-        if REFUSED.get():
-            code = grpc.StatusCode.RESOURCE_EXHAUSTED
-            log.warning("rpc method=%s status=%s refused: worker full", method, code.name)
-            _refuse(context)
-        # No deadline: a remaining time of ~290 million years, which the write's own bound
-        # (database.WRITE_WAIT_SECONDS) undercuts.
-        CALL_DEADLINE.set(time.monotonic() + context.time_remaining() - ANSWER_MARGIN_SECONDS)
+        call = _Call(method, context)
+        call.admit()
         try:
             request = _parse(raw, deserializer)
             try:
@@ -266,25 +319,36 @@ def _wrap(
                     raise
                 log.info("rpc method=%s: database connection lost; running it again", method)
                 return behavior(request, context)
-        except DomainError as error:
-            code = status_code(error)
-            context.abort_with_status(rich_status(error))
         except Exception as error:
-            if not context.is_active():
-                # The client went away (cancelled or timed out): nothing to answer, no bug.
-                code = grpc.StatusCode.CANCELLED
-                return None
-            cause = unavailable_cause(error)  # a database fault worth a retry, or None
-            if cause is not None:
-                # An outage is not a bug: the call's one line says why, no traceback.
-                code = UNAVAILABLE
-                context.abort(UNAVAILABLE, messages.UNAVAILABLE)
-            else:
-                code = grpc.StatusCode.INTERNAL
-                log.exception("rpc %s failed", method)
-                context.abort(grpc.StatusCode.INTERNAL, messages.INTERNAL)
+            call.fail(error)
+            return None
         finally:
-            _log_call(method, code, started, cause)
+            call.log()
+
+    return wrapped
+
+
+def _wrap_stream(
+    method: str, behavior: Behavior, deserializer: Callable[[bytes], Any] | None
+) -> Callable[[bytes, grpc.ServicerContext], Iterator[Any]]:
+    """_wrap for a server stream of ours (a watch): what its messages raise is answered the
+    same way, and its one line comes when it ends (CANCELLED when the client went away
+    first). Not run again on a lost connection: the client resumes from its cursor."""
+
+    def wrapped(raw: bytes, context: grpc.ServicerContext) -> Iterator[Any]:
+        call = _Call(method, context)
+        call.admit()
+        try:
+            yield from behavior(_parse(raw, deserializer), context)
+        except GeneratorExit:  # grpcio stopped reading it: the call is over
+            call.code = grpc.StatusCode.CANCELLED
+            raise
+        except Exception as error:
+            call.fail(error)
+        finally:
+            if call.code == grpc.StatusCode.OK and not context.is_active():
+                call.code = grpc.StatusCode.CANCELLED
+            call.log()
 
     return wrapped
 

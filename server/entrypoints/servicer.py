@@ -1,12 +1,14 @@
 """The gRPC servicer: request message -> plain values -> one use case -> response.
 
 Responses about experiments are the read model's stored bytes (server/adapters/views.py),
-returned as they are: the interceptor's response serializer passes bytes through.
+and those about revisions the history's (server/adapters/revisions.py), returned as they
+are: the interceptor's response serializer passes bytes through.
 """
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
+from collections.abc import Iterator
+from urllib.parse import quote, urlencode
 
 import grpc
 from experiments.v5 import experiments_pb2 as pb
@@ -14,12 +16,20 @@ from experiments.v5 import experiments_pb2_grpc
 from google.protobuf import empty_pb2
 
 from server.domain.concurrency import IDEMPOTENCY_KEY, IF_MATCH, IF_NONE_MATCH, not_modified
-from server.domain.pagination import Cursor, encode_cursor
+from server.domain.pagination import Cursor, Position, encode_cursor, encode_revision_cursor
 from server.entrypoints.authentication import AUTHORIZATION, api_key_from_header
 from server.entrypoints.errors import HTTP_CODE_HEADER
-from server.entrypoints.translate import experiment_input, list_response
+from server.entrypoints.translate import (
+    changes_response,
+    experiment_input,
+    list_response,
+    revisions_response,
+    watch_change,
+    watch_heartbeat,
+)
 from server.service_layer.experiments import ExperimentService
 from server.service_layer.ports import ExperimentView
+from server.service_layer.watches import Heartbeat
 
 # Response metadata that Envoy passes on as the REST `ETag` header.
 ETAG_HEADER = "etag"
@@ -42,19 +52,10 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
             _api_key(context), request.organization_id, request.page_size, request.cursor
         )
         base = self._collection_url(request.organization_id)
-
-        def url(cursor: str) -> str:
-            if not cursor:
-                return ""
-            query = {"cursor": cursor}
-            if request.page_size:
-                query["page_size"] = str(request.page_size)
-            return f"{base}?{urlencode(query)}"
-
         next_cursor, previous_cursor = _raw(page.next), _raw(page.previous)
         links = pb.ListExperimentsResponse(
-            next=url(next_cursor),
-            previous=url(previous_cursor),
+            next=_page_url(base, next_cursor, request.page_size),
+            previous=_page_url(base, previous_cursor, request.page_size),
             next_cursor=next_cursor,
             previous_cursor=previous_cursor,
         )
@@ -111,13 +112,67 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
         context.send_initial_metadata(((HTTP_CODE_HEADER, "204"),))
         return empty_pb2.Empty()
 
+    def ListExperimentRevisions(  # type: ignore[override]
+        self, request: pb.ListExperimentRevisionsRequest, context: grpc.ServicerContext
+    ) -> bytes:  # a serialized pb.ListExperimentRevisionsResponse
+        page = self._service.list_revisions(
+            _api_key(context),
+            request.organization_id,
+            request.experiment_id,
+            request.page_size,
+            request.cursor,
+        )
+        experiment = quote(request.experiment_id, safe="")
+        base = f"{self._collection_url(request.organization_id)}/{experiment}/revisions"
+        next_cursor, previous_cursor = _raw_revisions(page.next), _raw_revisions(page.previous)
+        links = pb.ListExperimentRevisionsResponse(
+            next=_page_url(base, next_cursor, request.page_size),
+            previous=_page_url(base, previous_cursor, request.page_size),
+            next_cursor=next_cursor,
+            previous_cursor=previous_cursor,
+        )
+        return revisions_response(list(page.items), links)
+
+    def ListExperimentChanges(  # type: ignore[override]
+        self, request: pb.ListExperimentChangesRequest, context: grpc.ServicerContext
+    ) -> bytes:  # a serialized pb.ListExperimentChangesResponse
+        page = self._service.list_changes(
+            _api_key(context), request.organization_id, request.after, request.page_size
+        )
+        return changes_response(page.changes, page.next_position)
+
+    def WatchExperimentChanges(  # type: ignore[override]
+        self, request: pb.WatchExperimentChangesRequest, context: grpc.ServicerContext
+    ) -> Iterator[bytes]:  # serialized pb.WatchExperimentChangesResponse messages
+        watch = self._service.watch(_api_key(context), request.organization_id, request.after)
+        context.add_callback(watch.cancel)  # the client went away: stop waiting at once
+        for event in watch:
+            if isinstance(event, Heartbeat):
+                yield watch_heartbeat(event.position)
+            else:
+                yield watch_change(event)
+
     def _collection_url(self, organization_id: str) -> str:
         # The configured public URL, never the request's Host: a client could forge that.
         return f"{self._public_base_url}/api/v5/orgs/{organization_id}/experiments"
 
 
-def _raw(cursor: Cursor | None) -> str:
+def _raw(cursor: Cursor[Position] | None) -> str:
     return encode_cursor(cursor) if cursor is not None else ""
+
+
+def _raw_revisions(cursor: Cursor[int] | None) -> str:
+    return encode_revision_cursor(cursor) if cursor is not None else ""
+
+
+def _page_url(base: str, cursor: str, page_size: int) -> str:
+    """The URL of a page of a list at `base`: its cursor, and the page size asked for."""
+    if not cursor:
+        return ""
+    query = {"cursor": cursor}
+    if page_size:
+        query["page_size"] = str(page_size)
+    return f"{base}?{urlencode(query)}"
 
 
 def _api_key(context: grpc.ServicerContext) -> str | None:

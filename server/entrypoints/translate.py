@@ -1,18 +1,23 @@
 """Conversions between the protobuf messages and the domain's plain values, both ways,
-and the read model's rendering: an experiment as the bytes reads send, and a List page
-assembled from those bytes."""
+and the stored renderings: an experiment as the bytes reads send, a revision as the
+history stores it, and the responses assembled from those bytes without decoding them."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from experiments.v5 import experiments_pb2 as pb
 from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf.message import Message
 
 from server.adapters.views import Renderer
 from server.domain import limits
+from server.domain.feed import encode_position
 from server.domain.model import Experiment, Group, Treatment, User
+from server.domain.revisions import JsonValue, Revision
 from server.domain.rules import (
     MISSING,
     OVERSIZED,
@@ -23,6 +28,7 @@ from server.domain.rules import (
     Oversized,
     Time,
 )
+from server.service_layer.ports import Change, RevisionRecord
 
 
 def experiment_input(message: pb.Experiment) -> ExperimentInput:
@@ -120,9 +126,105 @@ def list_response(experiments: list[bytes], links: pb.ListExperimentsResponse) -
     Protobuf parsers accept fields in any order and append the entries of a repeated field,
     so this is the same message as `links` with `results` filled, without decoding anything.
     """
-    parts = [links.SerializeToString(deterministic=True)]
-    for message in experiments:
-        parts += (_RESULTS_TAG, _varint(len(message)), message)
+    return _with_entries(links.SerializeToString(deterministic=True), _RESULTS_TAG, experiments)
+
+
+def revisions_response(changes: list[Change], links: pb.ListExperimentRevisionsResponse) -> bytes:
+    """A serialized ListExperimentRevisionsResponse: `links` and the stored revisions, as
+    list_response assembles a list page."""
+    return _with_entries(
+        links.SerializeToString(deterministic=True), _REVISIONS_TAG, map(revision_message, changes)
+    )
+
+
+def changes_response(changes: tuple[Change, ...], next_position: int) -> bytes:
+    """A serialized ListExperimentChangesResponse, assembled from the stored revisions."""
+    links = pb.ListExperimentChangesResponse(next_cursor=encode_position(next_position))
+    return _with_entries(
+        links.SerializeToString(deterministic=True), _CHANGES_TAG, map(revision_message, changes)
+    )
+
+
+def revision_message(change: Change) -> bytes:
+    """A stored revision as clients get it: the ExperimentRevision with its `cursor` (field 1,
+    made from its feed position) in front of the stored fields."""
+    cursor = encode_position(change.position).encode()
+    return b"".join((_CURSOR_TAG, _varint(len(cursor)), cursor, change.message))
+
+
+# Changes whose watch message a worker keeps: the latest news, which every watch of the worker
+# sends within moments (typically a few MB at most; a change is at most about 0.5 MB).
+WATCH_MESSAGES_CACHED = 128
+
+
+@functools.lru_cache(maxsize=WATCH_MESSAGES_CACHED)
+def watch_change(change: Change) -> bytes:
+    """A serialized WatchExperimentChangesResponse carrying the change: made once for all the
+    watches of a worker that send it (they send the latest changes at about the same time)."""
+    return _with_entries(b"", _WATCH_CHANGE_TAG, [revision_message(change)])
+
+
+def watch_heartbeat(position: int) -> bytes:
+    """A serialized WatchExperimentChangesResponse carrying a heartbeat at `position`."""
+    heartbeat = pb.WatchHeartbeat(cursor=encode_position(position))
+    return pb.WatchExperimentChangesResponse(heartbeat=heartbeat).SerializeToString()
+
+
+def revision_record(revision: Revision, experiment: bytes) -> RevisionRecord:
+    """The revision as the history stores it: a serialized ExperimentRevision without its
+    `cursor` (unknown until stored), embedding `experiment` (the serialized Experiment it
+    shows, the read model's rendering) as it is. Deterministic: the same revision gives the
+    same bytes (map keys of treatments in order)."""
+    message = pb.ExperimentRevision(
+        experiment_id=str(revision.experiment.id),
+        organization_id=str(revision.experiment.organization.id),
+        revision=revision.number,
+        action=revision.action.value,
+        user_id=str(revision.author.id),
+    )
+    _fill_user(message.user, revision.author)
+    _set_time(message.created_at, revision.made_at)
+    for change in revision.changes:
+        field_change = message.changes.add(field=change.field)
+        _fill_value(field_change.before, change.before)
+        _fill_value(field_change.after, change.after)
+    stored = _with_entries(
+        message.SerializeToString(deterministic=True), _EXPERIMENT_TAG, [experiment]
+    )
+    return RevisionRecord(
+        organization_id=revision.experiment.organization.id,
+        experiment_id=revision.experiment.id,
+        number=revision.number,
+        action=revision.action.value,
+        user_id=revision.author.id,
+        created_at=revision.made_at,
+        message=stored,
+    )
+
+
+def _fill_value(message: struct_pb2.Value, value: JsonValue) -> None:
+    if value is None:
+        message.null_value = struct_pb2.NULL_VALUE
+    elif isinstance(value, bool):
+        message.bool_value = value
+    elif isinstance(value, int | float):
+        message.number_value = value
+    elif isinstance(value, str):
+        message.string_value = value
+    elif isinstance(value, dict):
+        message.struct_value.SetInParent()
+        message.struct_value.update(value)
+    else:
+        message.list_value.SetInParent()
+        message.list_value.extend(value)
+
+
+def _with_entries(head: bytes, tag: bytes, entries: Iterable[bytes]) -> bytes:
+    """`head` (serialized fields of a message) followed by each of `entries` as one entry of
+    the length-delimited field `tag`: the same message with those entries appended."""
+    parts = [head]
+    for entry in entries:
+        parts += (tag, _varint(len(entry)), entry)
     return b"".join(parts)
 
 
@@ -135,10 +237,17 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-# Field `results` as a length-delimited field (wire type 2): (number << 3) | 2.
-_RESULTS_TAG = _varint(
-    pb.ListExperimentsResponse.DESCRIPTOR.fields_by_name["results"].number << 3 | 2
-)
+def _tag(message: type[Message], field: str) -> bytes:
+    """The tag of a length-delimited field (wire type 2): (number << 3) | 2."""
+    return _varint(message.DESCRIPTOR.fields_by_name[field].number << 3 | 2)
+
+
+_RESULTS_TAG = _tag(pb.ListExperimentsResponse, "results")
+_REVISIONS_TAG = _tag(pb.ListExperimentRevisionsResponse, "results")
+_CHANGES_TAG = _tag(pb.ListExperimentChangesResponse, "results")
+_CURSOR_TAG = _tag(pb.ExperimentRevision, "cursor")
+_EXPERIMENT_TAG = _tag(pb.ExperimentRevision, "experiment")
+_WATCH_CHANGE_TAG = _tag(pb.WatchExperimentChangesResponse, "change")
 
 
 def experiment_message(experiment: Experiment) -> pb.Experiment:

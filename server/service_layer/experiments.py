@@ -2,17 +2,22 @@
 
 Reads answer from the read model (ports.ExperimentViews): stored views, no domain objects.
 Writes load the experiment, apply the rules, build and render what they will store, then
-store it and its view in one short transaction; they return that view, which is what the
-client gets back.
+store it, its view and its revision (domain.revisions) in one short transaction; they
+return that view, which is what the client gets back. The history (revisions of one
+experiment) and the change feed (revisions of an organization, in commit order) are read
+from the revisions; a watch follows the feed through the worker's FeedFollower.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from itertools import islice
+from typing import Final
 from uuid import UUID, uuid4
 
-from server.domain import messages
+from server.domain import messages, revisions
 from server.domain.access import Action, authorize, hash_api_key
 from server.domain.clock import Clock, utc_now
 from server.domain.concurrency import (
@@ -23,16 +28,25 @@ from server.domain.concurrency import (
     checked_idempotency_key,
     request_fingerprint,
 )
-from server.domain.errors import DomainError, NotFound, PreconditionFailed, Unauthenticated
+from server.domain.errors import (
+    DomainError,
+    NotFound,
+    PreconditionFailed,
+    Unauthenticated,
+    Unavailable,
+)
+from server.domain.feed import check_kept, check_reached, decode_position
 from server.domain.model import Experiment, Principal, changed_experiment, new_experiment
 from server.domain.pagination import (
     Page,
     Position,
     decode_cursor,
+    decode_revision_cursor,
     page_of,
     page_size,
     within_budget,
 )
+from server.domain.revisions import Revision
 from server.domain.rules import (
     ExperimentInput,
     References,
@@ -41,7 +55,31 @@ from server.domain.rules import (
     validate_new,
     validate_update,
 )
-from server.service_layer.ports import ExperimentView, ReadUnitOfWork, UnitOfWork
+from server.service_layer.feed import FeedFollower
+from server.service_layer.ports import (
+    Change,
+    ExperimentView,
+    ReadUnitOfWork,
+    RevisionRecord,
+    UnitOfWork,
+)
+from server.service_layer.watches import MIN_RECHECK_SECONDS, AccessChecks, Watch
+
+# Renders a revision (with the serialized experiment it shows) as the history stores it.
+RecordRevision = Callable[[Revision, bytes], RevisionRecord]
+
+# A watch catching up from the database reads this many changes at a time (bounded memory).
+CATCH_UP_PAGE: Final = 25
+# Experiments stored per transaction by import_experiments.
+IMPORT_BATCH: Final = 500
+
+
+@dataclass(frozen=True)
+class ChangesPage:
+    """A page of the change feed: the changes, and the position to continue from."""
+
+    changes: tuple[Change, ...]
+    next_position: int
 
 
 class ExperimentService:
@@ -55,18 +93,32 @@ class ExperimentService:
         read_unit_of_work: Callable[[], ReadUnitOfWork],
         *,
         render: Callable[[Experiment], ExperimentView],
+        record: RecordRevision,
         clock: Clock = utc_now,
+        follower: FeedFollower | None = None,
+        access_checks: AccessChecks | None = None,
+        feed_unit_of_work: Callable[[], ReadUnitOfWork] | None = None,
+        heartbeat_seconds: float = 15.0,
     ) -> None:
-        """`render` makes the read model's view of an experiment (the entrypoint's message)."""
+        """`render` makes the read model's view of an experiment and `record` a revision as
+        stored (the entrypoint's messages). `follower` reads the feed for watches (and is
+        nudged after each write), `access_checks` checks their keys again; without them, a
+        watch is UNAVAILABLE. Watches read the database (starting, catching up) on
+        `feed_unit_of_work`, by default the reads' own."""
         self._unit_of_work = unit_of_work
         # Reads, and writes before their transaction, get a unit of work that cannot write.
         self._read_unit_of_work = read_unit_of_work
         self._render = render
+        self._record = record
         self._clock = clock
+        self._follower = follower
+        self._access_checks = access_checks
+        self._feed_unit_of_work = feed_unit_of_work or read_unit_of_work
+        self._heartbeat_seconds = heartbeat_seconds
 
     def list(
         self, api_key: str | None, organization_id: str, requested_page_size: int, cursor: str
-    ) -> Page[ExperimentView]:
+    ) -> Page[ExperimentView, Position]:
         with self._read_unit_of_work() as uow:
             organization = self._authorize(uow, api_key, organization_id, Action.READ)
             limit = page_size(requested_page_size)
@@ -109,9 +161,10 @@ class ExperimentService:
             principal = self._principal(reader, api_key)
             authorize(principal, organization_id, Action.WRITE)
             experiment = self._new_experiment(reader, principal, uuid4(), data)
-        view = self._render(experiment)  # before the transaction too
+        view = self._render(experiment)  # before the transaction too, with its revision
+        record = self._record(revisions.creation(experiment), view.message)
         with self._unit_of_work() as uow:
-            return self._add(uow, experiment, view)
+            return self._add(uow, experiment, view, record)
 
     def _create_once(
         self, api_key: str | None, organization_id: str, data: ExperimentInput, key: str
@@ -139,15 +192,48 @@ class ExperimentService:
                     raise NotFound(messages.EXPERIMENT_NOT_FOUND)
                 return view
             experiment = self._new_experiment(uow, principal, experiment_id, data, now)
-            return self._add(uow, experiment, self._render(experiment))
+            view = self._render(experiment)
+            record = self._record(revisions.creation(experiment), view.message)
+            return self._add(uow, experiment, view, record)
 
-    @staticmethod
-    def _add(uow: UnitOfWork, experiment: Experiment, view: ExperimentView) -> ExperimentView:
-        """Stores a new experiment and its view, and commits."""
+    def _add(
+        self, uow: UnitOfWork, experiment: Experiment, view: ExperimentView, record: RevisionRecord
+    ) -> ExperimentView:
+        """Stores a new experiment, its view and its revision, and commits."""
         uow.experiments.add(experiment)
         uow.views.store(view)
-        uow.commit()
+        self._commit(uow, [record])
         return view
+
+    def _commit(self, uow: UnitOfWork, records: Sequence[RevisionRecord]) -> None:
+        """Appends the write's revisions, the last statement before the commit (on PostgreSQL
+        it queues writers from there to the commit: see server/adapters/revisions.py), commits,
+        and tells this worker's follower that there is something new to read."""
+        uow.revisions.append(records)
+        uow.commit()
+        if self._follower is not None:
+            self._follower.nudge()
+
+    def import_experiments(self, experiments: Iterable[Experiment]) -> int:
+        """Stores experiments made elsewhere, already valid (domain.model.new_experiment), as
+        a create stores them: each with its view and its `created` revision, IMPORT_BATCH
+        per transaction. For trusted callers only (bench/seed.py): nothing is checked.
+        Returns how many were stored."""
+        stored = 0
+        remaining = iter(experiments)
+        while batch := tuple(islice(remaining, IMPORT_BATCH)):
+            views = [self._render(experiment) for experiment in batch]
+            with self._unit_of_work() as uow:
+                for experiment, view in zip(batch, views, strict=True):
+                    uow.experiments.add(experiment)
+                    uow.views.store(view)
+                records = [
+                    self._record(revisions.creation(experiment), view.message)
+                    for experiment, view in zip(batch, views, strict=True)
+                ]
+                self._commit(uow, records)
+            stored += len(batch)
+        return stored
 
     def update(
         self,
@@ -170,11 +256,16 @@ class ExperimentService:
             current = self._existing(uow, organization, experiment_id, for_update=True)
             check_if_match(if_match, current)
             experiment = self._changed_experiment(uow, principal, current, data)
+            revision = revisions.update(current, experiment)
+            if revision is None:
+                # Nothing changes: no write, no revision; the same etag and updated_at.
+                return uow.views.get(organization, current.id) or self._render(current)
             view = self._render(experiment)
+            record = self._record(revision, view.message)
             if not uow.experiments.update(current, experiment):
                 raise RuntimeError("a locked experiment changed")  # the lock forbids it
             uow.views.store(view)
-            uow.commit()
+            self._commit(uow, [record])
             return view
 
     def delete(
@@ -184,25 +275,138 @@ class ExperimentService:
         experiment_id: str,
         if_match: str | None = None,
     ) -> None:
+        """Deletes the experiment (its revisions stay); with If-Match, only if it is still the
+        version named. On the experiment locked as it is, since its revision shows it."""
         with self._unit_of_work() as uow:
-            organization = self._authorize(uow, api_key, organization_id, Action.WRITE)
-            if if_match is None:
-                identifier = parse_uuid(experiment_id)
-                if identifier is None or not uow.experiments.delete(organization, identifier):
-                    raise NotFound(messages.EXPERIMENT_NOT_FOUND)
-            else:
-                current = self._existing(uow, organization, experiment_id)
-                check_if_match(if_match, current)
-                if not uow.experiments.delete(organization, current.id, current.version):
-                    raise self._changed_or_gone(uow, organization, current.id)
-            uow.commit()
+            principal = self._principal(uow, api_key)
+            organization = _authorized_organization(principal, organization_id, Action.WRITE)
+            current = self._existing(uow, organization, experiment_id, for_update=True)
+            check_if_match(if_match, current)
+            if not uow.experiments.delete(organization, current.id, current.version):
+                raise self._changed_or_gone(uow, organization, current.id)
+            revision = revisions.deletion(current, principal.user, self._now())
+            self._commit(uow, [self._record(revision, self._render(current).message)])
 
     @staticmethod
     def _changed_or_gone(uow: UnitOfWork, organization: UUID, experiment_id: UUID) -> DomainError:
-        """Why a delete found nothing to delete: another write changed or deleted it meanwhile."""
+        """Why a delete found nothing to delete: another write changed or deleted it meanwhile
+        (SQLite's writers cannot interleave, nor PostgreSQL's on a locked row: a safeguard)."""
         if uow.experiments.get(organization, experiment_id) is None:
             return NotFound(messages.EXPERIMENT_NOT_FOUND)
         return PreconditionFailed(messages.ETAG_MISMATCH)
+
+    # --- history and the change feed ---------------------------------------------------------
+
+    def list_revisions(
+        self,
+        api_key: str | None,
+        organization_id: str,
+        experiment_id: str,
+        requested_page_size: int,
+        cursor: str,
+    ) -> Page[Change, int]:
+        """The experiment's revisions, newest first, paged like the list; its history stays
+        after a delete, so only an id the organization never had (or whose history was all
+        pruned, and which no longer exists) is NOT_FOUND."""
+        with self._read_unit_of_work() as uow:
+            organization = self._authorize(uow, api_key, organization_id, Action.READ)
+            identifier = parse_uuid(experiment_id)
+            if identifier is None:
+                raise NotFound(messages.EXPERIMENT_NOT_FOUND)
+            limit = page_size(requested_page_size)
+            start = decode_revision_cursor(cursor)
+            items, has_more = uow.revisions.of_experiment(
+                organization,
+                identifier,
+                limit,
+                start.position if start else None,
+                backwards=bool(start and start.backwards),
+            )
+            if not items and not self._known(uow, organization, identifier, start is None):
+                raise NotFound(messages.EXPERIMENT_NOT_FOUND)
+            page = page_of(items, [change.position for change in items], has_more, start)
+        shortened, _ = within_budget(page, [len(change.message) for change in page.items])
+        return shortened
+
+    @staticmethod
+    def _known(uow: ReadUnitOfWork, organization: UUID, experiment_id: UUID, looked: bool) -> bool:
+        """Whether the organization has or had the experiment: it exists, or it has revisions
+        (`looked`: the first page was just read, and it had none)."""
+        if uow.views.get(organization, experiment_id) is not None:
+            return True
+        return not looked and bool(
+            uow.revisions.of_experiment(organization, experiment_id, 1, None, False)[0]
+        )
+
+    def list_changes(
+        self, api_key: str | None, organization_id: str, after: str, requested_page_size: int
+    ) -> ChangesPage:
+        """The organization's changes after `after` (from the oldest kept when empty), oldest
+        first, and where to continue: past this page, or as far as the feed had gone when
+        the page was read if it holds the last changes."""
+        with self._read_unit_of_work() as uow:
+            organization = self._authorize(uow, api_key, organization_id, Action.READ)
+            limit = page_size(requested_page_size)
+            start = decode_position(after)
+            # Read before the page: every change up to this head is in the page if it is short.
+            before = uow.revisions.bounds()
+            position = start if start is not None else before.horizon
+            changes = uow.revisions.after(organization, position, limit)
+            # Read after the page: a prune that ran meanwhile may have deleted some of it.
+            bounds = uow.revisions.bounds() if start is not None else before
+        if start is not None:
+            check_reached(start, bounds.head)
+            check_kept(start, bounds.horizon)
+        kept, _ = within_budget(
+            page_of(changes, [c.position for c in changes], False, None),
+            [len(change.message) for change in changes],
+        )
+        items = kept.items
+        if len(items) < len(changes) or len(changes) == limit:
+            next_position = items[-1].position
+        else:
+            next_position = max([position, before.head, *(c.position for c in items)])
+        return ChangesPage(items, next_position)
+
+    def watch(self, api_key: str | None, organization_id: str, after: str) -> Watch:
+        """Checks the call (key, access, cursor) and opens a watch of the organization's
+        changes after `after` (now when empty): iterate it for Heartbeat and Change events;
+        see watches.Watch."""
+        follower, checks = self._follower, self._access_checks
+        if follower is None or checks is None or follower.closed:
+            raise Unavailable(messages.STOPPING)
+        with self._feed_unit_of_work() as uow:
+            principal = self._principal(uow, api_key)
+            organization = _authorized_organization(principal, organization_id, Action.READ)
+            start = decode_position(after)
+            bounds = uow.revisions.bounds()
+            trusted = uow.principals.trusted_for(hash_api_key(api_key or ""))
+        position = bounds.head if start is None else start
+        check_reached(position, bounds.head)
+        check_kept(position, bounds.horizon)
+        return Watch(
+            follower,
+            checks,
+            self.catch_up,
+            self._heartbeat_seconds,
+            api_key=api_key or "",
+            organization_id=organization_id,
+            organization=organization,
+            position=position,
+            check_in=trusted if trusted > 0 else MIN_RECHECK_SECONDS,
+        )
+
+    def catch_up(self, organization: UUID, position: int) -> tuple[Sequence[Change], int]:
+        """A page of the organization's changes after `position` from the database, and the
+        position they bring the reader to; OutOfRange if pruning removed some of them."""
+        with self._feed_unit_of_work() as uow:
+            before = uow.revisions.bounds()
+            changes = uow.revisions.after(organization, position, CATCH_UP_PAGE)
+            after = uow.revisions.bounds()
+        check_kept(position, after.horizon)
+        if len(changes) == CATCH_UP_PAGE:
+            return changes, changes[-1].position
+        return changes, max([position, before.head, *(c.position for c in changes)])
 
     def _now(self) -> datetime:
         return self._clock()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -94,6 +95,72 @@ class ExperimentViews(ExperimentViewReader, Protocol):
         """Stores the view (rendered from the experiment as this transaction writes it)."""
 
 
+@dataclass(frozen=True)
+class RevisionRecord:
+    """A revision as the write path stores it: `message` is opaque here (the entrypoint
+    rendered it from a domain.revisions.Revision), the rest is what reads select by."""
+
+    organization_id: UUID
+    experiment_id: UUID
+    number: int
+    action: str
+    user_id: UUID
+    created_at: datetime
+    message: bytes
+
+
+@dataclass(frozen=True)
+class Change:
+    """A stored revision as the feed reads it, at its position (its `seq`) in the feed."""
+
+    position: int
+    organization_id: UUID
+    experiment_id: UUID
+    message: bytes
+
+
+@dataclass(frozen=True)
+class FeedBounds:
+    """Where the feed stands: `horizon`, the last position pruning deleted (0 if none: a cursor
+    below it is out of range), and `head`, the last position ever written (or pruned)."""
+
+    horizon: int
+    head: int
+
+
+class RevisionReader(Protocol):
+    """The history and the change feed: revisions in their feed order (commit order)."""
+
+    def of_experiment(
+        self,
+        organization_id: UUID,
+        experiment_id: UUID,
+        limit: int,
+        start: int | None,
+        backwards: bool,
+    ) -> tuple[list[Change], bool]:
+        """Up to `limit` revisions of the experiment, newest first: those before `start` (all
+        when None), or, backwards, the `limit` ones just after it, still newest first. The
+        bool says whether more exist beyond the page in the direction fetched."""
+
+    def after(self, organization_id: UUID, position: int, limit: int) -> list[Change]:
+        """Up to `limit` of the organization's changes after `position`, oldest first."""
+
+    def all_after(self, position: int, limit: int) -> list[Change]:
+        """Up to `limit` changes of every organization after `position`, oldest first."""
+
+    def bounds(self) -> FeedBounds:
+        """The horizon and the head, read in one statement."""
+
+
+class Revisions(RevisionReader, Protocol):
+    """The history as the write path sees it: it also appends."""
+
+    def append(self, revisions: Sequence[RevisionRecord]) -> None:
+        """Appends revisions at the next feed positions, in this transaction: the last
+        statement of a write before its commit (see server/adapters/revisions.py for why)."""
+
+
 class IdempotencyKeyRepository(Protocol):
     def claim(
         self,
@@ -116,6 +183,10 @@ class PrincipalRepository(Protocol):
     def by_key_hash(self, key_hash: str) -> Principal | None:
         """The user owning the API key with this hash, with its organization."""
 
+    def trusted_for(self, key_hash: str) -> float:
+        """For how many more seconds a principal just returned for this key may be used
+        without asking again (how long a worker remembers it; 0: ask every time)."""
+
 
 class ReadUnitOfWork(Protocol):
     """What reads may touch (Get, List, and a write's preparation before its transaction):
@@ -130,6 +201,9 @@ class ReadUnitOfWork(Protocol):
 
     @property
     def principals(self) -> PrincipalRepository: ...
+
+    @property
+    def revisions(self) -> RevisionReader: ...
 
     def __enter__(self) -> Self: ...
 
@@ -148,5 +222,6 @@ class UnitOfWork(ReadUnitOfWork, Protocol):
     views: ExperimentViews
     idempotency_keys: IdempotencyKeyRepository
     principals: PrincipalRepository
+    revisions: Revisions
 
     def commit(self) -> None: ...

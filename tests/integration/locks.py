@@ -28,7 +28,7 @@ def until(condition: Callable[[], object], what: str) -> None:
         time.sleep(0.01)  # polling a condition, not waiting for time to pass
 
 
-def _someone_waits_for(lock_file: Path) -> bool:
+def someone_waits_for(lock_file: Path) -> bool:
     # /proc/locks lists a blocked flock() request as a line starting with "->" after the holder.
     inode = f":{os.stat(lock_file).st_ino} "
     return any(
@@ -46,7 +46,7 @@ def sqlite_writer_held(url: str) -> Iterator[Callable[[], bool]]:
     with lock_file.open("r+") as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # the server's writer now has to wait for us
         try:
-            yield lambda: _someone_waits_for(lock_file)
+            yield lambda: someone_waits_for(lock_file)
         finally:
             fcntl.flock(held, fcntl.LOCK_UN)
 

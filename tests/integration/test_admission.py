@@ -8,6 +8,7 @@ the test, keeps the server's writes waiting on purpose.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -104,3 +105,36 @@ def test_streams_beyond_the_limit_are_refused_at_once(sqlite_url: str) -> None:
         again = health.Watch(health_pb2.HealthCheckRequest(), timeout=DEADLINE_SECONDS)
         assert next(again).status == health_pb2.HealthCheckResponse.SERVING
         again.cancel()
+
+
+def test_our_watches_beyond_the_limit_are_refused_at_once_and_logged_when_they_end(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    request = pb.WatchExperimentChangesRequest(organization_id="")
+    with (
+        caplog.at_level(logging.INFO, logger="experiments.rpc"),
+        running_client(sqlite_url, max_streams=1) as client,
+    ):
+        request.organization_id = client.org
+        held = client.stub.WatchExperimentChanges(
+            request, metadata=client.metadata(), timeout=DEADLINE_SECONDS
+        )
+        assert next(held).WhichOneof("event") == "heartbeat"
+        with pytest.raises(grpc.RpcError) as refused:
+            next(
+                client.stub.WatchExperimentChanges(
+                    request, metadata=client.metadata(), timeout=DEADLINE_SECONDS
+                )
+            )
+        held.cancel()
+        until(lambda: client.server.pools.streams.admitted == 0, "the watch to end")
+
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert refused.value.details() == messages.BUSY
+    # One line per call, when it ends: the refused one at once, the held one when cancelled.
+    method = "rpc method=/experiments.v5.ExperimentService/WatchExperimentChanges"
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith(method)]
+    assert [line.split(" duration_ms=")[0] for line in lines] == [
+        f"{method} status=RESOURCE_EXHAUSTED refused: worker full",
+        f"{method} status=CANCELLED",
+    ]

@@ -21,7 +21,7 @@ from server.adapters.orm import ExperimentRecord
 from server.adapters.unit_of_work import SqlAlchemyReadUnitOfWork, SqlAlchemyUnitOfWork
 from server.domain import messages
 from server.domain.concurrency import IDEMPOTENCY_KEY_LIFETIME, IDEMPOTENCY_KEY_MAX_LENGTH
-from server.entrypoints.translate import RENDERER, experiment_input
+from server.entrypoints.translate import RENDERER, experiment_input, revision_record
 from server.service_layer.experiments import ExperimentService
 from tests.integration.grpc_client import Client, field_violations, published, running_client
 
@@ -289,6 +289,7 @@ def test_an_expired_idempotency_key_creates_anew(migrated_url: str) -> None:
         lambda: SqlAlchemyUnitOfWork(engine, renderer=RENDERER),
         lambda: SqlAlchemyReadUnitOfWork(read_engine),
         render=RENDERER.view,
+        record=revision_record,
         clock=lambda: now,
     )
     data = experiment_input(published(world))

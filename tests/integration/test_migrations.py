@@ -28,6 +28,8 @@ TABLES = {
     "experiment_rooms",
     "idempotency_keys",
     "experiment_views",
+    "experiment_revisions",
+    "revision_log",
 }
 
 

@@ -22,7 +22,7 @@ from tests.unit.builders import (
     VIEWER,
     VIEWER_KEY,
 )
-from tests.unit.fakes import FakeStore, ManualClock, view_of
+from tests.unit.fakes import FakeStore, ManualClock, record_of, view_of
 
 
 @pytest.fixture
@@ -51,5 +51,5 @@ def clock() -> ManualClock:
 @pytest.fixture
 def service(store: FakeStore, clock: ManualClock) -> ExperimentService:
     return ExperimentService(
-        store.unit_of_work, store.read_unit_of_work, render=view_of, clock=clock
+        store.unit_of_work, store.read_unit_of_work, render=view_of, record=record_of, clock=clock
     )

@@ -26,14 +26,20 @@ from server.domain.model import (
     User,
 )
 from server.domain.pagination import Position
+from server.domain.revisions import Revision
 from server.service_layer.ports import (
+    Change,
     ExperimentReader,
     ExperimentRepository,
     ExperimentView,
     ExperimentViewReader,
     ExperimentViews,
+    FeedBounds,
     IdempotencyKeyRepository,
     PrincipalRepository,
+    RevisionReader,
+    RevisionRecord,
+    Revisions,
 )
 
 _Row = TypeVar("_Row")
@@ -70,6 +76,19 @@ def view_of(experiment: Experiment) -> ExperimentView:
     )
 
 
+def record_of(revision: Revision, experiment: bytes) -> RevisionRecord:
+    """A revision as the history stores it, rendered by the fakes' stand-in renderer."""
+    return RevisionRecord(
+        revision.experiment.organization.id,
+        revision.experiment.id,
+        revision.number,
+        revision.action.value,
+        revision.author.id,
+        revision.made_at,
+        repr((revision.changes, experiment)).encode(),
+    )
+
+
 class ManualClock:
     """The service's clock: it reads `now`, which only the test moves."""
 
@@ -95,6 +114,8 @@ class FakeStore:
     idempotency_keys: dict[tuple[UUID, UUID, str], tuple[IdempotentRequest, datetime]] = field(
         default_factory=dict
     )
+    # The history, in feed order: each revision at its position (1, 2, ...).
+    revisions: list[tuple[int, RevisionRecord]] = field(default_factory=list)
     writes: list[tuple[str, UUID]] = field(default_factory=list)
     commits: int = 0
 
@@ -234,6 +255,57 @@ class FakePrincipalRepository:
     def by_key_hash(self, key_hash: str) -> Principal | None:
         return self._store.principals.get(key_hash)
 
+    def trusted_for(self, key_hash: str) -> float:
+        return 0.0
+
+
+class FakeRevisions:
+    """The history: what `append` put there, in order."""
+
+    def __init__(self, store: FakeStore) -> None:
+        self._store = store
+
+    def append(self, revisions: Sequence[RevisionRecord]) -> None:
+        for revision in revisions:
+            self._store.writes.append(("revision", revision.experiment_id))
+            position = self._store.revisions[-1][0] + 1 if self._store.revisions else 1
+            self._store.revisions.append((position, revision))
+
+    def _changes(self, organization_id: UUID | None) -> list[Change]:
+        return [
+            Change(position, record.organization_id, record.experiment_id, record.message)
+            for position, record in self._store.revisions
+            if organization_id in (None, record.organization_id)
+        ]
+
+    def of_experiment(
+        self,
+        organization_id: UUID,
+        experiment_id: UUID,
+        limit: int,
+        start: int | None,
+        backwards: bool,
+    ) -> tuple[list[Change], bool]:
+        rows = [c for c in self._changes(organization_id) if c.experiment_id == experiment_id]
+        newest_first = sorted(rows, key=lambda c: c.position, reverse=True)
+        if start is None:
+            return newest_first[:limit], len(newest_first) > limit
+        if backwards:
+            newer = [c for c in newest_first if c.position > start]
+            return newer[-limit:], len(newer) > limit
+        older = [c for c in newest_first if c.position < start]
+        return older[:limit], len(older) > limit
+
+    def after(self, organization_id: UUID, position: int, limit: int) -> list[Change]:
+        return [c for c in self._changes(organization_id) if c.position > position][:limit]
+
+    def all_after(self, position: int, limit: int) -> list[Change]:
+        return [c for c in self._changes(None) if c.position > position][:limit]
+
+    def bounds(self) -> FeedBounds:
+        revisions = self._store.revisions
+        return FeedBounds(0, revisions[-1][0] if revisions else 0)
+
 
 class FakeReadUnitOfWork:
     """What reads see of the store: no write method, no commit (ports.ReadUnitOfWork)."""
@@ -243,6 +315,7 @@ class FakeReadUnitOfWork:
         self.experiments: ExperimentReader = FakeExperimentRepository(store)
         self.views: ExperimentViewReader = FakeExperimentViews(store)
         self.principals: PrincipalRepository = FakePrincipalRepository(store)
+        self.revisions: RevisionReader = FakeRevisions(store)
 
     def __enter__(self) -> Self:
         return self
@@ -264,16 +337,19 @@ class FakeUnitOfWork:
         self._last_committed = dict(store.experiments)
         self._last_committed_views = dict(store.views)
         self._last_committed_keys = dict(store.idempotency_keys)
+        self._last_committed_revisions = list(store.revisions)
         # Typed as the ports, so that mypy checks the fakes implement them.
         self.experiments: ExperimentRepository = FakeExperimentRepository(store)
         self.views: ExperimentViews = FakeExperimentViews(store)
         self.idempotency_keys: IdempotencyKeyRepository = FakeIdempotencyKeyRepository(store)
         self.principals: PrincipalRepository = FakePrincipalRepository(store)
+        self.revisions: Revisions = FakeRevisions(store)
 
     def __enter__(self) -> Self:
         self._last_committed = dict(self._store.experiments)
         self._last_committed_views = dict(self._store.views)
         self._last_committed_keys = dict(self._store.idempotency_keys)
+        self._last_committed_revisions = list(self._store.revisions)
         return self
 
     def __exit__(
@@ -286,9 +362,11 @@ class FakeUnitOfWork:
         self._store.experiments = self._last_committed
         self._store.views = self._last_committed_views
         self._store.idempotency_keys = self._last_committed_keys
+        self._store.revisions = self._last_committed_revisions
 
     def commit(self) -> None:
         self._last_committed = dict(self._store.experiments)
         self._last_committed_views = dict(self._store.views)
         self._last_committed_keys = dict(self._store.idempotency_keys)
+        self._last_committed_revisions = list(self._store.revisions)
         self._store.commits += 1

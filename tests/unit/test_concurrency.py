@@ -28,7 +28,7 @@ from tests.unit.builders import (
     rejected_fields,
     scheduled_experiment,
 )
-from tests.unit.fakes import FakeStore, FakeUnitOfWork, ManualClock, view_of
+from tests.unit.fakes import FakeStore, FakeUnitOfWork, ManualClock, record_of, view_of
 
 ORG = str(ORGANIZATION.id)
 NOW_CLOCK = ManualClock(NOW)
@@ -117,7 +117,9 @@ def _written_in_between(store: FakeStore, write: Callable[[], object]) -> Experi
         write()
         return store.unit_of_work()
 
-    return ExperimentService(unit_of_work, store.read_unit_of_work, render=view_of, clock=NOW_CLOCK)
+    return ExperimentService(
+        unit_of_work, store.read_unit_of_work, render=view_of, record=record_of, clock=NOW_CLOCK
+    )
 
 
 def test_an_update_without_if_match_overwrites_a_write_that_came_in_between(
@@ -132,7 +134,7 @@ def test_an_update_without_if_match_overwrites_a_write_that_came_in_between(
     # Applied to version 4: the last write wins as a whole, and moves the version on from it.
     assert (store.experiments[stored.id].name, updated.etag) == ("Mine", "5")
     assert store.views[stored.id] == updated == view_of(store.experiments[stored.id])
-    assert store.writes == [("update", stored.id), ("view", stored.id)]
+    assert store.writes == [("update", stored.id), ("view", stored.id), ("revision", stored.id)]
 
 
 def test_an_update_with_if_match_refuses_a_write_that_came_in_between(store: FakeStore) -> None:
@@ -172,7 +174,7 @@ def test_a_delete_with_a_stale_etag_deletes_nothing_and_a_missing_one_is_not_fou
     with pytest.raises(NotFound):
         service.delete(EDITOR_KEY, ORG, str(stored.id), if_match="*")
 
-    assert store.writes == [("delete", stored.id)]
+    assert store.writes == [("delete", stored.id), ("revision", stored.id)]
 
 
 def test_a_keyed_create_retried_returns_the_first_experiment_until_the_key_expires(

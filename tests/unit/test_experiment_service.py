@@ -11,7 +11,7 @@ import pytest
 from server.domain import messages
 from server.domain.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from server.domain.model import Experiment, GroupType, Principal, ResetInterval, User
-from server.domain.pagination import Cursor, Page, encode_cursor
+from server.domain.pagination import Cursor, Page, Position, encode_cursor
 from server.service_layer.experiments import ExperimentService
 from server.service_layer.ports import ExperimentView
 from tests.unit.builders import (
@@ -54,6 +54,8 @@ CALLS: dict[str, Call] = {
     "create": lambda s, auth, org, _: s.create(auth, org, published_input()),
     "update": lambda s, auth, org, eid: s.update(auth, org, eid, published_input()),
     "delete": lambda s, auth, org, eid: s.delete(auth, org, eid),
+    "revisions": lambda s, auth, org, eid: s.list_revisions(auth, org, eid, 0, ""),
+    "changes": lambda s, auth, org, _: s.list_changes(auth, org, "", 0),
 }
 WRITES = ["create", "update", "delete"]
 
@@ -388,7 +390,7 @@ def test_list_pages_through_experiments_newest_first_and_back(
     experiments = put_experiments(store, 5)
     store.put(started_experiment(id=uuid4(), organization=OTHER_ORGANIZATION, goal=None, rooms=()))
 
-    def page(cursor: Cursor | None) -> Page[ExperimentView]:
+    def page(cursor: Cursor[Position] | None) -> Page[ExperimentView, Position]:
         return service.list(EDITOR_KEY, ORG, 2, encode_cursor(cursor) if cursor else "")
 
     first = page(None)

@@ -131,7 +131,7 @@ POSITIONS = {
 }
 
 
-def fetch(cursor: Cursor | None, limit: int = 3) -> Page[str]:
+def fetch(cursor: Cursor[Position] | None, limit: int = 3) -> Page[str, Position]:
     """What the list use case does: fetch in the cursor's direction, then build the page."""
     start = cursor.position if cursor else None
     items, has_more = keyset_page(
@@ -242,7 +242,7 @@ def test_empty_page_before_the_start_links_forward_to_where_the_client_came_from
 def _walk_with_budget(sizes: dict[str, int], budget: int, backwards: bool = False) -> list[str]:
     """Every item reached by following next (or previous) from one end under the budget."""
     seen: list[str] = []
-    cursor: Cursor | None = None
+    cursor: Cursor[Position] | None = None
     if backwards:
         cursor = Cursor(Position(NOW, UUID(int=0)), backwards=True)  # before the oldest
     for _ in range(len(NAMES) + 1):

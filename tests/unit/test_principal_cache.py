@@ -27,6 +27,9 @@ class _Keys:
         self.lookups += 1
         return self.known.get(key_hash)
 
+    def trusted_for(self, key_hash: str) -> float:
+        return 0.0
+
 
 def _principal() -> Principal:
     organization = Organization(uuid.uuid4(), "Company Inc.")

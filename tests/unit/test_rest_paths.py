@@ -75,7 +75,11 @@ def test_every_documented_path_has_a_405_route_allowing_exactly_its_methods() ->
         assert set(allow["header"]["value"].split(", ")) == allowed
         assert all(m in route["direct_response"]["body"]["inline_string"] for m in allowed)
     assert by_template == documented_paths()
-    assert len(refusals) == len(by_template)  # no 405 route for a path the proto lacks
+    # No 405 route for a path the proto lacks (one route may serve paths with the same methods).
+    assert all(
+        any(re.fullmatch(r["match"]["safe_regex"]["regex"], example(t)) for t in by_template)
+        for r in refusals
+    )
 
 
 def test_the_preflight_route_covers_exactly_the_documented_paths() -> None:

@@ -44,6 +44,11 @@ def test_a_log_level_in_any_case_is_accepted() -> None:
         ("EXPERIMENTS_WORKERS", "many"),
         ("EXPERIMENTS_AUTH_CACHE_SECONDS", "5s"),
         ("EXPERIMENTS_GRACE_SECONDS", "soon"),
+        ("EXPERIMENTS_WATCH_HEARTBEAT_SECONDS", "0"),
+        # Above the gateway's idle timeout for watches, which would cut quiet streams.
+        ("EXPERIMENTS_WATCH_HEARTBEAT_SECONDS", "50.5"),
+        ("EXPERIMENTS_FEED_POLL_SECONDS", "-1"),
+        ("EXPERIMENTS_FEED_POLL_SECONDS", "6"),
         ("EXPERIMENTS_WRITE_THREADS", "four"),
         ("EXPERIMENTS_WORKER_AFFINITY", "pinned"),
     ],
@@ -51,3 +56,12 @@ def test_a_log_level_in_any_case_is_accepted() -> None:
 def test_an_unusable_value_is_refused_naming_the_variable(variable: str, value: str) -> None:
     with pytest.raises(ConfigError, match=variable):
         Settings.from_env({variable: value})
+
+
+def test_heartbeats_and_polls_may_be_set_within_their_bounds() -> None:
+    settings = Settings.from_env(
+        {"EXPERIMENTS_WATCH_HEARTBEAT_SECONDS": "50", "EXPERIMENTS_FEED_POLL_SECONDS": "0.05"}
+    )
+
+    assert (settings.watch_heartbeat_seconds, settings.feed_poll_seconds) == (50.0, 0.05)
+    assert (Settings().watch_heartbeat_seconds, Settings().feed_poll_seconds) == (15.0, 0.1)

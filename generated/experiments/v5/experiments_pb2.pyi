@@ -631,3 +631,371 @@ class DeleteExperimentRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteExperimentRequest: _TypeAlias = DeleteExperimentRequest  # noqa: Y015
+
+@_typing.final
+class ExperimentRevision(_message.Message):
+    """One change to an experiment, as recorded in the transaction that made it:
+    a create, an update or a delete. Revisions are kept after the experiment is
+    deleted, for as long as the history is kept (forever unless an
+    administrator prunes it).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURSOR_FIELD_NUMBER: _builtins.int
+    EXPERIMENT_ID_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    CHANGES_FIELD_NUMBER: _builtins.int
+    EXPERIMENT_FIELD_NUMBER: _builtins.int
+    cursor: _builtins.str
+    """Opaque position of this revision in the organization's change feed: pass
+    it as `after` to ListExperimentChanges or WatchExperimentChanges to get
+    every change committed after this one. Its format may change; compare
+    positions only by the order in which they arrive.
+    """
+    experiment_id: _builtins.str
+    """ID of the experiment that changed."""
+    organization_id: _builtins.str
+    """ID of the organization that owns the experiment."""
+    revision: _builtins.int
+    """The revision number: the experiment's version (its `etag`, as a number)
+    after the change; for a delete, the number after the last version. An
+    experiment's revisions are numbered in the order they were made.
+    """
+    action: _builtins.str
+    """What happened: "created", "updated" or "deleted"."""
+    user_id: _builtins.str
+    """ID of the user who made the change."""
+    @_builtins.property
+    def user(self) -> Global___User:
+        """The user who made the change."""
+
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When the change was made."""
+
+    @_builtins.property
+    def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___FieldChange]:
+        """The field-level differences from the previous revision, in the order of
+        the experiment's attributes (groups by position). A create lists every
+        attribute it set (`before` null); a delete every attribute the
+        experiment had (`after` null).
+        """
+
+    @_builtins.property
+    def experiment(self) -> Global___Experiment:
+        """The experiment as it was after the change, as GetExperiment returned it
+        then; for a delete, as it was before.
+        """
+
+    def __init__(
+        self,
+        *,
+        cursor: _builtins.str = ...,
+        experiment_id: _builtins.str = ...,
+        organization_id: _builtins.str = ...,
+        revision: _builtins.int = ...,
+        action: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        user: Global___User | None = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        changes: _abc.Iterable[Global___FieldChange] | None = ...,
+        experiment: Global___Experiment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "experiment", b"experiment", "user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "changes", b"changes", "created_at", b"created_at", "cursor", b"cursor", "experiment", b"experiment", "experiment_id", b"experiment_id", "organization_id", b"organization_id", "revision", b"revision", "user", b"user", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExperimentRevision: _TypeAlias = ExperimentRevision  # noqa: Y015
+
+@_typing.final
+class FieldChange(_message.Message):
+    """One attribute that a change set, cleared or changed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIELD_FIELD_NUMBER: _builtins.int
+    BEFORE_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
+    field: _builtins.str
+    """The attribute, named as field violations name it: `name`, `room_ids`,
+    `starts_at`, `groups[1].percentage`, `groups[0].treatment`, or
+    `groups[2]` for a group added or removed (its value is then the group's
+    `name`, `percentage`, `group_type` and `treatment`).
+    """
+    @_builtins.property
+    def before(self) -> _struct_pb2.Value:
+        """The value before the change, as the experiment's JSON writes it (a
+        timestamp as an RFC 3339 string, `room_ids` as a list); null when unset.
+        """
+
+    @_builtins.property
+    def after(self) -> _struct_pb2.Value:
+        """The value after the change, in the same form; null when unset."""
+
+    def __init__(
+        self,
+        *,
+        field: _builtins.str = ...,
+        before: _struct_pb2.Value | None = ...,
+        after: _struct_pb2.Value | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "before", b"before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "before", b"before", "field", b"field"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FieldChange: _TypeAlias = FieldChange  # noqa: Y015
+
+@_typing.final
+class ListExperimentRevisionsRequest(_message.Message):
+    """Request of ListExperimentRevisions. Over REST, `page_size` and `cursor` are
+    query parameters.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
+    EXPERIMENT_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
+    organization_id: _builtins.str
+    """The organization that owns the experiment."""
+    experiment_id: _builtins.str
+    """ID of the experiment, which may have been deleted."""
+    page_size: _builtins.int
+    """Revisions per page: 25 when unset or 0, at most 100 (larger values are
+    lowered to 100). A page holds fewer when its revisions would exceed
+    512 KiB; `next_cursor` then continues with the rest.
+    """
+    cursor: _builtins.str
+    """Opaque position from a previous response: its `next_cursor` or
+    `previous_cursor`, or the `cursor` query parameter of its `next` or
+    `previous` URL. Empty for the first page. (Not a revision's `cursor`,
+    which is a position in the change feed.)
+    """
+    def __init__(
+        self,
+        *,
+        organization_id: _builtins.str = ...,
+        experiment_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "experiment_id", b"experiment_id", "organization_id", b"organization_id", "page_size", b"page_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListExperimentRevisionsRequest: _TypeAlias = ListExperimentRevisionsRequest  # noqa: Y015
+
+@_typing.final
+class ListExperimentRevisionsResponse(_message.Message):
+    """One page of an experiment's revisions, in the documented paginated shape."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NEXT_FIELD_NUMBER: _builtins.int
+    PREVIOUS_FIELD_NUMBER: _builtins.int
+    RESULTS_FIELD_NUMBER: _builtins.int
+    NEXT_CURSOR_FIELD_NUMBER: _builtins.int
+    PREVIOUS_CURSOR_FIELD_NUMBER: _builtins.int
+    next: _builtins.str
+    """Full URL of the next page (older revisions), to be followed as is; empty
+    on the last page.
+    """
+    previous: _builtins.str
+    """Full URL of the previous page (newer revisions), to be followed as is;
+    empty on the first page.
+    """
+    next_cursor: _builtins.str
+    """The `cursor` of the next page, to pass back as is in
+    ListExperimentRevisionsRequest.cursor; empty on the last page.
+    """
+    previous_cursor: _builtins.str
+    """The `cursor` of the previous page; empty on the first page."""
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExperimentRevision]:
+        """The revisions of this page, newest first."""
+
+    def __init__(
+        self,
+        *,
+        next: _builtins.str = ...,
+        previous: _builtins.str = ...,
+        results: _abc.Iterable[Global___ExperimentRevision] | None = ...,
+        next_cursor: _builtins.str = ...,
+        previous_cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next", b"next", "next_cursor", b"next_cursor", "previous", b"previous", "previous_cursor", b"previous_cursor", "results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListExperimentRevisionsResponse: _TypeAlias = ListExperimentRevisionsResponse  # noqa: Y015
+
+@_typing.final
+class ListExperimentChangesRequest(_message.Message):
+    """Request of ListExperimentChanges. Over REST, `after` and `page_size` are
+    query parameters.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    organization_id: _builtins.str
+    """The organization whose changes are listed."""
+    after: _builtins.str
+    """Opaque feed position: a `next_cursor`, a revision's `cursor` or a
+    heartbeat's `cursor`. The changes committed after it are listed. Empty:
+    from the oldest change kept.
+    """
+    page_size: _builtins.int
+    """Changes per page: 25 when unset or 0, at most 100 (larger values are
+    lowered to 100). A page holds fewer when its changes would exceed
+    512 KiB; `next_cursor` then continues with the rest.
+    """
+    def __init__(
+        self,
+        *,
+        organization_id: _builtins.str = ...,
+        after: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "organization_id", b"organization_id", "page_size", b"page_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListExperimentChangesRequest: _TypeAlias = ListExperimentChangesRequest  # noqa: Y015
+
+@_typing.final
+class ListExperimentChangesResponse(_message.Message):
+    """One page of an organization's changes, oldest first."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    NEXT_CURSOR_FIELD_NUMBER: _builtins.int
+    next_cursor: _builtins.str
+    """The position to continue from (as `after`): after the last change of
+    this page, or further on when there were no more. Always set, an empty
+    page included.
+    """
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExperimentRevision]:
+        """The changes committed after the request's `after`, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___ExperimentRevision] | None = ...,
+        next_cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_cursor", b"next_cursor", "results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListExperimentChangesResponse: _TypeAlias = ListExperimentChangesResponse  # noqa: Y015
+
+@_typing.final
+class WatchExperimentChangesRequest(_message.Message):
+    """Request of WatchExperimentChanges. Over REST, `after` is a query parameter."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
+    organization_id: _builtins.str
+    """The organization whose changes are followed."""
+    after: _builtins.str
+    """Opaque feed position to start after: a revision's `cursor`, a
+    heartbeat's `cursor` or a `next_cursor`. Empty: now (only changes
+    committed from now on).
+    """
+    def __init__(
+        self,
+        *,
+        organization_id: _builtins.str = ...,
+        after: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "organization_id", b"organization_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchExperimentChangesRequest: _TypeAlias = WatchExperimentChangesRequest  # noqa: Y015
+
+@_typing.final
+class WatchExperimentChangesResponse(_message.Message):
+    """One message of a watch: a change, or a heartbeat."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANGE_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def change(self) -> Global___ExperimentRevision:
+        """A change committed after the previous message's position."""
+
+    @_builtins.property
+    def heartbeat(self) -> Global___WatchHeartbeat:
+        """The watch's current position, with nothing new before it: sent first,
+        then whenever the stream has been quiet for a while.
+        """
+
+    def __init__(
+        self,
+        *,
+        change: Global___ExperimentRevision | None = ...,
+        heartbeat: Global___WatchHeartbeat | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "event", b"event", "heartbeat", b"heartbeat"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "event", b"event", "heartbeat", b"heartbeat"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["change", "heartbeat"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___WatchExperimentChangesResponse: _TypeAlias = WatchExperimentChangesResponse  # noqa: Y015
+
+@_typing.final
+class WatchHeartbeat(_message.Message):
+    """A progress notification of a watch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURSOR_FIELD_NUMBER: _builtins.int
+    cursor: _builtins.str
+    """The position every change up to which has been sent: pass it as `after`
+    to resume from here.
+    """
+    def __init__(
+        self,
+        *,
+        cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchHeartbeat: _TypeAlias = WatchHeartbeat  # noqa: Y015

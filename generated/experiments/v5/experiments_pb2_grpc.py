@@ -61,6 +61,12 @@ class ExperimentServiceStub:
     header). Unexpected server faults (bugs) are answered INTERNAL without
     details.
 
+    The history RPCs (ListExperimentRevisions, ListExperimentChanges,
+    WatchExperimentChanges) need the same access as GetExperiment. A feed
+    position (`after`, `cursor` of a revision, `next_cursor`, a heartbeat's
+    `cursor`) older than the history kept is OUT_OF_RANGE (REST: 400): list the
+    experiments again and continue from a new position.
+
     Optional request metadata (REST: the header of the same name):
     `if-match` (Update, Delete) makes the write conditional on the etag;
     `if-none-match` (Get) lets REST answer 304 Not Modified and is ignored over
@@ -101,6 +107,21 @@ class ExperimentServiceStub:
                 request_serializer=experiments_dot_v5_dot_experiments__pb2.DeleteExperimentRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.ListExperimentRevisions = channel.unary_unary(
+                '/experiments.v5.ExperimentService/ListExperimentRevisions',
+                request_serializer=experiments_dot_v5_dot_experiments__pb2.ListExperimentRevisionsRequest.SerializeToString,
+                response_deserializer=experiments_dot_v5_dot_experiments__pb2.ListExperimentRevisionsResponse.FromString,
+                _registered_method=True)
+        self.ListExperimentChanges = channel.unary_unary(
+                '/experiments.v5.ExperimentService/ListExperimentChanges',
+                request_serializer=experiments_dot_v5_dot_experiments__pb2.ListExperimentChangesRequest.SerializeToString,
+                response_deserializer=experiments_dot_v5_dot_experiments__pb2.ListExperimentChangesResponse.FromString,
+                _registered_method=True)
+        self.WatchExperimentChanges = channel.unary_stream(
+                '/experiments.v5.ExperimentService/WatchExperimentChanges',
+                request_serializer=experiments_dot_v5_dot_experiments__pb2.WatchExperimentChangesRequest.SerializeToString,
+                response_deserializer=experiments_dot_v5_dot_experiments__pb2.WatchExperimentChangesResponse.FromString,
+                _registered_method=True)
 
 
 class ExperimentServiceServicer:
@@ -137,6 +158,12 @@ class ExperimentServiceServicer:
     seconds in the `retry-after` trailing metadata (REST: the `Retry-After`
     header). Unexpected server faults (bugs) are answered INTERNAL without
     details.
+
+    The history RPCs (ListExperimentRevisions, ListExperimentChanges,
+    WatchExperimentChanges) need the same access as GetExperiment. A feed
+    position (`after`, `cursor` of a revision, `next_cursor`, a heartbeat's
+    `cursor`) older than the history kept is OUT_OF_RANGE (REST: 400): list the
+    experiments again and continue from a new position.
 
     Optional request metadata (REST: the header of the same name):
     `if-match` (Update, Delete) makes the write conditional on the etag;
@@ -231,6 +258,77 @@ class ExperimentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListExperimentRevisions(self, request, context):
+        """Lists the revisions of one experiment, newest first, one page at a time:
+        one per create, update and delete, kept after the experiment is deleted.
+
+        Returns UNAUTHENTICATED, PERMISSION_DENIED (no access to the organization,
+        no active subscription), NOT_FOUND if the organization never had an
+        experiment with that id (or none of its revisions is kept and it no
+        longer exists), or INVALID_ARGUMENT for a malformed `cursor` or a
+        negative `page_size`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListExperimentChanges(self, request, context):
+        """Lists the changes to the experiments of an organization (their
+        revisions) in commit order, oldest first, starting after a position.
+
+        Every change committed after `after` is listed exactly once, in the order
+        the writes committed, whichever server or process made them; a change
+        committed later is listed after it. Call again with `next_cursor` to
+        continue (it is set on every answer, an empty page included, so a poller
+        can keep calling).
+
+        Returns UNAUTHENTICATED, PERMISSION_DENIED (no access to the organization,
+        no active subscription), INVALID_ARGUMENT for a malformed `after` or a
+        negative `page_size`, or OUT_OF_RANGE (REST: 400) when `after` is older
+        than the history kept (see `experiments-admin prune-history`): list the
+        experiments again, then continue from a new position.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchExperimentChanges(self, request, context):
+        """Follows the changes to the experiments of an organization as they are
+        committed: the same changes as ListExperimentChanges, in the same order,
+        streamed. Over REST the stream is newline-delimited JSON: one
+        WatchExperimentChangesResponse object per line.
+
+        The first message is always a `heartbeat` whose `cursor` is the position
+        the watch starts after (`after`, or now when `after` is empty): open a
+        watch, list the experiments, then apply what follows. Then every change
+        committed after that position comes exactly once, in commit order, each
+        with its `cursor`; a `heartbeat` with the current position follows
+        whenever the stream has been quiet for a while (15 seconds by default), so
+        that proxies keep it open and a consumer can save its position.
+
+        The stream does not end by itself. To resume after it ends (the
+        connection dropped, the server is stopping), call again with `after` set
+        to the last `cursor` received (of a change or a heartbeat): nothing is
+        missed and nothing repeated. The key is checked again while the stream is
+        open: a revoked key, a lapsed subscription or lost access ends it with
+        UNAUTHENTICATED or PERMISSION_DENIED within the server's key cache time.
+
+        Returns UNAUTHENTICATED, PERMISSION_DENIED (no access to the organization,
+        no active subscription), INVALID_ARGUMENT for a malformed `after`,
+        OUT_OF_RANGE (REST: 400) when `after` is older than the history kept,
+        RESOURCE_EXHAUSTED (REST: 429) when the server already holds as many
+        watches as it allows, or UNAVAILABLE (REST: 503) when the server is
+        stopping (resume from the last cursor, on another server). An error
+        before the first message is an
+        ordinary error response; over REST, a stream that ends after its first
+        line simply ends (HTTP/1.1 has no trailers to carry a status): reconnect
+        from the last cursor, and an error that persists is then answered as an
+        ordinary error response.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExperimentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -258,6 +356,21 @@ def add_ExperimentServiceServicer_to_server(servicer, server):
                     servicer.DeleteExperiment,
                     request_deserializer=experiments_dot_v5_dot_experiments__pb2.DeleteExperimentRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ListExperimentRevisions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListExperimentRevisions,
+                    request_deserializer=experiments_dot_v5_dot_experiments__pb2.ListExperimentRevisionsRequest.FromString,
+                    response_serializer=experiments_dot_v5_dot_experiments__pb2.ListExperimentRevisionsResponse.SerializeToString,
+            ),
+            'ListExperimentChanges': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListExperimentChanges,
+                    request_deserializer=experiments_dot_v5_dot_experiments__pb2.ListExperimentChangesRequest.FromString,
+                    response_serializer=experiments_dot_v5_dot_experiments__pb2.ListExperimentChangesResponse.SerializeToString,
+            ),
+            'WatchExperimentChanges': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchExperimentChanges,
+                    request_deserializer=experiments_dot_v5_dot_experiments__pb2.WatchExperimentChangesRequest.FromString,
+                    response_serializer=experiments_dot_v5_dot_experiments__pb2.WatchExperimentChangesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -301,6 +414,12 @@ class ExperimentService:
     seconds in the `retry-after` trailing metadata (REST: the `Retry-After`
     header). Unexpected server faults (bugs) are answered INTERNAL without
     details.
+
+    The history RPCs (ListExperimentRevisions, ListExperimentChanges,
+    WatchExperimentChanges) need the same access as GetExperiment. A feed
+    position (`after`, `cursor` of a revision, `next_cursor`, a heartbeat's
+    `cursor`) older than the history kept is OUT_OF_RANGE (REST: 400): list the
+    experiments again and continue from a new position.
 
     Optional request metadata (REST: the header of the same name):
     `if-match` (Update, Delete) makes the write conditional on the etag;
@@ -436,6 +555,87 @@ class ExperimentService:
             '/experiments.v5.ExperimentService/DeleteExperiment',
             experiments_dot_v5_dot_experiments__pb2.DeleteExperimentRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListExperimentRevisions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/experiments.v5.ExperimentService/ListExperimentRevisions',
+            experiments_dot_v5_dot_experiments__pb2.ListExperimentRevisionsRequest.SerializeToString,
+            experiments_dot_v5_dot_experiments__pb2.ListExperimentRevisionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListExperimentChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/experiments.v5.ExperimentService/ListExperimentChanges',
+            experiments_dot_v5_dot_experiments__pb2.ListExperimentChangesRequest.SerializeToString,
+            experiments_dot_v5_dot_experiments__pb2.ListExperimentChangesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchExperimentChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/experiments.v5.ExperimentService/WatchExperimentChanges',
+            experiments_dot_v5_dot_experiments__pb2.WatchExperimentChangesRequest.SerializeToString,
+            experiments_dot_v5_dot_experiments__pb2.WatchExperimentChangesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -72,6 +72,12 @@ class ExperimentServiceStub:
     header). Unexpected server faults (bugs) are answered INTERNAL without
     details.
 
+    The history RPCs (ListExperimentRevisions, ListExperimentChanges,
+    WatchExperimentChanges) need the same access as GetExperiment. A feed
+    position (`after`, `cursor` of a revision, `next_cursor`, a heartbeat's
+    `cursor`) older than the history kept is OUT_OF_RANGE (REST: 400): list the
+    experiments again and continue from a new position.
+
     Optional request metadata (REST: the header of the same name):
     `if-match` (Update, Delete) makes the write conditional on the etag;
     `if-none-match` (Get) lets REST answer 304 Not Modified and is ignored over
@@ -149,6 +155,65 @@ class ExperimentServiceStub:
     no active subscription, no settings permission), NOT_FOUND, or ABORTED
     (REST: 412) when `if-match` names another version.
     """
+    ListExperimentRevisions: _grpc.UnaryUnaryMultiCallable[_experiments_pb2.ListExperimentRevisionsRequest, _experiments_pb2.ListExperimentRevisionsResponse]
+    """Lists the revisions of one experiment, newest first, one page at a time:
+    one per create, update and delete, kept after the experiment is deleted.
+
+    Returns UNAUTHENTICATED, PERMISSION_DENIED (no access to the organization,
+    no active subscription), NOT_FOUND if the organization never had an
+    experiment with that id (or none of its revisions is kept and it no
+    longer exists), or INVALID_ARGUMENT for a malformed `cursor` or a
+    negative `page_size`.
+    """
+    ListExperimentChanges: _grpc.UnaryUnaryMultiCallable[_experiments_pb2.ListExperimentChangesRequest, _experiments_pb2.ListExperimentChangesResponse]
+    """Lists the changes to the experiments of an organization (their
+    revisions) in commit order, oldest first, starting after a position.
+
+    Every change committed after `after` is listed exactly once, in the order
+    the writes committed, whichever server or process made them; a change
+    committed later is listed after it. Call again with `next_cursor` to
+    continue (it is set on every answer, an empty page included, so a poller
+    can keep calling).
+
+    Returns UNAUTHENTICATED, PERMISSION_DENIED (no access to the organization,
+    no active subscription), INVALID_ARGUMENT for a malformed `after` or a
+    negative `page_size`, or OUT_OF_RANGE (REST: 400) when `after` is older
+    than the history kept (see `experiments-admin prune-history`): list the
+    experiments again, then continue from a new position.
+    """
+    WatchExperimentChanges: _grpc.UnaryStreamMultiCallable[_experiments_pb2.WatchExperimentChangesRequest, _experiments_pb2.WatchExperimentChangesResponse]
+    """Follows the changes to the experiments of an organization as they are
+    committed: the same changes as ListExperimentChanges, in the same order,
+    streamed. Over REST the stream is newline-delimited JSON: one
+    WatchExperimentChangesResponse object per line.
+
+    The first message is always a `heartbeat` whose `cursor` is the position
+    the watch starts after (`after`, or now when `after` is empty): open a
+    watch, list the experiments, then apply what follows. Then every change
+    committed after that position comes exactly once, in commit order, each
+    with its `cursor`; a `heartbeat` with the current position follows
+    whenever the stream has been quiet for a while (15 seconds by default), so
+    that proxies keep it open and a consumer can save its position.
+
+    The stream does not end by itself. To resume after it ends (the
+    connection dropped, the server is stopping), call again with `after` set
+    to the last `cursor` received (of a change or a heartbeat): nothing is
+    missed and nothing repeated. The key is checked again while the stream is
+    open: a revoked key, a lapsed subscription or lost access ends it with
+    UNAUTHENTICATED or PERMISSION_DENIED within the server's key cache time.
+
+    Returns UNAUTHENTICATED, PERMISSION_DENIED (no access to the organization,
+    no active subscription), INVALID_ARGUMENT for a malformed `after`,
+    OUT_OF_RANGE (REST: 400) when `after` is older than the history kept,
+    RESOURCE_EXHAUSTED (REST: 429) when the server already holds as many
+    watches as it allows, or UNAVAILABLE (REST: 503) when the server is
+    stopping (resume from the last cursor, on another server). An error
+    before the first message is an
+    ordinary error response; over REST, a stream that ends after its first
+    line simply ends (HTTP/1.1 has no trailers to carry a status): reconnect
+    from the last cursor, and an error that persists is then answered as an
+    ordinary error response.
+    """
 
 @_typing.type_check_only
 class ExperimentServiceAsyncStub(ExperimentServiceStub):
@@ -185,6 +250,12 @@ class ExperimentServiceAsyncStub(ExperimentServiceStub):
     seconds in the `retry-after` trailing metadata (REST: the `Retry-After`
     header). Unexpected server faults (bugs) are answered INTERNAL without
     details.
+
+    The history RPCs (ListExperimentRevisions, ListExperimentChanges,
+    WatchExperimentChanges) need the same access as GetExperiment. A feed
+    position (`after`, `cursor` of a revision, `next_cursor`, a heartbeat's
+    `cursor`) older than the history kept is OUT_OF_RANGE (REST: 400): list the
+    experiments again and continue from a new position.
 
     Optional request metadata (REST: the header of the same name):
     `if-match` (Update, Delete) makes the write conditional on the etag;
@@ -260,6 +331,65 @@ class ExperimentServiceAsyncStub(ExperimentServiceStub):
     no active subscription, no settings permission), NOT_FOUND, or ABORTED
     (REST: 412) when `if-match` names another version.
     """
+    ListExperimentRevisions: _aio.UnaryUnaryMultiCallable[_experiments_pb2.ListExperimentRevisionsRequest, _experiments_pb2.ListExperimentRevisionsResponse]  # type: ignore[assignment]
+    """Lists the revisions of one experiment, newest first, one page at a time:
+    one per create, update and delete, kept after the experiment is deleted.
+
+    Returns UNAUTHENTICATED, PERMISSION_DENIED (no access to the organization,
+    no active subscription), NOT_FOUND if the organization never had an
+    experiment with that id (or none of its revisions is kept and it no
+    longer exists), or INVALID_ARGUMENT for a malformed `cursor` or a
+    negative `page_size`.
+    """
+    ListExperimentChanges: _aio.UnaryUnaryMultiCallable[_experiments_pb2.ListExperimentChangesRequest, _experiments_pb2.ListExperimentChangesResponse]  # type: ignore[assignment]
+    """Lists the changes to the experiments of an organization (their
+    revisions) in commit order, oldest first, starting after a position.
+
+    Every change committed after `after` is listed exactly once, in the order
+    the writes committed, whichever server or process made them; a change
+    committed later is listed after it. Call again with `next_cursor` to
+    continue (it is set on every answer, an empty page included, so a poller
+    can keep calling).
+
+    Returns UNAUTHENTICATED, PERMISSION_DENIED (no access to the organization,
+    no active subscription), INVALID_ARGUMENT for a malformed `after` or a
+    negative `page_size`, or OUT_OF_RANGE (REST: 400) when `after` is older
+    than the history kept (see `experiments-admin prune-history`): list the
+    experiments again, then continue from a new position.
+    """
+    WatchExperimentChanges: _aio.UnaryStreamMultiCallable[_experiments_pb2.WatchExperimentChangesRequest, _experiments_pb2.WatchExperimentChangesResponse]  # type: ignore[assignment]
+    """Follows the changes to the experiments of an organization as they are
+    committed: the same changes as ListExperimentChanges, in the same order,
+    streamed. Over REST the stream is newline-delimited JSON: one
+    WatchExperimentChangesResponse object per line.
+
+    The first message is always a `heartbeat` whose `cursor` is the position
+    the watch starts after (`after`, or now when `after` is empty): open a
+    watch, list the experiments, then apply what follows. Then every change
+    committed after that position comes exactly once, in commit order, each
+    with its `cursor`; a `heartbeat` with the current position follows
+    whenever the stream has been quiet for a while (15 seconds by default), so
+    that proxies keep it open and a consumer can save its position.
+
+    The stream does not end by itself. To resume after it ends (the
+    connection dropped, the server is stopping), call again with `after` set
+    to the last `cursor` received (of a change or a heartbeat): nothing is
+    missed and nothing repeated. The key is checked again while the stream is
+    open: a revoked key, a lapsed subscription or lost access ends it with
+    UNAUTHENTICATED or PERMISSION_DENIED within the server's key cache time.
+
+    Returns UNAUTHENTICATED, PERMISSION_DENIED (no access to the organization,
+    no active subscription), INVALID_ARGUMENT for a malformed `after`,
+    OUT_OF_RANGE (REST: 400) when `after` is older than the history kept,
+    RESOURCE_EXHAUSTED (REST: 429) when the server already holds as many
+    watches as it allows, or UNAVAILABLE (REST: 503) when the server is
+    stopping (resume from the last cursor, on another server). An error
+    before the first message is an
+    ordinary error response; over REST, a stream that ends after its first
+    line simply ends (HTTP/1.1 has no trailers to carry a status): reconnect
+    from the last cursor, and an error that persists is then answered as an
+    ordinary error response.
+    """
 
 class ExperimentServiceServicer(metaclass=_abc_1.ABCMeta):
     """Manages the experiments (A/B tests) of an organization.
@@ -295,6 +425,12 @@ class ExperimentServiceServicer(metaclass=_abc_1.ABCMeta):
     seconds in the `retry-after` trailing metadata (REST: the `Retry-After`
     header). Unexpected server faults (bugs) are answered INTERNAL without
     details.
+
+    The history RPCs (ListExperimentRevisions, ListExperimentChanges,
+    WatchExperimentChanges) need the same access as GetExperiment. A feed
+    position (`after`, `cursor` of a revision, `next_cursor`, a heartbeat's
+    `cursor`) older than the history kept is OUT_OF_RANGE (REST: 400): list the
+    experiments again and continue from a new position.
 
     Optional request metadata (REST: the header of the same name):
     `if-match` (Update, Delete) makes the write conditional on the etag;
@@ -397,6 +533,83 @@ class ExperimentServiceServicer(metaclass=_abc_1.ABCMeta):
         Returns UNAUTHENTICATED, PERMISSION_DENIED (no access to the organization,
         no active subscription, no settings permission), NOT_FOUND, or ABORTED
         (REST: 412) when `if-match` names another version.
+        """
+
+    @_abc_1.abstractmethod
+    def ListExperimentRevisions(
+        self,
+        request: _experiments_pb2.ListExperimentRevisionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_experiments_pb2.ListExperimentRevisionsResponse, _abc.Awaitable[_experiments_pb2.ListExperimentRevisionsResponse]]:
+        """Lists the revisions of one experiment, newest first, one page at a time:
+        one per create, update and delete, kept after the experiment is deleted.
+
+        Returns UNAUTHENTICATED, PERMISSION_DENIED (no access to the organization,
+        no active subscription), NOT_FOUND if the organization never had an
+        experiment with that id (or none of its revisions is kept and it no
+        longer exists), or INVALID_ARGUMENT for a malformed `cursor` or a
+        negative `page_size`.
+        """
+
+    @_abc_1.abstractmethod
+    def ListExperimentChanges(
+        self,
+        request: _experiments_pb2.ListExperimentChangesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_experiments_pb2.ListExperimentChangesResponse, _abc.Awaitable[_experiments_pb2.ListExperimentChangesResponse]]:
+        """Lists the changes to the experiments of an organization (their
+        revisions) in commit order, oldest first, starting after a position.
+
+        Every change committed after `after` is listed exactly once, in the order
+        the writes committed, whichever server or process made them; a change
+        committed later is listed after it. Call again with `next_cursor` to
+        continue (it is set on every answer, an empty page included, so a poller
+        can keep calling).
+
+        Returns UNAUTHENTICATED, PERMISSION_DENIED (no access to the organization,
+        no active subscription), INVALID_ARGUMENT for a malformed `after` or a
+        negative `page_size`, or OUT_OF_RANGE (REST: 400) when `after` is older
+        than the history kept (see `experiments-admin prune-history`): list the
+        experiments again, then continue from a new position.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchExperimentChanges(
+        self,
+        request: _experiments_pb2.WatchExperimentChangesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_experiments_pb2.WatchExperimentChangesResponse], _abc.AsyncIterator[_experiments_pb2.WatchExperimentChangesResponse]]:
+        """Follows the changes to the experiments of an organization as they are
+        committed: the same changes as ListExperimentChanges, in the same order,
+        streamed. Over REST the stream is newline-delimited JSON: one
+        WatchExperimentChangesResponse object per line.
+
+        The first message is always a `heartbeat` whose `cursor` is the position
+        the watch starts after (`after`, or now when `after` is empty): open a
+        watch, list the experiments, then apply what follows. Then every change
+        committed after that position comes exactly once, in commit order, each
+        with its `cursor`; a `heartbeat` with the current position follows
+        whenever the stream has been quiet for a while (15 seconds by default), so
+        that proxies keep it open and a consumer can save its position.
+
+        The stream does not end by itself. To resume after it ends (the
+        connection dropped, the server is stopping), call again with `after` set
+        to the last `cursor` received (of a change or a heartbeat): nothing is
+        missed and nothing repeated. The key is checked again while the stream is
+        open: a revoked key, a lapsed subscription or lost access ends it with
+        UNAUTHENTICATED or PERMISSION_DENIED within the server's key cache time.
+
+        Returns UNAUTHENTICATED, PERMISSION_DENIED (no access to the organization,
+        no active subscription), INVALID_ARGUMENT for a malformed `after`,
+        OUT_OF_RANGE (REST: 400) when `after` is older than the history kept,
+        RESOURCE_EXHAUSTED (REST: 429) when the server already holds as many
+        watches as it allows, or UNAVAILABLE (REST: 503) when the server is
+        stopping (resume from the last cursor, on another server). An error
+        before the first message is an
+        ordinary error response; over REST, a stream that ends after its first
+        line simply ends (HTTP/1.1 has no trailers to carry a status): reconnect
+        from the last cursor, and an error that persists is then answered as an
+        ordinary error response.
         """
 
 def add_ExperimentServiceServicer_to_server(servicer: ExperimentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

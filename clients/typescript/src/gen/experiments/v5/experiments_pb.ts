@@ -25,7 +25,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file experiments/v5/experiments.proto.
  */
 export const file_experiments_v5_experiments: GenFile = /*@__PURE__*/
-  fileDesc("CiBleHBlcmltZW50cy92NS9leHBlcmltZW50cy5wcm90bxIOZXhwZXJpbWVudHMudjUi7QcKCkV4cGVyaW1lbnQSEAoCaWQYASABKAlCBOJBAQMSJQoIaXNfZHJhZnQYAiABKAhCBOJBAQJIAFIIaXNfZHJhZnSIAQESQAoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQNSCmNyZWF0ZWRfYXQSRAoPY3JlYXRlZF9ieV91c2VyGAQgASgLMhQuZXhwZXJpbWVudHMudjUuVXNlckIE4kEBA1IPY3JlYXRlZF9ieV91c2VyEjQKEmNyZWF0ZWRfYnlfdXNlcl9pZBgFIAEoCUIE4kEBA1ISY3JlYXRlZF9ieV91c2VyX2lkEkAKCnVwZGF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDUgp1cGRhdGVkX2F0EkQKD3VwZGF0ZWRfYnlfdXNlchgHIAEoCzIULmV4cGVyaW1lbnRzLnY1LlVzZXJCBOJBAQNSD3VwZGF0ZWRfYnlfdXNlchI0ChJ1cGRhdGVkX2J5X3VzZXJfaWQYCCABKAlCBOJBAQNSEnVwZGF0ZWRfYnlfdXNlcl9pZBIuCg9vcmdhbml6YXRpb25faWQYCSABKAlCBOJBAQNSD29yZ2FuaXphdGlvbl9pZBI4Cgxvcmdhbml6YXRpb24YCiABKAsyHC5leHBlcmltZW50cy52NS5Pcmdhbml6YXRpb25CBOJBAQMSHQoHZ29hbF9pZBgLIAEoCUgBUgdnb2FsX2lkiAEBEigKBGdvYWwYDCABKAsyFC5leHBlcmltZW50cy52NS5Hb2FsQgTiQQEDEiUKBmdyb3VwcxgNIAMoCzIVLmV4cGVyaW1lbnRzLnY1Lkdyb3VwEhEKBG5hbWUYDiABKAlIAogBARI4CglzdGFydHNfYXQYDyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUglzdGFydHNfYXQSNAoHZW5kc19hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSB2VuZHNfYXQSNwoUZ3JvdXBfcmVzZXRfaW50ZXJ2YWwYESABKAlIA1IUZ3JvdXBfcmVzZXRfaW50ZXJ2YWyIAQESKQoFcm9vbXMYEiADKAsyFC5leHBlcmltZW50cy52NS5Sb29tQgTiQQEDEhoKCHJvb21faWRzGBMgAygJUghyb29tX2lkcxISCgRldGFnGBQgASgJQgTiQQEDQgsKCV9pc19kcmFmdEIKCghfZ29hbF9pZEIHCgVfbmFtZUIXChVfZ3JvdXBfcmVzZXRfaW50ZXJ2YWwi4AIKBUdyb3VwEhAKAmlkGAEgASgJQgTiQQEDEkAKCmNyZWF0ZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDUgpjcmVhdGVkX2F0EkAKCnVwZGF0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDUgp1cGRhdGVkX2F0EhMKBW9yZGVyGAQgASgFQgTiQQEDEhEKBG5hbWUYBSABKAlIAIgBARIXCgpwZXJjZW50YWdlGAYgASgFSAGIAQESNgoKZ3JvdXBfdHlwZRgHIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZVIKZ3JvdXBfdHlwZRIqCgl0cmVhdG1lbnQYCSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0QgcKBV9uYW1lQg0KC19wZXJjZW50YWdlSgQICBAJIrABCgRVc2VyEgoKAmlkGAEgASgJEh4KCmZpcnN0X25hbWUYAiABKAlSCmZpcnN0X25hbWUSHAoJbGFzdF9uYW1lGAMgASgJUglsYXN0X25hbWUSHAoJZnVsbF9uYW1lGAQgASgJUglmdWxsX25hbWUSKAoPb3JnYW5pemF0aW9uX2lkGAUgASgJUg9vcmdhbml6YXRpb25faWQSFgoGaXNfYm90GAYgASgIUgZpc19ib3QiKAoMT3JnYW5pemF0aW9uEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkifgoER29hbBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEjIKDG9yZ2FuaXphdGlvbhgDIAEoCzIcLmV4cGVyaW1lbnRzLnY1Lk9yZ2FuaXphdGlvbhIoCg9vcmdhbml6YXRpb25faWQYBCABKAlSD29yZ2FuaXphdGlvbl9pZCJKCgRSb29tEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSKAoPb3JnYW5pemF0aW9uX2lkGAMgASgJUg9vcmdhbml6YXRpb25faWQidgoWTGlzdEV4cGVyaW1lbnRzUmVxdWVzdBIuCg9vcmdhbml6YXRpb25faWQYASABKAlCBOJBAQJSD29yZ2FuaXphdGlvbl9pZBIcCglwYWdlX3NpemUYAiABKAVSCXBhZ2Vfc2l6ZRIOCgZjdXJzb3IYAyABKAkisgEKF0xpc3RFeHBlcmltZW50c1Jlc3BvbnNlEgwKBG5leHQYASABKAkSEAoIcHJldmlvdXMYAiABKAkSKwoHcmVzdWx0cxgDIAMoCzIaLmV4cGVyaW1lbnRzLnY1LkV4cGVyaW1lbnQSIAoLbmV4dF9jdXJzb3IYBCABKAlSC25leHRfY3Vyc29yEigKD3ByZXZpb3VzX2N1cnNvchgFIAEoCVIPcHJldmlvdXNfY3Vyc29yInIKFEdldEV4cGVyaW1lbnRSZXF1ZXN0Ei4KD29yZ2FuaXphdGlvbl9pZBgBIAEoCUIE4kEBAlIPb3JnYW5pemF0aW9uX2lkEioKDWV4cGVyaW1lbnRfaWQYAiABKAlCBOJBAQJSDWV4cGVyaW1lbnRfaWQifwoXQ3JlYXRlRXhwZXJpbWVudFJlcXVlc3QSLgoPb3JnYW5pemF0aW9uX2lkGAEgASgJQgTiQQECUg9vcmdhbml6YXRpb25faWQSNAoKZXhwZXJpbWVudBgCIAEoCzIaLmV4cGVyaW1lbnRzLnY1LkV4cGVyaW1lbnRCBOJBAQIiqwEKF1VwZGF0ZUV4cGVyaW1lbnRSZXF1ZXN0Ei4KD29yZ2FuaXphdGlvbl9pZBgBIAEoCUIE4kEBAlIPb3JnYW5pemF0aW9uX2lkEioKDWV4cGVyaW1lbnRfaWQYAiABKAlCBOJBAQJSDWV4cGVyaW1lbnRfaWQSNAoKZXhwZXJpbWVudBgDIAEoCzIaLmV4cGVyaW1lbnRzLnY1LkV4cGVyaW1lbnRCBOJBAQIidQoXRGVsZXRlRXhwZXJpbWVudFJlcXVlc3QSLgoPb3JnYW5pemF0aW9uX2lkGAEgASgJQgTiQQECUg9vcmdhbml6YXRpb25faWQSKgoNZXhwZXJpbWVudF9pZBgCIAEoCUIE4kEBAlINZXhwZXJpbWVudF9pZDKiBgoRRXhwZXJpbWVudFNlcnZpY2USlgEKD0xpc3RFeHBlcmltZW50cxImLmV4cGVyaW1lbnRzLnY1Lkxpc3RFeHBlcmltZW50c1JlcXVlc3QaJy5leHBlcmltZW50cy52NS5MaXN0RXhwZXJpbWVudHNSZXNwb25zZSIygtPkkwIsEiovYXBpL3Y1L29yZ3Mve29yZ2FuaXphdGlvbl9pZH0vZXhwZXJpbWVudHMSlQEKDUdldEV4cGVyaW1lbnQSJC5leHBlcmltZW50cy52NS5HZXRFeHBlcmltZW50UmVxdWVzdBoaLmV4cGVyaW1lbnRzLnY1LkV4cGVyaW1lbnQiQoLT5JMCPBI6L2FwaS92NS9vcmdzL3tvcmdhbml6YXRpb25faWR9L2V4cGVyaW1lbnRzL3tleHBlcmltZW50X2lkfRKXAQoQQ3JlYXRlRXhwZXJpbWVudBInLmV4cGVyaW1lbnRzLnY1LkNyZWF0ZUV4cGVyaW1lbnRSZXF1ZXN0GhouZXhwZXJpbWVudHMudjUuRXhwZXJpbWVudCI+gtPkkwI4OgpleHBlcmltZW50IiovYXBpL3Y1L29yZ3Mve29yZ2FuaXphdGlvbl9pZH0vZXhwZXJpbWVudHMSpwEKEFVwZGF0ZUV4cGVyaW1lbnQSJy5leHBlcmltZW50cy52NS5VcGRhdGVFeHBlcmltZW50UmVxdWVzdBoaLmV4cGVyaW1lbnRzLnY1LkV4cGVyaW1lbnQiToLT5JMCSDoKZXhwZXJpbWVudBo6L2FwaS92NS9vcmdzL3tvcmdhbml6YXRpb25faWR9L2V4cGVyaW1lbnRzL3tleHBlcmltZW50X2lkfRKXAQoQRGVsZXRlRXhwZXJpbWVudBInLmV4cGVyaW1lbnRzLnY1LkRlbGV0ZUV4cGVyaW1lbnRSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5IkKC0+STAjwqOi9hcGkvdjUvb3Jncy97b3JnYW5pemF0aW9uX2lkfS9leHBlcmltZW50cy97ZXhwZXJpbWVudF9pZH1CwAEKGmNvbS5leGFtcGxlLmV4cGVyaW1lbnRzLnY1QhBFeHBlcmltZW50c1Byb3RvUAFaO2V4YW1wbGUuY29tL2V4cGVyaW1lbnRzL2dlbi9nby9leHBlcmltZW50cy92NTtleHBlcmltZW50c3Y1ogIDRVhWqgIWRXhhbXBsZS5FeHBlcmltZW50cy5WNcoCFkV4YW1wbGVcRXhwZXJpbWVudHNcVjXqAhhFeGFtcGxlOjpFeHBlcmltZW50czo6VjViBnByb3RvMw", [file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_empty, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CiBleHBlcmltZW50cy92NS9leHBlcmltZW50cy5wcm90bxIOZXhwZXJpbWVudHMudjUi7QcKCkV4cGVyaW1lbnQSEAoCaWQYASABKAlCBOJBAQMSJQoIaXNfZHJhZnQYAiABKAhCBOJBAQJIAFIIaXNfZHJhZnSIAQESQAoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQNSCmNyZWF0ZWRfYXQSRAoPY3JlYXRlZF9ieV91c2VyGAQgASgLMhQuZXhwZXJpbWVudHMudjUuVXNlckIE4kEBA1IPY3JlYXRlZF9ieV91c2VyEjQKEmNyZWF0ZWRfYnlfdXNlcl9pZBgFIAEoCUIE4kEBA1ISY3JlYXRlZF9ieV91c2VyX2lkEkAKCnVwZGF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDUgp1cGRhdGVkX2F0EkQKD3VwZGF0ZWRfYnlfdXNlchgHIAEoCzIULmV4cGVyaW1lbnRzLnY1LlVzZXJCBOJBAQNSD3VwZGF0ZWRfYnlfdXNlchI0ChJ1cGRhdGVkX2J5X3VzZXJfaWQYCCABKAlCBOJBAQNSEnVwZGF0ZWRfYnlfdXNlcl9pZBIuCg9vcmdhbml6YXRpb25faWQYCSABKAlCBOJBAQNSD29yZ2FuaXphdGlvbl9pZBI4Cgxvcmdhbml6YXRpb24YCiABKAsyHC5leHBlcmltZW50cy52NS5Pcmdhbml6YXRpb25CBOJBAQMSHQoHZ29hbF9pZBgLIAEoCUgBUgdnb2FsX2lkiAEBEigKBGdvYWwYDCABKAsyFC5leHBlcmltZW50cy52NS5Hb2FsQgTiQQEDEiUKBmdyb3VwcxgNIAMoCzIVLmV4cGVyaW1lbnRzLnY1Lkdyb3VwEhEKBG5hbWUYDiABKAlIAogBARI4CglzdGFydHNfYXQYDyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUglzdGFydHNfYXQSNAoHZW5kc19hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSB2VuZHNfYXQSNwoUZ3JvdXBfcmVzZXRfaW50ZXJ2YWwYESABKAlIA1IUZ3JvdXBfcmVzZXRfaW50ZXJ2YWyIAQESKQoFcm9vbXMYEiADKAsyFC5leHBlcmltZW50cy52NS5Sb29tQgTiQQEDEhoKCHJvb21faWRzGBMgAygJUghyb29tX2lkcxISCgRldGFnGBQgASgJQgTiQQEDQgsKCV9pc19kcmFmdEIKCghfZ29hbF9pZEIHCgVfbmFtZUIXChVfZ3JvdXBfcmVzZXRfaW50ZXJ2YWwi4AIKBUdyb3VwEhAKAmlkGAEgASgJQgTiQQEDEkAKCmNyZWF0ZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDUgpjcmVhdGVkX2F0EkAKCnVwZGF0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDUgp1cGRhdGVkX2F0EhMKBW9yZGVyGAQgASgFQgTiQQEDEhEKBG5hbWUYBSABKAlIAIgBARIXCgpwZXJjZW50YWdlGAYgASgFSAGIAQESNgoKZ3JvdXBfdHlwZRgHIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZVIKZ3JvdXBfdHlwZRIqCgl0cmVhdG1lbnQYCSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0QgcKBV9uYW1lQg0KC19wZXJjZW50YWdlSgQICBAJIrABCgRVc2VyEgoKAmlkGAEgASgJEh4KCmZpcnN0X25hbWUYAiABKAlSCmZpcnN0X25hbWUSHAoJbGFzdF9uYW1lGAMgASgJUglsYXN0X25hbWUSHAoJZnVsbF9uYW1lGAQgASgJUglmdWxsX25hbWUSKAoPb3JnYW5pemF0aW9uX2lkGAUgASgJUg9vcmdhbml6YXRpb25faWQSFgoGaXNfYm90GAYgASgIUgZpc19ib3QiKAoMT3JnYW5pemF0aW9uEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkifgoER29hbBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEjIKDG9yZ2FuaXphdGlvbhgDIAEoCzIcLmV4cGVyaW1lbnRzLnY1Lk9yZ2FuaXphdGlvbhIoCg9vcmdhbml6YXRpb25faWQYBCABKAlSD29yZ2FuaXphdGlvbl9pZCJKCgRSb29tEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSKAoPb3JnYW5pemF0aW9uX2lkGAMgASgJUg9vcmdhbml6YXRpb25faWQidgoWTGlzdEV4cGVyaW1lbnRzUmVxdWVzdBIuCg9vcmdhbml6YXRpb25faWQYASABKAlCBOJBAQJSD29yZ2FuaXphdGlvbl9pZBIcCglwYWdlX3NpemUYAiABKAVSCXBhZ2Vfc2l6ZRIOCgZjdXJzb3IYAyABKAkisgEKF0xpc3RFeHBlcmltZW50c1Jlc3BvbnNlEgwKBG5leHQYASABKAkSEAoIcHJldmlvdXMYAiABKAkSKwoHcmVzdWx0cxgDIAMoCzIaLmV4cGVyaW1lbnRzLnY1LkV4cGVyaW1lbnQSIAoLbmV4dF9jdXJzb3IYBCABKAlSC25leHRfY3Vyc29yEigKD3ByZXZpb3VzX2N1cnNvchgFIAEoCVIPcHJldmlvdXNfY3Vyc29yInIKFEdldEV4cGVyaW1lbnRSZXF1ZXN0Ei4KD29yZ2FuaXphdGlvbl9pZBgBIAEoCUIE4kEBAlIPb3JnYW5pemF0aW9uX2lkEioKDWV4cGVyaW1lbnRfaWQYAiABKAlCBOJBAQJSDWV4cGVyaW1lbnRfaWQifwoXQ3JlYXRlRXhwZXJpbWVudFJlcXVlc3QSLgoPb3JnYW5pemF0aW9uX2lkGAEgASgJQgTiQQECUg9vcmdhbml6YXRpb25faWQSNAoKZXhwZXJpbWVudBgCIAEoCzIaLmV4cGVyaW1lbnRzLnY1LkV4cGVyaW1lbnRCBOJBAQIiqwEKF1VwZGF0ZUV4cGVyaW1lbnRSZXF1ZXN0Ei4KD29yZ2FuaXphdGlvbl9pZBgBIAEoCUIE4kEBAlIPb3JnYW5pemF0aW9uX2lkEioKDWV4cGVyaW1lbnRfaWQYAiABKAlCBOJBAQJSDWV4cGVyaW1lbnRfaWQSNAoKZXhwZXJpbWVudBgDIAEoCzIaLmV4cGVyaW1lbnRzLnY1LkV4cGVyaW1lbnRCBOJBAQIidQoXRGVsZXRlRXhwZXJpbWVudFJlcXVlc3QSLgoPb3JnYW5pemF0aW9uX2lkGAEgASgJQgTiQQECUg9vcmdhbml6YXRpb25faWQSKgoNZXhwZXJpbWVudF9pZBgCIAEoCUIE4kEBAlINZXhwZXJpbWVudF9pZCKqAwoSRXhwZXJpbWVudFJldmlzaW9uEhQKBmN1cnNvchgBIAEoCUIE4kEBAxIqCg1leHBlcmltZW50X2lkGAIgASgJQgTiQQEDUg1leHBlcmltZW50X2lkEi4KD29yZ2FuaXphdGlvbl9pZBgDIAEoCUIE4kEBA1IPb3JnYW5pemF0aW9uX2lkEhYKCHJldmlzaW9uGAQgASgFQgTiQQEDEhQKBmFjdGlvbhgFIAEoCUIE4kEBAxIeCgd1c2VyX2lkGAYgASgJQgTiQQEDUgd1c2VyX2lkEigKBHVzZXIYByABKAsyFC5leHBlcmltZW50cy52NS5Vc2VyQgTiQQEDEkAKCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDUgpjcmVhdGVkX2F0EjIKB2NoYW5nZXMYCSADKAsyGy5leHBlcmltZW50cy52NS5GaWVsZENoYW5nZUIE4kEBAxI0CgpleHBlcmltZW50GAogASgLMhouZXhwZXJpbWVudHMudjUuRXhwZXJpbWVudEIE4kEBAyJ9CgtGaWVsZENoYW5nZRITCgVmaWVsZBgBIAEoCUIE4kEBAxIsCgZiZWZvcmUYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVCBOJBAQMSKwoFYWZ0ZXIYAyABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVCBOJBAQMiqgEKHkxpc3RFeHBlcmltZW50UmV2aXNpb25zUmVxdWVzdBIuCg9vcmdhbml6YXRpb25faWQYASABKAlCBOJBAQJSD29yZ2FuaXphdGlvbl9pZBIqCg1leHBlcmltZW50X2lkGAIgASgJQgTiQQECUg1leHBlcmltZW50X2lkEhwKCXBhZ2Vfc2l6ZRgDIAEoBVIJcGFnZV9zaXplEg4KBmN1cnNvchgEIAEoCSLCAQofTGlzdEV4cGVyaW1lbnRSZXZpc2lvbnNSZXNwb25zZRIMCgRuZXh0GAEgASgJEhAKCHByZXZpb3VzGAIgASgJEjMKB3Jlc3VsdHMYAyADKAsyIi5leHBlcmltZW50cy52NS5FeHBlcmltZW50UmV2aXNpb24SIAoLbmV4dF9jdXJzb3IYBCABKAlSC25leHRfY3Vyc29yEigKD3ByZXZpb3VzX2N1cnNvchgFIAEoCVIPcHJldmlvdXNfY3Vyc29yInsKHExpc3RFeHBlcmltZW50Q2hhbmdlc1JlcXVlc3QSLgoPb3JnYW5pemF0aW9uX2lkGAEgASgJQgTiQQECUg9vcmdhbml6YXRpb25faWQSDQoFYWZ0ZXIYAiABKAkSHAoJcGFnZV9zaXplGAMgASgFUglwYWdlX3NpemUidgodTGlzdEV4cGVyaW1lbnRDaGFuZ2VzUmVzcG9uc2USMwoHcmVzdWx0cxgBIAMoCzIiLmV4cGVyaW1lbnRzLnY1LkV4cGVyaW1lbnRSZXZpc2lvbhIgCgtuZXh0X2N1cnNvchgCIAEoCVILbmV4dF9jdXJzb3IiXgodV2F0Y2hFeHBlcmltZW50Q2hhbmdlc1JlcXVlc3QSLgoPb3JnYW5pemF0aW9uX2lkGAEgASgJQgTiQQECUg9vcmdhbml6YXRpb25faWQSDQoFYWZ0ZXIYAiABKAkilAEKHldhdGNoRXhwZXJpbWVudENoYW5nZXNSZXNwb25zZRI0CgZjaGFuZ2UYASABKAsyIi5leHBlcmltZW50cy52NS5FeHBlcmltZW50UmV2aXNpb25IABIzCgloZWFydGJlYXQYAiABKAsyHi5leHBlcmltZW50cy52NS5XYXRjaEhlYXJ0YmVhdEgAQgcKBWV2ZW50IiAKDldhdGNoSGVhcnRiZWF0Eg4KBmN1cnNvchgBIAEoCTLGCgoRRXhwZXJpbWVudFNlcnZpY2USlgEKD0xpc3RFeHBlcmltZW50cxImLmV4cGVyaW1lbnRzLnY1Lkxpc3RFeHBlcmltZW50c1JlcXVlc3QaJy5leHBlcmltZW50cy52NS5MaXN0RXhwZXJpbWVudHNSZXNwb25zZSIygtPkkwIsEiovYXBpL3Y1L29yZ3Mve29yZ2FuaXphdGlvbl9pZH0vZXhwZXJpbWVudHMSlQEKDUdldEV4cGVyaW1lbnQSJC5leHBlcmltZW50cy52NS5HZXRFeHBlcmltZW50UmVxdWVzdBoaLmV4cGVyaW1lbnRzLnY1LkV4cGVyaW1lbnQiQoLT5JMCPBI6L2FwaS92NS9vcmdzL3tvcmdhbml6YXRpb25faWR9L2V4cGVyaW1lbnRzL3tleHBlcmltZW50X2lkfRKXAQoQQ3JlYXRlRXhwZXJpbWVudBInLmV4cGVyaW1lbnRzLnY1LkNyZWF0ZUV4cGVyaW1lbnRSZXF1ZXN0GhouZXhwZXJpbWVudHMudjUuRXhwZXJpbWVudCI+gtPkkwI4OgpleHBlcmltZW50IiovYXBpL3Y1L29yZ3Mve29yZ2FuaXphdGlvbl9pZH0vZXhwZXJpbWVudHMSpwEKEFVwZGF0ZUV4cGVyaW1lbnQSJy5leHBlcmltZW50cy52NS5VcGRhdGVFeHBlcmltZW50UmVxdWVzdBoaLmV4cGVyaW1lbnRzLnY1LkV4cGVyaW1lbnQiToLT5JMCSDoKZXhwZXJpbWVudBo6L2FwaS92NS9vcmdzL3tvcmdhbml6YXRpb25faWR9L2V4cGVyaW1lbnRzL3tleHBlcmltZW50X2lkfRKXAQoQRGVsZXRlRXhwZXJpbWVudBInLmV4cGVyaW1lbnRzLnY1LkRlbGV0ZUV4cGVyaW1lbnRSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5IkKC0+STAjwqOi9hcGkvdjUvb3Jncy97b3JnYW5pemF0aW9uX2lkfS9leHBlcmltZW50cy97ZXhwZXJpbWVudF9pZH0SyAEKF0xpc3RFeHBlcmltZW50UmV2aXNpb25zEi4uZXhwZXJpbWVudHMudjUuTGlzdEV4cGVyaW1lbnRSZXZpc2lvbnNSZXF1ZXN0Gi8uZXhwZXJpbWVudHMudjUuTGlzdEV4cGVyaW1lbnRSZXZpc2lvbnNSZXNwb25zZSJMgtPkkwJGEkQvYXBpL3Y1L29yZ3Mve29yZ2FuaXphdGlvbl9pZH0vZXhwZXJpbWVudHMve2V4cGVyaW1lbnRfaWR9L3JldmlzaW9ucxKkAQoVTGlzdEV4cGVyaW1lbnRDaGFuZ2VzEiwuZXhwZXJpbWVudHMudjUuTGlzdEV4cGVyaW1lbnRDaGFuZ2VzUmVxdWVzdBotLmV4cGVyaW1lbnRzLnY1Lkxpc3RFeHBlcmltZW50Q2hhbmdlc1Jlc3BvbnNlIi6C0+STAigSJi9hcGkvdjUvb3Jncy97b3JnYW5pemF0aW9uX2lkfS9jaGFuZ2VzEq8BChZXYXRjaEV4cGVyaW1lbnRDaGFuZ2VzEi0uZXhwZXJpbWVudHMudjUuV2F0Y2hFeHBlcmltZW50Q2hhbmdlc1JlcXVlc3QaLi5leHBlcmltZW50cy52NS5XYXRjaEV4cGVyaW1lbnRDaGFuZ2VzUmVzcG9uc2UiNILT5JMCLhIsL2FwaS92NS9vcmdzL3tvcmdhbml6YXRpb25faWR9L2NoYW5nZXMvd2F0Y2gwAULAAQoaY29tLmV4YW1wbGUuZXhwZXJpbWVudHMudjVCEEV4cGVyaW1lbnRzUHJvdG9QAVo7ZXhhbXBsZS5jb20vZXhwZXJpbWVudHMvZ2VuL2dvL2V4cGVyaW1lbnRzL3Y1O2V4cGVyaW1lbnRzdjWiAgNFWFaqAhZFeGFtcGxlLkV4cGVyaW1lbnRzLlY1ygIWRXhhbXBsZVxFeHBlcmltZW50c1xWNeoCGEV4YW1wbGU6OkV4cGVyaW1lbnRzOjpWNWIGcHJvdG8z", [file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_empty, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * An A/B test: a goal, groups that split visitors by percentage and apply a
@@ -679,6 +679,401 @@ export const DeleteExperimentRequestSchema: GenMessage<DeleteExperimentRequest> 
   messageDesc(file_experiments_v5_experiments, 11);
 
 /**
+ * One change to an experiment, as recorded in the transaction that made it:
+ * a create, an update or a delete. Revisions are kept after the experiment is
+ * deleted, for as long as the history is kept (forever unless an
+ * administrator prunes it).
+ *
+ * @generated from message experiments.v5.ExperimentRevision
+ */
+export type ExperimentRevision = Message<"experiments.v5.ExperimentRevision"> & {
+  /**
+   * Opaque position of this revision in the organization's change feed: pass
+   * it as `after` to ListExperimentChanges or WatchExperimentChanges to get
+   * every change committed after this one. Its format may change; compare
+   * positions only by the order in which they arrive.
+   *
+   * @generated from field: string cursor = 1;
+   */
+  cursor: string;
+
+  /**
+   * ID of the experiment that changed.
+   *
+   * @generated from field: string experiment_id = 2 [json_name = "experiment_id"];
+   */
+  experimentId: string;
+
+  /**
+   * ID of the organization that owns the experiment.
+   *
+   * @generated from field: string organization_id = 3 [json_name = "organization_id"];
+   */
+  organizationId: string;
+
+  /**
+   * The revision number: the experiment's version (its `etag`, as a number)
+   * after the change; for a delete, the number after the last version. An
+   * experiment's revisions are numbered in the order they were made.
+   *
+   * @generated from field: int32 revision = 4;
+   */
+  revision: number;
+
+  /**
+   * What happened: "created", "updated" or "deleted".
+   *
+   * @generated from field: string action = 5;
+   */
+  action: string;
+
+  /**
+   * ID of the user who made the change.
+   *
+   * @generated from field: string user_id = 6 [json_name = "user_id"];
+   */
+  userId: string;
+
+  /**
+   * The user who made the change.
+   *
+   * @generated from field: experiments.v5.User user = 7;
+   */
+  user?: User | undefined;
+
+  /**
+   * When the change was made.
+   *
+   * @generated from field: google.protobuf.Timestamp created_at = 8 [json_name = "created_at"];
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * The field-level differences from the previous revision, in the order of
+   * the experiment's attributes (groups by position). A create lists every
+   * attribute it set (`before` null); a delete every attribute the
+   * experiment had (`after` null).
+   *
+   * @generated from field: repeated experiments.v5.FieldChange changes = 9;
+   */
+  changes: FieldChange[];
+
+  /**
+   * The experiment as it was after the change, as GetExperiment returned it
+   * then; for a delete, as it was before.
+   *
+   * @generated from field: experiments.v5.Experiment experiment = 10;
+   */
+  experiment?: Experiment | undefined;
+};
+
+/**
+ * Describes the message experiments.v5.ExperimentRevision.
+ * Use `create(ExperimentRevisionSchema)` to create a new message.
+ */
+export const ExperimentRevisionSchema: GenMessage<ExperimentRevision> = /*@__PURE__*/
+  messageDesc(file_experiments_v5_experiments, 12);
+
+/**
+ * One attribute that a change set, cleared or changed.
+ *
+ * @generated from message experiments.v5.FieldChange
+ */
+export type FieldChange = Message<"experiments.v5.FieldChange"> & {
+  /**
+   * The attribute, named as field violations name it: `name`, `room_ids`,
+   * `starts_at`, `groups[1].percentage`, `groups[0].treatment`, or
+   * `groups[2]` for a group added or removed (its value is then the group's
+   * `name`, `percentage`, `group_type` and `treatment`).
+   *
+   * @generated from field: string field = 1;
+   */
+  field: string;
+
+  /**
+   * The value before the change, as the experiment's JSON writes it (a
+   * timestamp as an RFC 3339 string, `room_ids` as a list); null when unset.
+   *
+   * @generated from field: google.protobuf.Value before = 2;
+   */
+  before?: Value | undefined;
+
+  /**
+   * The value after the change, in the same form; null when unset.
+   *
+   * @generated from field: google.protobuf.Value after = 3;
+   */
+  after?: Value | undefined;
+};
+
+/**
+ * Describes the message experiments.v5.FieldChange.
+ * Use `create(FieldChangeSchema)` to create a new message.
+ */
+export const FieldChangeSchema: GenMessage<FieldChange> = /*@__PURE__*/
+  messageDesc(file_experiments_v5_experiments, 13);
+
+/**
+ * Request of ListExperimentRevisions. Over REST, `page_size` and `cursor` are
+ * query parameters.
+ *
+ * @generated from message experiments.v5.ListExperimentRevisionsRequest
+ */
+export type ListExperimentRevisionsRequest = Message<"experiments.v5.ListExperimentRevisionsRequest"> & {
+  /**
+   * The organization that owns the experiment.
+   *
+   * @generated from field: string organization_id = 1 [json_name = "organization_id"];
+   */
+  organizationId: string;
+
+  /**
+   * ID of the experiment, which may have been deleted.
+   *
+   * @generated from field: string experiment_id = 2 [json_name = "experiment_id"];
+   */
+  experimentId: string;
+
+  /**
+   * Revisions per page: 25 when unset or 0, at most 100 (larger values are
+   * lowered to 100). A page holds fewer when its revisions would exceed
+   * 512 KiB; `next_cursor` then continues with the rest.
+   *
+   * @generated from field: int32 page_size = 3 [json_name = "page_size"];
+   */
+  pageSize: number;
+
+  /**
+   * Opaque position from a previous response: its `next_cursor` or
+   * `previous_cursor`, or the `cursor` query parameter of its `next` or
+   * `previous` URL. Empty for the first page. (Not a revision's `cursor`,
+   * which is a position in the change feed.)
+   *
+   * @generated from field: string cursor = 4;
+   */
+  cursor: string;
+};
+
+/**
+ * Describes the message experiments.v5.ListExperimentRevisionsRequest.
+ * Use `create(ListExperimentRevisionsRequestSchema)` to create a new message.
+ */
+export const ListExperimentRevisionsRequestSchema: GenMessage<ListExperimentRevisionsRequest> = /*@__PURE__*/
+  messageDesc(file_experiments_v5_experiments, 14);
+
+/**
+ * One page of an experiment's revisions, in the documented paginated shape.
+ *
+ * @generated from message experiments.v5.ListExperimentRevisionsResponse
+ */
+export type ListExperimentRevisionsResponse = Message<"experiments.v5.ListExperimentRevisionsResponse"> & {
+  /**
+   * Full URL of the next page (older revisions), to be followed as is; empty
+   * on the last page.
+   *
+   * @generated from field: string next = 1;
+   */
+  next: string;
+
+  /**
+   * Full URL of the previous page (newer revisions), to be followed as is;
+   * empty on the first page.
+   *
+   * @generated from field: string previous = 2;
+   */
+  previous: string;
+
+  /**
+   * The revisions of this page, newest first.
+   *
+   * @generated from field: repeated experiments.v5.ExperimentRevision results = 3;
+   */
+  results: ExperimentRevision[];
+
+  /**
+   * The `cursor` of the next page, to pass back as is in
+   * ListExperimentRevisionsRequest.cursor; empty on the last page.
+   *
+   * @generated from field: string next_cursor = 4 [json_name = "next_cursor"];
+   */
+  nextCursor: string;
+
+  /**
+   * The `cursor` of the previous page; empty on the first page.
+   *
+   * @generated from field: string previous_cursor = 5 [json_name = "previous_cursor"];
+   */
+  previousCursor: string;
+};
+
+/**
+ * Describes the message experiments.v5.ListExperimentRevisionsResponse.
+ * Use `create(ListExperimentRevisionsResponseSchema)` to create a new message.
+ */
+export const ListExperimentRevisionsResponseSchema: GenMessage<ListExperimentRevisionsResponse> = /*@__PURE__*/
+  messageDesc(file_experiments_v5_experiments, 15);
+
+/**
+ * Request of ListExperimentChanges. Over REST, `after` and `page_size` are
+ * query parameters.
+ *
+ * @generated from message experiments.v5.ListExperimentChangesRequest
+ */
+export type ListExperimentChangesRequest = Message<"experiments.v5.ListExperimentChangesRequest"> & {
+  /**
+   * The organization whose changes are listed.
+   *
+   * @generated from field: string organization_id = 1 [json_name = "organization_id"];
+   */
+  organizationId: string;
+
+  /**
+   * Opaque feed position: a `next_cursor`, a revision's `cursor` or a
+   * heartbeat's `cursor`. The changes committed after it are listed. Empty:
+   * from the oldest change kept.
+   *
+   * @generated from field: string after = 2;
+   */
+  after: string;
+
+  /**
+   * Changes per page: 25 when unset or 0, at most 100 (larger values are
+   * lowered to 100). A page holds fewer when its changes would exceed
+   * 512 KiB; `next_cursor` then continues with the rest.
+   *
+   * @generated from field: int32 page_size = 3 [json_name = "page_size"];
+   */
+  pageSize: number;
+};
+
+/**
+ * Describes the message experiments.v5.ListExperimentChangesRequest.
+ * Use `create(ListExperimentChangesRequestSchema)` to create a new message.
+ */
+export const ListExperimentChangesRequestSchema: GenMessage<ListExperimentChangesRequest> = /*@__PURE__*/
+  messageDesc(file_experiments_v5_experiments, 16);
+
+/**
+ * One page of an organization's changes, oldest first.
+ *
+ * @generated from message experiments.v5.ListExperimentChangesResponse
+ */
+export type ListExperimentChangesResponse = Message<"experiments.v5.ListExperimentChangesResponse"> & {
+  /**
+   * The changes committed after the request's `after`, oldest first.
+   *
+   * @generated from field: repeated experiments.v5.ExperimentRevision results = 1;
+   */
+  results: ExperimentRevision[];
+
+  /**
+   * The position to continue from (as `after`): after the last change of
+   * this page, or further on when there were no more. Always set, an empty
+   * page included.
+   *
+   * @generated from field: string next_cursor = 2 [json_name = "next_cursor"];
+   */
+  nextCursor: string;
+};
+
+/**
+ * Describes the message experiments.v5.ListExperimentChangesResponse.
+ * Use `create(ListExperimentChangesResponseSchema)` to create a new message.
+ */
+export const ListExperimentChangesResponseSchema: GenMessage<ListExperimentChangesResponse> = /*@__PURE__*/
+  messageDesc(file_experiments_v5_experiments, 17);
+
+/**
+ * Request of WatchExperimentChanges. Over REST, `after` is a query parameter.
+ *
+ * @generated from message experiments.v5.WatchExperimentChangesRequest
+ */
+export type WatchExperimentChangesRequest = Message<"experiments.v5.WatchExperimentChangesRequest"> & {
+  /**
+   * The organization whose changes are followed.
+   *
+   * @generated from field: string organization_id = 1 [json_name = "organization_id"];
+   */
+  organizationId: string;
+
+  /**
+   * Opaque feed position to start after: a revision's `cursor`, a
+   * heartbeat's `cursor` or a `next_cursor`. Empty: now (only changes
+   * committed from now on).
+   *
+   * @generated from field: string after = 2;
+   */
+  after: string;
+};
+
+/**
+ * Describes the message experiments.v5.WatchExperimentChangesRequest.
+ * Use `create(WatchExperimentChangesRequestSchema)` to create a new message.
+ */
+export const WatchExperimentChangesRequestSchema: GenMessage<WatchExperimentChangesRequest> = /*@__PURE__*/
+  messageDesc(file_experiments_v5_experiments, 18);
+
+/**
+ * One message of a watch: a change, or a heartbeat.
+ *
+ * @generated from message experiments.v5.WatchExperimentChangesResponse
+ */
+export type WatchExperimentChangesResponse = Message<"experiments.v5.WatchExperimentChangesResponse"> & {
+  /**
+   * What this message carries.
+   *
+   * @generated from oneof experiments.v5.WatchExperimentChangesResponse.event
+   */
+  event: {
+    /**
+     * A change committed after the previous message's position.
+     *
+     * @generated from field: experiments.v5.ExperimentRevision change = 1;
+     */
+    value: ExperimentRevision;
+    case: "change";
+  } | {
+    /**
+     * The watch's current position, with nothing new before it: sent first,
+     * then whenever the stream has been quiet for a while.
+     *
+     * @generated from field: experiments.v5.WatchHeartbeat heartbeat = 2;
+     */
+    value: WatchHeartbeat;
+    case: "heartbeat";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message experiments.v5.WatchExperimentChangesResponse.
+ * Use `create(WatchExperimentChangesResponseSchema)` to create a new message.
+ */
+export const WatchExperimentChangesResponseSchema: GenMessage<WatchExperimentChangesResponse> = /*@__PURE__*/
+  messageDesc(file_experiments_v5_experiments, 19);
+
+/**
+ * A progress notification of a watch.
+ *
+ * @generated from message experiments.v5.WatchHeartbeat
+ */
+export type WatchHeartbeat = Message<"experiments.v5.WatchHeartbeat"> & {
+  /**
+   * The position every change up to which has been sent: pass it as `after`
+   * to resume from here.
+   *
+   * @generated from field: string cursor = 1;
+   */
+  cursor: string;
+};
+
+/**
+ * Describes the message experiments.v5.WatchHeartbeat.
+ * Use `create(WatchHeartbeatSchema)` to create a new message.
+ */
+export const WatchHeartbeatSchema: GenMessage<WatchHeartbeat> = /*@__PURE__*/
+  messageDesc(file_experiments_v5_experiments, 20);
+
+/**
  * Manages the experiments (A/B tests) of an organization.
  *
  * Every RPC requires the metadata `authorization: Token <key>` (REST clients
@@ -712,6 +1107,12 @@ export const DeleteExperimentRequestSchema: GenMessage<DeleteExperimentRequest> 
  * seconds in the `retry-after` trailing metadata (REST: the `Retry-After`
  * header). Unexpected server faults (bugs) are answered INTERNAL without
  * details.
+ *
+ * The history RPCs (ListExperimentRevisions, ListExperimentChanges,
+ * WatchExperimentChanges) need the same access as GetExperiment. A feed
+ * position (`after`, `cursor` of a revision, `next_cursor`, a heartbeat's
+ * `cursor`) older than the history kept is OUT_OF_RANGE (REST: 400): list the
+ * experiments again and continue from a new position.
  *
  * Optional request metadata (REST: the header of the same name):
  * `if-match` (Update, Delete) makes the write conditional on the etag;
@@ -822,6 +1223,86 @@ export const ExperimentService: GenService<{
     methodKind: "unary";
     input: typeof DeleteExperimentRequestSchema;
     output: typeof EmptySchema;
+  },
+  /**
+   * Lists the revisions of one experiment, newest first, one page at a time:
+   * one per create, update and delete, kept after the experiment is deleted.
+   *
+   * Returns UNAUTHENTICATED, PERMISSION_DENIED (no access to the organization,
+   * no active subscription), NOT_FOUND if the organization never had an
+   * experiment with that id (or none of its revisions is kept and it no
+   * longer exists), or INVALID_ARGUMENT for a malformed `cursor` or a
+   * negative `page_size`.
+   *
+   * @generated from rpc experiments.v5.ExperimentService.ListExperimentRevisions
+   */
+  listExperimentRevisions: {
+    methodKind: "unary";
+    input: typeof ListExperimentRevisionsRequestSchema;
+    output: typeof ListExperimentRevisionsResponseSchema;
+  },
+  /**
+   * Lists the changes to the experiments of an organization (their
+   * revisions) in commit order, oldest first, starting after a position.
+   *
+   * Every change committed after `after` is listed exactly once, in the order
+   * the writes committed, whichever server or process made them; a change
+   * committed later is listed after it. Call again with `next_cursor` to
+   * continue (it is set on every answer, an empty page included, so a poller
+   * can keep calling).
+   *
+   * Returns UNAUTHENTICATED, PERMISSION_DENIED (no access to the organization,
+   * no active subscription), INVALID_ARGUMENT for a malformed `after` or a
+   * negative `page_size`, or OUT_OF_RANGE (REST: 400) when `after` is older
+   * than the history kept (see `experiments-admin prune-history`): list the
+   * experiments again, then continue from a new position.
+   *
+   * @generated from rpc experiments.v5.ExperimentService.ListExperimentChanges
+   */
+  listExperimentChanges: {
+    methodKind: "unary";
+    input: typeof ListExperimentChangesRequestSchema;
+    output: typeof ListExperimentChangesResponseSchema;
+  },
+  /**
+   * Follows the changes to the experiments of an organization as they are
+   * committed: the same changes as ListExperimentChanges, in the same order,
+   * streamed. Over REST the stream is newline-delimited JSON: one
+   * WatchExperimentChangesResponse object per line.
+   *
+   * The first message is always a `heartbeat` whose `cursor` is the position
+   * the watch starts after (`after`, or now when `after` is empty): open a
+   * watch, list the experiments, then apply what follows. Then every change
+   * committed after that position comes exactly once, in commit order, each
+   * with its `cursor`; a `heartbeat` with the current position follows
+   * whenever the stream has been quiet for a while (15 seconds by default), so
+   * that proxies keep it open and a consumer can save its position.
+   *
+   * The stream does not end by itself. To resume after it ends (the
+   * connection dropped, the server is stopping), call again with `after` set
+   * to the last `cursor` received (of a change or a heartbeat): nothing is
+   * missed and nothing repeated. The key is checked again while the stream is
+   * open: a revoked key, a lapsed subscription or lost access ends it with
+   * UNAUTHENTICATED or PERMISSION_DENIED within the server's key cache time.
+   *
+   * Returns UNAUTHENTICATED, PERMISSION_DENIED (no access to the organization,
+   * no active subscription), INVALID_ARGUMENT for a malformed `after`,
+   * OUT_OF_RANGE (REST: 400) when `after` is older than the history kept,
+   * RESOURCE_EXHAUSTED (REST: 429) when the server already holds as many
+   * watches as it allows, or UNAVAILABLE (REST: 503) when the server is
+   * stopping (resume from the last cursor, on another server). An error
+   * before the first message is an
+   * ordinary error response; over REST, a stream that ends after its first
+   * line simply ends (HTTP/1.1 has no trailers to carry a status): reconnect
+   * from the last cursor, and an error that persists is then answered as an
+   * ordinary error response.
+   *
+   * @generated from rpc experiments.v5.ExperimentService.WatchExperimentChanges
+   */
+  watchExperimentChanges: {
+    methodKind: "server_streaming";
+    input: typeof WatchExperimentChangesRequestSchema;
+    output: typeof WatchExperimentChangesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_experiments_v5_experiments, 0);
