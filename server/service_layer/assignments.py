@@ -204,17 +204,8 @@ class AssignmentCache:
             organization = _Organization(experiments, max(through, views.position), micros(now))
             for change in changes:
                 organization.put(*self._reading.change(change))
-            if organization.size <= self._max_bytes:
-                self._organizations[organization_id] = organization
-                self._keep_within_budget(organization_id)
-            else:
-                log.warning(
-                    "organization %s has %d bytes of running experiments, more than the cache "
-                    "holds (%d): its assignments read the database",
-                    organization_id,
-                    organization.size,
-                    self._max_bytes,
-                )
+            self._organizations[organization_id] = organization
+            self._keep_within_budget(keep=organization_id)
             self._loading.pop(organization_id, None)
             return organization
 
@@ -230,16 +221,28 @@ class AssignmentCache:
         """The experiments that may apply at `at` (in the past), from the database."""
         return tuple(self._from_views(self._load(organization_id, at).messages).values())
 
-    def _keep_within_budget(self, keep: UUID) -> None:
-        """Drops the organizations asked least recently (not `keep`) while over the budget."""
-        total = sum(o.size for o in self._organizations.values())
+    def _keep_within_budget(self, keep: UUID | None = None) -> None:
+        """Drops an organization that alone is over the budget (its calls read the database),
+        then the organizations asked least recently (not `keep`) while over it."""
+        organizations = self._organizations
+        for organization_id, organization in list(organizations.items()):
+            if organization.size > self._max_bytes:
+                log.warning(
+                    "organization %s has %d bytes of running experiments, more than the cache "
+                    "holds (%d): its assignments read the database",
+                    organization_id,
+                    organization.size,
+                    self._max_bytes,
+                )
+                del organizations[organization_id]
+        total = sum(o.size for o in organizations.values())
         for organization_id, organization in sorted(
-            self._organizations.items(), key=lambda item: item[1].last_used
+            organizations.items(), key=lambda item: item[1].last_used
         ):
             if total <= self._max_bytes:
                 break
             if organization_id != keep:
-                del self._organizations[organization_id]
+                del organizations[organization_id]
                 total -= organization.size
 
     # --- following the feed --------------------------------------------------------------
@@ -265,7 +268,7 @@ class AssignmentCache:
             if self._written:  # what is applied is no longer waited for
                 self._written = {k: p for k, p in self._written.items() if p > self._applied}
             if grew:
-                self._keep_within_budget(batch[-1].organization_id)
+                self._keep_within_budget()
             self._caught_up.notify_all()
 
     def _wait_for_own_write(self, organization_id: UUID, organization: _Organization) -> None:
