@@ -12,6 +12,7 @@ languages. Plain functions of their arguments: no clock, no storage.
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -293,6 +294,8 @@ class RunningExperiment(Generic[G]):
     # multiple of it, so 100 entries hold what group_table's 10,000 do); _NO_GROUP for none.
     table: bytes
     key: bytes  # b"{experiment_id}:", the start of every hashed text
+    # b"{experiment_id}:0:" for `full` (every text hashed starts so); b"" otherwise.
+    full_key: bytes
 
 
 def running_experiment(
@@ -328,8 +331,11 @@ def running_experiment(
         groups=tuple(groups),
         table=bytes(table),
         key=f"{experiment_id}:".encode(),
+        full_key=f"{experiment_id}:0:".encode() if length is None else b"",
     )
 
+
+_BIG_ENDIAN_U64: Final = struct.Struct(">Q")
 
 # One assignment of assign_all: the experiment, its group (as given to running_experiment),
 # the bucket, the period, and valid_until in microseconds (None: for ever).
@@ -345,6 +351,7 @@ def assign_all(
     id's UTF-8 (`checked_request`)."""
     found: list[Assigned[G]] = []
     sha256 = hashlib.sha256
+    first_8_bytes = _BIG_ENDIAN_U64.unpack_from
     for experiment in experiments:
         start, end = experiment.starts_at, experiment.ends_at
         if at < start or (end is not None and at >= end):
@@ -354,13 +361,14 @@ def assign_all(
         length = experiment.period_length
         if length is None:
             period, until = 0, end
+            digest = sha256(experiment.full_key + visitor).digest()
         else:
             period = (at - start) // length
             until = start + (period + 1) * length
             if end is not None and end < until:
                 until = end
-        digest = sha256(b"%s%d:%s" % (experiment.key, period, visitor)).digest()
-        chosen = int.from_bytes(digest[:8], "big") % BUCKETS
+            digest = sha256(b"%s%d:%s" % (experiment.key, period, visitor)).digest()
+        chosen = first_8_bytes(digest)[0] % BUCKETS
         group = experiment.groups[experiment.table[chosen // BUCKETS_PER_POINT]]
         found.append((experiment, group, chosen, period, until))
     return found

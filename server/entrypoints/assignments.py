@@ -79,10 +79,10 @@ def assignments_response(found: Sequence[Assigned[bytes]]) -> bytes:
     """A serialized AssignVisitorResponse of assign_all's assignments."""
     parts: list[bytes] = []
     for _, answer, bucket, period, until in found:
-        entry = b"".join(
-            (answer, _BUCKET_FIELDS[bucket], _period_field(period), _valid_until_field(until))
-        )
-        parts += (_ASSIGNMENTS_TAG, _varint(len(entry)), entry)
+        bucket_field, tail = _BUCKET_FIELDS[bucket], _tail(period, until)
+        size = len(answer) + len(bucket_field) + len(tail)
+        parts += (_ASSIGNMENTS_TAG, _SIZES[size] if size < _SIZED else _varint(size))
+        parts += (answer, bucket_field, tail)
     return b"".join(parts)
 
 
@@ -105,18 +105,20 @@ _NANOS = _field(2, _VARINT)
 _BUCKET_FIELDS: Final = [b""] + [_BUCKET + _varint(b) for b in range(1, BUCKETS)]
 
 
-def _period_field(period: int) -> bytes:
-    return _PERIOD + _varint(period) if period else b""
+# The varint of every size up to 16 KiB (two bytes of varint), made once.
+_SIZED: Final = 1 << 14
+_SIZES: Final = [_varint(n) for n in range(_SIZED)]
 
 
 @functools.lru_cache(maxsize=4096)
-def _valid_until_field(until: int | None) -> bytes:
-    """valid_until (microseconds since the epoch; None: unset) as its field. Cached: an
-    experiment's is the same for every call of a period."""
+def _tail(period: int, until: int | None) -> bytes:
+    """The period and valid_until (microseconds since the epoch; None: unset) as their fields.
+    Cached: an experiment's are the same for every call of one of its periods."""
+    tail = _PERIOD + _varint(period) if period else b""
     if until is None:
-        return b""
+        return tail
     seconds, micros = divmod(until, 1_000_000)
     stamp = (_SECONDS + _varint(seconds) if seconds else b"") + (
         _NANOS + _varint(micros * 1000) if micros else b""
     )
-    return _VALID_UNTIL + _varint(len(stamp)) + stamp
+    return tail + _VALID_UNTIL + _varint(len(stamp)) + stamp

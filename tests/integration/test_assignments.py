@@ -23,6 +23,7 @@ from tests.integration.grpc_client import (
     Client,
     demo_world,
     field_violations,
+    own_connection,
     published,
     running_client,
 )
@@ -198,15 +199,6 @@ def _time(text: str) -> timestamp_pb2.Timestamp:
 # --- freshness across processes ---------------------------------------------------------------
 
 
-def _stub(port: int) -> tuple[grpc.Channel, experiments_pb2_grpc.ExperimentServiceStub]:
-    # A connection of its own, so that with several workers on one port the kernel may hand
-    # it to any of them.
-    channel = grpc.insecure_channel(
-        f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)]
-    )
-    return channel, experiments_pb2_grpc.ExperimentServiceStub(channel)
-
-
 # Clients per server port: on SQLite's two workers sharing one port, enough connections that
 # both workers get some (each lands on either, as the kernel hashes it).
 OBSERVERS_PER_PORT = 4
@@ -218,8 +210,8 @@ def test_a_write_shows_at_once_on_its_worker_and_moments_later_on_every_other(
     world = demo_world(migrated_url)
     metadata = (("authorization", f"Token {world.tokens.settings}"),)
     org = world.organization_id
-    writer_channel, writer = _stub(server_ports[0])
-    observers = [_stub(port) for port in server_ports for _ in range(OBSERVERS_PER_PORT)]
+    writer_channel, writer = own_connection(server_ports[0])
+    observers = [own_connection(port) for port in server_ports for _ in range(OBSERVERS_PER_PORT)]
 
     def groups_of(stub: experiments_pb2_grpc.ExperimentServiceStub) -> dict[str, str]:
         answer = stub.AssignVisitor(
