@@ -125,8 +125,12 @@ def test_the_organization_comes_only_from_the_path(http1: RestClient, world: Wor
     assert field_violations(body) == {"organization_id": messages.PATH_FIELD_IN_QUERY}
 
 
-def test_assignments_are_read_only(http1: RestClient, world: World) -> None:
-    response = http1.post(f"{_assignments(world)}?visitor_id=v", token=world.tokens.settings)
+@pytest.mark.parametrize("method", ["POST", "DELETE", "QUERY"])
+def test_assignments_are_read_only(http1: RestClient, world: World, method: str) -> None:
+    # A QUERY without Content-Type is refused by Envoy itself before routing: the same 405.
+    response = http1.request(
+        method, f"{_assignments(world)}?visitor_id=v", token=world.tokens.settings
+    )
 
     assert_error(response, 405, 12)
     assert response.headers["allow"] == "GET"
