@@ -67,9 +67,9 @@ LOAD_ATTEMPTS: Final = 3
 
 @dataclass(frozen=True)
 class Reading:
-    """How the cache reads stored experiments: from a view's message, and from a change of the
-    feed (the experiment's id, and what it now is; None when it no longer assigns: deleted,
-    or a draft). Both None/raise for what cannot assign; the entrypoint's messages."""
+    """How the cache reads stored experiments (the entrypoint's messages): a view's message as
+    what the cache keeps of it (None for a draft), and a change of the feed as its
+    experiment's id and what the cache keeps of it now (None once deleted, or while a draft)."""
 
     view: Callable[[bytes], Running | None]
     change: Callable[[Change], tuple[UUID, Running | None]]
@@ -147,7 +147,7 @@ class AssignmentCache:
         # Per organization, the feed position of this worker's last write not yet seen applied.
         self._written: dict[UUID, int] = {}
         self._loading: dict[UUID, threading.Lock] = {}
-        self.unsubscribe = follower.subscribe(self._apply)
+        follower.subscribe(self._apply)
 
     def experiments(self, organization_id: UUID, at: int, now: datetime) -> Sequence[Running]:
         """The organization's experiments that may apply at `at` (microseconds; a time
