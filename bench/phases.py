@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import grpc
 from experiments.v5 import experiments_pb2 as pb
@@ -142,20 +143,22 @@ def published_experiment(world: seed.World, name: str) -> pb.Experiment:
     )
 
 
-def _metadata(world: seed.World) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Token {world.api_key}"),)
-
-
-def grpc_call(port: int, path: str, message: bytes, world: seed.World) -> bytes:
-    """One unary call with raw bytes in and out; raises grpc.RpcError unless it is OK."""
+def grpc_call(
+    port: int, path: str, message: bytes, world: seed.World, key: str | None = None
+) -> bytes:
+    """One unary call with raw bytes in and out (with `key`, by default the world's); raises
+    grpc.RpcError unless it is OK."""
+    metadata = (("authorization", f"Token {key or world.api_key}"),)
     with grpc.insecure_channel(f"{stack.HOST}:{port}") as channel:
         call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(path)
-        response: bytes = call(message, metadata=_metadata(world), timeout=10)
+        response: bytes = call(message, metadata=metadata, timeout=10)
         return response
 
 
-def rest_get(url: str, world: seed.World) -> bytes:
-    request = urllib.request.Request(url, headers={"Authorization": f"Token {world.api_key}"})
+def rest_get(url: str, world: seed.World, key: str | None = None) -> bytes:
+    request = urllib.request.Request(
+        url, headers={"Authorization": f"Token {key or world.api_key}"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             body: bytes = response.read()
@@ -173,17 +176,19 @@ def grpc_phase(
     world: seed.World,
     *,
     variable: bool = False,
+    api_key: str | None = None,
 ) -> Phase:
     """A gRPC phase, after one call of the same request that must succeed (its response
-    size is what every response of the phase must have)."""
+    size is what every response of the phase must have); with `api_key`, by default the
+    world's."""
     try:
-        size = len(loadgen.grpc_frame(grpc_call(port, path, request, world)))
+        size = len(loadgen.grpc_frame(grpc_call(port, path, request, world, api_key)))
     except grpc.RpcError as error:
         raise RuntimeError(f"{title}: the first call failed: {error}") from None
     slack = VARIABLE_SLACK_BYTES if variable else 0
     headers: tuple[str, ...] = loadgen.GRPC_HEADERS
     if path.startswith(f"/{SERVICE}/"):
-        headers += (f"authorization: Token {world.api_key}",)
+        headers += (f"authorization: Token {api_key or world.api_key}",)
     return Phase(
         key=key,
         title=title,
@@ -200,16 +205,25 @@ def grpc_phase(
     )
 
 
-def rest_phase(key: str, title: str, urls: list[str], method: str, world: seed.World) -> Phase:
+def rest_phase(
+    key: str,
+    title: str,
+    urls: list[str],
+    method: str,
+    world: seed.World,
+    api_key: str | None = None,
+) -> Phase:
     """A REST GET phase over HTTP/1.1 (one request per connection at a time, 32 connections),
-    the URLs taken in turn; each is fetched once first and must answer 200."""
-    sizes = [len(rest_get(url, world)) for url in urls]
+    the URLs taken in turn; each is fetched once first and must answer 200. With `api_key`,
+    by default the world's."""
+    api_key = api_key or world.api_key
+    sizes = [len(rest_get(url, world, api_key)) for url in urls]
     return Phase(
         key=key,
         title=title,
         load=loadgen.Load(
             urls=tuple(urls),
-            headers=(f"authorization: Token {world.api_key}",),
+            headers=(f"authorization: Token {api_key}",),
             clients=IN_FLIGHT,
             http1=True,
         ),
@@ -229,6 +243,19 @@ def get_request(world: seed.World) -> bytes:
     return pb.GetExperimentRequest(
         organization_id=str(world.organization_id),
         experiment_id=str(world.get_experiment_id),
+    ).SerializeToString()
+
+
+# The visitor of the assignment phases: one visitor, now, in the room where all of the
+# organization's seed.ASSIGNING_EXPERIMENTS apply, as an internal service asks.
+ASSIGNED_VISITOR = "visitor-2f8d1c"
+
+
+def assign_request(world: seed.World) -> bytes:
+    return pb.AssignVisitorRequest(
+        organization_id=str(world.assigning_organization_id),
+        visitor_id=ASSIGNED_VISITOR,
+        room_id=str(world.assigning_room_id),
     ).SerializeToString()
 
 
@@ -256,10 +283,24 @@ def service_phases(
             pb.ListExperimentsRequest(organization_id=org, page_size=PAGE_SIZE).SerializeToString(),
             world,
         ),
+        lambda: grpc_phase(
+            "grpc-assign",
+            f"gRPC AssignVisitor ({seed.ASSIGNING_EXPERIMENTS} experiments)",
+            grpc_port,
+            rpc + "AssignVisitor",
+            assign_request(world),
+            world,
+            api_key=world.assigning_api_key,
+        ),
     ]
     if http_port is not None:
         base = f"http://{stack.HOST}:{http_port}/api/v5/orgs/{org}/experiments"
         ids = [world.get_experiment_id, *world.read_experiment_ids]
+        query = urlencode({"visitor_id": ASSIGNED_VISITOR, "room_id": world.assigning_room_id})
+        assignments = (
+            f"http://{stack.HOST}:{http_port}/api/v5/orgs/{world.assigning_organization_id}"
+            f"/assignments?{query}"
+        )
         phases += [
             lambda: rest_phase(
                 "rest-get",
@@ -274,6 +315,14 @@ def service_phases(
                 [f"{base}?page_size={PAGE_SIZE}"],
                 "ListExperiments",
                 world,
+            ),
+            lambda: rest_phase(
+                "rest-assign",
+                f"REST GET assignments ({seed.ASSIGNING_EXPERIMENTS} experiments)",
+                [assignments],
+                "AssignVisitor",
+                world,
+                world.assigning_api_key,
             ),
         ]
     if reads_only:

@@ -26,6 +26,9 @@ MIXED_P99_X_ECHO = 5.0
 RSS_MB = 150.0
 RSS_AT_EXPERIMENTS = 100_000
 FLAT_P50 = 0.20  # Get and List p50 at the largest size within 20% of the smallest
+# Issue 16: AssignVisitor over gRPC with 50 running experiments in the organization.
+ASSIGN_RATIO = 0.6
+ASSIGN_P99_X_ECHO = 2.0
 # Issue 18, under abuse: the well-behaved client's Gets, and each worker's peak memory.
 ABUSE_GOOD_SHARE = 0.99
 ABUSE_RSS_MB = 300.0
@@ -194,6 +197,12 @@ def targets(
             writes_note,
         ),
         p99_within("mixed", MIXED_P99_X_ECHO, f"mixed p99 <= {MIXED_P99_X_ECHO:g}x echo p99"),
+        _ratio(
+            found, "grpc-assign", echo_rps, ASSIGN_RATIO, f"gRPC Assign >= {ASSIGN_RATIO}x echo"
+        ),
+        p99_within(
+            "grpc-assign", ASSIGN_P99_X_ECHO, f"gRPC Assign p99 <= {ASSIGN_P99_X_ECHO:g}x echo p99"
+        ),
     ]
     peak = max(
         (max(m.peak_rss_mb, default=0.0) for m in measurements if m.phase.method), default=0.0

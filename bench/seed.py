@@ -14,14 +14,15 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from server.adapters import admin
 from server.adapters.unit_of_work import SqlAlchemyReadUnitOfWork, SqlAlchemyUnitOfWork
+from server.domain.assignment import initial_ranges
 from server.domain.model import (
     Experiment,
     Goal,
@@ -45,6 +46,11 @@ READ_EXPERIMENTS = 63
 ZIPF_EXPONENT = 0.8
 # Far enough ahead that the updated experiment never starts, so no read-only rule applies.
 FUTURE_START = datetime(2035, 1, 1, 9, 0, tzinfo=UTC)
+# The organization of the assignment phases: this many experiments assign a visitor in its
+# first room now, beside NOT_ASSIGNING that do not (drafts, ended, in another room only).
+ASSIGNING_EXPERIMENTS = 50
+ASSIGNING_IN_ROOM = 15
+NOT_ASSIGNING = 12
 
 GROUP_TYPES = ("control", "user_defined", "target_algorithm", "target_random", None)
 RESET_INTERVALS = ("full", "full", "1w", "1d")
@@ -69,6 +75,10 @@ class World:
     update_experiment_id: uuid.UUID  # published, starting in 2035
     read_experiment_ids: tuple[uuid.UUID, ...]  # more experiments of the organization
     api_keys: dict[uuid.UUID, str]  # every organization's key, by organization id
+    # The assignment phases' organization, its key and the room its visitors are in.
+    assigning_organization_id: uuid.UUID
+    assigning_api_key: str
+    assigning_room_id: uuid.UUID
 
 
 def treatment_example(n: int) -> dict[str, Any]:
@@ -119,41 +129,12 @@ def seed(engine: Engine, experiments: int, *, random_seed: int = 5) -> World:
         # Organizations, users, goals, rooms and keys as the admin CLI writes them (a few
         # thousand rows).
         for n in range(ORGANIZATIONS):
-            organization = Organization(
-                admin.create_organization(connection, f"Company {n:03d} Inc."),
-                f"Company {n:03d} Inc.",
-            )
-            users = []
-            for u in range(USERS_PER_ORGANIZATION):
-                first = "Integration" if u == 1 else rng.choice(FIRST_NAMES)
-                last = "Bot" if u == 1 else rng.choice(LAST_NAMES)
-                user_id = admin.create_user(
-                    connection,
-                    organization.id,
-                    first,
-                    last,
-                    can_manage_settings=u in (0, 1),
-                    is_bot=u == 1,
-                )
-                users.append(User(user_id, first, last, organization.id, is_bot=u == 1))
-            goals = [
-                Goal(
-                    admin.create_goal(connection, organization.id, f"Reached goal {g}"),
-                    f"Reached goal {g}",
-                    organization,
-                )
-                for g in range(GOALS_PER_ORGANIZATION)
-            ]
-            rooms = [
-                Room(
-                    admin.create_room(connection, organization.id, f"Room {r}"),
-                    f"Room {r}",
-                    organization.id,
-                )
-                for r in range(ROOMS_PER_ORGANIZATION)
-            ]
-            keys[organization.id] = admin.create_api_key(connection, users[0].id)
-            organizations.append(_Organization(organization, users, goals, rooms))
+            owner, key = _new_organization(connection, rng, f"Company {n:03d} Inc.")
+            keys[owner.organization.id] = key
+            organizations.append(owner)
+        assigning, assigning_key = _new_organization(
+            connection, random.Random(random_seed + 2), "Assignment Co."
+        )
 
     sizes = organization_sizes(experiments)
     largest = organizations[0]
@@ -182,6 +163,9 @@ def seed(engine: Engine, experiments: int, *, random_seed: int = 5) -> World:
         record=revision_record,
     )
     service.import_experiments(made())
+    # Random numbers of their own, so that the other organizations' stay as they were.
+    other_rng = random.Random(random_seed + 1)
+    service.import_experiments(_assigning_experiments(other_rng, assigning, now))
     return World(
         experiments=experiments,
         organization_id=largest.organization.id,
@@ -193,7 +177,77 @@ def seed(engine: Engine, experiments: int, *, random_seed: int = 5) -> World:
         update_experiment_id=special["update"],
         read_experiment_ids=tuple(read_ids),
         api_keys=keys,
+        assigning_organization_id=assigning.organization.id,
+        assigning_api_key=assigning_key,
+        assigning_room_id=assigning.rooms[0].id,
     )
+
+
+def _new_organization(
+    connection: Connection, rng: random.Random, name: str
+) -> tuple[_Organization, str]:
+    """An organization with its users, goals and rooms, and the plaintext key of its first
+    user (who has the settings permission), as the admin CLI writes them."""
+    organization = Organization(admin.create_organization(connection, name), name)
+    users = []
+    for u in range(USERS_PER_ORGANIZATION):
+        first = "Integration" if u == 1 else rng.choice(FIRST_NAMES)
+        last = "Bot" if u == 1 else rng.choice(LAST_NAMES)
+        user_id = admin.create_user(
+            connection,
+            organization.id,
+            first,
+            last,
+            can_manage_settings=u in (0, 1),
+            is_bot=u == 1,
+        )
+        users.append(User(user_id, first, last, organization.id, is_bot=u == 1))
+    goals = [
+        Goal(
+            admin.create_goal(connection, organization.id, f"Reached goal {g}"),
+            f"Reached goal {g}",
+            organization,
+        )
+        for g in range(GOALS_PER_ORGANIZATION)
+    ]
+    rooms = [
+        Room(
+            admin.create_room(connection, organization.id, f"Room {r}"),
+            f"Room {r}",
+            organization.id,
+        )
+        for r in range(ROOMS_PER_ORGANIZATION)
+    ]
+    key = admin.create_api_key(connection, users[0].id)
+    return _Organization(organization, users, goals, rooms), key
+
+
+def _assigning_experiments(
+    rng: random.Random, owner: _Organization, now: datetime
+) -> Iterator[Experiment]:
+    """The assignment phases' organization: ASSIGNING_EXPERIMENTS that assign a visitor in its
+    first room now (ASSIGNING_IN_ROOM of them only there and in its second, the rest in every
+    room; every reset interval, with and without an end), then NOT_ASSIGNING that do not."""
+    # Period boundaries (1d, 1w) half a day away from now: a phase's answers do not change.
+    start = now - timedelta(days=rng.randint(1, 60), hours=12)
+    first_room, second_room = owner.rooms[0], owner.rooms[1]
+    for n in range(ASSIGNING_EXPERIMENTS + NOT_ASSIGNING):
+        experiment = _experiment(rng, _uuid(rng), n, "assign", owner, now)
+        rooms: tuple[Room, ...] = (first_room, second_room) if n < ASSIGNING_IN_ROOM else ()
+        ends_at = now + timedelta(days=30) if n % 3 == 0 else None
+        is_draft = False
+        if n >= ASSIGNING_EXPERIMENTS:  # as many of each kind that does not assign
+            kind = (n - ASSIGNING_EXPERIMENTS) % 3
+            is_draft = kind == 0
+            ends_at = now - timedelta(days=1) if kind == 1 else ends_at
+            rooms = (second_room,) if kind == 2 else rooms
+        yield replace(
+            experiment,
+            is_draft=is_draft,
+            starts_at=start - timedelta(days=7 * (n % 5)),
+            ends_at=ends_at,
+            rooms=rooms,
+        )
 
 
 def _experiment(
@@ -241,6 +295,7 @@ def _experiment(
                 updated_at=updated_at,
             )
         )
+    ranges = initial_ranges(SPLITS[group_count])
     return Experiment(
         id=experiment_id,
         organization=owner.organization,
@@ -251,7 +306,8 @@ def _experiment(
         ends_at=ends_at,
         group_reset_interval=interval,
         rooms=tuple(rng.sample(owner.rooms, room_count)),
-        groups=tuple(groups),
+        # As a create lays them out (domain.model.bucket_ranges).
+        groups=tuple(replace(g, buckets=r) for g, r in zip(groups, ranges, strict=True)),
         created_at=created_at,
         created_by=creator,
         updated_at=updated_at,

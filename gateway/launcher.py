@@ -159,8 +159,11 @@ CORS_ALLOW_METHODS = "GET, POST, PUT, DELETE"
 CORS_ALLOW_HEADERS = "authorization, content-type, if-match, if-none-match, idempotency-key"
 CORS_EXPOSE_HEADERS = "etag, location"
 CORS_MAX_AGE_SECONDS = 600
-# Every documented path: experiments, one experiment and its revisions, the changes and their watch.
-DOCUMENTED_PATHS = "/api/v5/orgs/[^/]+/(experiments(/[^/]+(/revisions)?)?|changes(/watch)?)"
+# Every documented path: experiments, one experiment and its revisions, the changes and their
+# watch, the visitor assignments.
+DOCUMENTED_PATHS = (
+    "/api/v5/orgs/[^/]+/(experiments(/[^/]+(/revisions)?)?|changes(/watch)?|assignments)"
+)
 
 
 def cors_policy(origins: Sequence[str]) -> dict[str, Any]:

@@ -271,7 +271,8 @@ def _layout_note(layout: Layout) -> str:
 def _period_cases(rng: random.Random, layouts: Sequence[Layout]) -> Iterator[Json]:
     """Times at and around period boundaries: the period and valid_until come from interval,
     starts_at, ends_at and at (the microsecond before a boundary is still the period before)."""
-    for interval, length in PERIOD_LENGTHS.items():
+    for interval in ResetInterval:
+        length = PERIOD_LENGTHS[interval]
         step = length or timedelta(days=1)
         for starts_at in TIMES:
             for k in (1, 2, 7, 53, 365, 1000):

@@ -83,6 +83,11 @@ FIELD_RULES: dict[str, Json] = {
     "experiments.v5.Group.name": {"maxLength": limits.NAME_MAX_LENGTH},
     "experiments.v5.Group.percentage": {"minimum": 0, "maximum": 100},
     "experiments.v5.ListExperimentsRequest.page_size": {"minimum": 0},
+    "experiments.v5.AssignVisitorRequest.visitor_id": {
+        "minLength": 1,
+        "maxLength": limits.VISITOR_ID_MAX_LENGTH,
+    },
+    "experiments.v5.AssignVisitorRequest.room_id": {"format": "uuid"},
 }
 # Fields whose schema is a named one, so that a generated client has one type for it: the strings
 # with a fixed set of values, and the treatment (any object). Where null is allowed too, the
@@ -103,6 +108,14 @@ NAMED: dict[str, tuple[str, Json]] = {
         "Treatment",
         {"type": "object", "additionalProperties": True},
     ),
+    "experiments.v5.Assignment.group_type": (
+        "GroupType",
+        {"type": "string", "enum": [t.value for t in GroupType]},
+    ),
+    "experiments.v5.Assignment.treatment": (
+        "Treatment",
+        {"type": "object", "additionalProperties": True},
+    ),
 }
 # Fields with presence (messages, proto3 `optional`) that the server sets on every message it
 # returns (server/entrypoints/translate.py): `required` in the response schemas, so that a
@@ -120,6 +133,7 @@ ALWAYS_RETURNED: set[str] = {
     "experiments.v5.Group.updated_at",
     "experiments.v5.Group.group_type",
     "experiments.v5.Goal.organization",
+    "experiments.v5.Assignment.group_type",
 }
 # The suffix of a message's request schema when it comes back in responses too: what a client
 # sends has no output-only fields and other required ones (ExperimentInput, GroupInput).
@@ -525,11 +539,15 @@ class Builder:
                     "content": {"application/json": {"schema": schema}},
                 }
             elif not rule.body:
+                behaviors = field.options.Extensions[field_behavior_pb2.field_behavior]
+                if isinstance(schema.get("type"), list):
+                    # A query parameter is sent or not: it has no null.
+                    schema["type"] = next(t for t in schema["type"] if t != "null")
                 parameters.append(
                     {
                         "name": field.name,
                         "in": "query",
-                        "required": False,
+                        "required": field_behavior_pb2.FieldBehavior.REQUIRED in behaviors,
                         "description": field_description,
                         "schema": schema,
                     }

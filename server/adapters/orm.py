@@ -214,6 +214,10 @@ class ExperimentGroupRecord(Base):
     treatment: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    # The group's bucket ranges (domain.model.Group.buckets) as [[start, end], ...]; [] for none.
+    buckets: Mapped[list[list[int]]] = mapped_column(
+        JSON, nullable=False, server_default=text("'[]'")
+    )
 
 
 class ExperimentRoomRecord(Base):

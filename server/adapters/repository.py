@@ -48,13 +48,13 @@ from server.adapters.orm import (
     RoomRecord,
     UserRecord,
 )
+from server.domain.assignment import BucketRange
 from server.domain.concurrency import IdempotentRequest
 from server.domain.model import (
     Experiment,
     ExperimentState,
     Goal,
     Group,
-    GroupState,
     GroupType,
     Organization,
     Principal,
@@ -123,9 +123,11 @@ def _json_children(dialect: str) -> tuple[ColumnElement[Any], ColumnElement[Any]
     if dialect == "postgresql":
         array, item = func.json_agg, func.json_build_object
         treatment: ColumnElement[Any] = _groups.c.treatment
+        buckets: ColumnElement[Any] = _groups.c.buckets
     else:  # SQLite keeps JSON as text: json() embeds it as JSON rather than as a string.
         array, item = func.json_group_array, func.json_object
         treatment = func.json(_groups.c.treatment)
+        buckets = func.json(_groups.c.buckets)
 
     def key(name: str) -> ColumnElement[Any]:
         return literal_column(f"'{name}'")  # inlined: no bound parameter per key and row
@@ -150,6 +152,8 @@ def _json_children(dialect: str) -> tuple[ColumnElement[Any], ColumnElement[Any]
                     _groups.c.created_at,
                     key("updated_at"),
                     _groups.c.updated_at,
+                    key("buckets"),
+                    buckets,
                 )
             )
         )
@@ -499,13 +503,14 @@ def experiment_values(state: ExperimentState | Experiment) -> dict[str, Any]:
     }
 
 
-def group_values(group: GroupState | Group) -> dict[str, Any]:
-    """The stored columns of a group's writable attributes."""
+def group_values(group: Group) -> dict[str, Any]:
+    """The stored columns of a group's attributes that writes change (its buckets included)."""
     return {
         "name": group.name,
         "percentage": group.percentage,
         "group_type": str(group.group_type.value) if group.group_type else None,
         "treatment": group.treatment,
+        "buckets": [[r.start, r.end] for r in group.buckets],
     }
 
 
@@ -520,6 +525,7 @@ def _groups_of(items: list[dict[str, Any]] | None) -> tuple[Group, ...]:
             treatment=item["treatment"],
             created_at=_timestamp(item["created_at"]),
             updated_at=_timestamp(item["updated_at"]),
+            buckets=tuple(BucketRange(start, end) for start, end in item["buckets"]),
         )
         for item in sorted(items or (), key=itemgetter("position"))
     )

@@ -52,7 +52,7 @@ _revisions = Base.metadata.tables[ExperimentRevisionRecord.__tablename__]
 _log = Base.metadata.tables[RevisionLogRecord.__tablename__]
 _experiments = Base.metadata.tables[ExperimentRecord.__tablename__]
 
-_INSERT = insert(_revisions)
+_INSERT = insert(_revisions).returning(_revisions.c.seq)
 _changes = select(
     _revisions.c.seq,
     _revisions.c.organization_id,
@@ -94,12 +94,12 @@ class SqlAlchemyRevisions:
         self._connection = connection
         self._serialize_writers = connection.dialect.name == "postgresql"
 
-    def append(self, revisions: Sequence[RevisionRecord]) -> None:
+    def append(self, revisions: Sequence[RevisionRecord]) -> int:
         if not revisions:
-            return
+            return 0
         if self._serialize_writers:
             self._connection.execute(_LOCK_FEED)  # held until this transaction ends
-        self._connection.execute(
+        positions = self._connection.execute(
             _INSERT,
             [
                 {
@@ -114,6 +114,7 @@ class SqlAlchemyRevisions:
                 for revision in revisions
             ],
         )
+        return int(max(positions.scalars()))
 
     def of_experiment(
         self,

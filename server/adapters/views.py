@@ -22,19 +22,39 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, Dialect, LargeBinary, Select, Uuid, bindparam, or_, select, text
+from sqlalchemy import (
+    Connection,
+    Dialect,
+    LargeBinary,
+    Select,
+    Uuid,
+    bindparam,
+    func,
+    or_,
+    select,
+    text,
+    true,
+)
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.expression import BindParameter
 
 from server.adapters.database import ends_the_session
-from server.adapters.orm import Base, ExperimentRecord, ExperimentViewRecord, UtcDateTime
+from server.adapters.orm import (
+    Base,
+    ExperimentRecord,
+    ExperimentRevisionRecord,
+    ExperimentViewRecord,
+    RevisionLogRecord,
+    UtcDateTime,
+)
 from server.adapters.repository import SqlAlchemyExperimentRepository
 from server.domain.model import Experiment
 from server.domain.pagination import Position
-from server.service_layer.ports import ExperimentView
+from server.service_layer.ports import ExperimentView, RunningViews
 
 
 @dataclass(frozen=True)
@@ -59,6 +79,8 @@ class Renderer:
 
 _views = Base.metadata.tables[ExperimentViewRecord.__tablename__]
 _experiments = Base.metadata.tables[ExperimentRecord.__tablename__]
+_revisions = Base.metadata.tables[ExperimentRevisionRecord.__tablename__]
+_revision_log = Base.metadata.tables[RevisionLogRecord.__tablename__]
 
 # Not organization_id: every read names it already.
 _rows = select(_views.c.experiment_id, _views.c.created_at, _views.c.version, _views.c.message)
@@ -181,6 +203,35 @@ _NEWER_PAGE = (
 )
 
 
+# The views of an organization's published experiments not ended at a time, beside the feed's
+# head (FeedBounds.head: the newest position, or the pruned one), in ONE statement: one snapshot,
+# so the views are exactly as of that position (positions become visible in commit order,
+# server/adapters/revisions.py). Driven by the one-row revision_log, so that the head comes back
+# even without any view. The organization's keyset index finds its experiments.
+_head = (
+    select(
+        _revision_log.c.pruned_through,
+        select(func.max(_revisions.c.seq)).scalar_subquery().label("newest"),
+    )
+    .where(_revision_log.c.id == 1)
+    .subquery()
+)
+_not_ended_at = bindparam("not_ended_at", type_=UtcDateTime())
+_running = (
+    select(_views.c.message)
+    .join_from(_experiments, _views, _views.c.experiment_id == _experiments.c.id)
+    .where(
+        _experiments.c.organization_id == bindparam("organization_id"),
+        _experiments.c.is_draft.is_(False),
+        or_(_experiments.c.ends_at.is_(None), _experiments.c.ends_at > _not_ended_at),
+    )
+    .subquery()
+)
+_RUNNING = select(_head.c.pruned_through, _head.c.newest, _running.c.message).select_from(
+    _head.outerjoin(_running, true())
+)
+
+
 # INSERT ... ON CONFLICT DO UPDATE: one statement whether the view exists or not, spelled the
 # same on SQLite and PostgreSQL. Text rather than the dialects' insert().on_conflict_do_update(),
 # which SQLAlchemy compiles again on every execution (it is not in its statement cache).
@@ -230,6 +281,15 @@ class SqlAlchemyExperimentViews:
         if backwards:
             views.reverse()  # fetched oldest first, shown newest first
         return views, has_more
+
+    def running(self, organization_id: UUID, not_ended_at: datetime) -> RunningViews:
+        params = {"organization_id": organization_id, "not_ended_at": not_ended_at}
+        rows = self._connection.execute(_RUNNING, params).all()
+        horizon, newest = rows[0].pruned_through, rows[0].newest
+        return RunningViews(
+            max(int(horizon), int(newest or 0)),
+            tuple(row.message for row in rows if row.message is not None),
+        )
 
     def store(self, view: ExperimentView) -> None:
         self._connection.execute(_UPSERT, self._row(view))

@@ -12,26 +12,31 @@ languages. Plain functions of their arguments: no clock, no storage.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Sequence
+import struct
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import TYPE_CHECKING, Final, Generic, TypeVar
 from uuid import UUID
 
 from server.domain import limits, messages
 from server.domain.errors import FieldViolation, InvalidArgument
-from server.domain.model import ResetInterval
+
+if TYPE_CHECKING:
+    # Only a type here: the model imports this module (its groups' ranges come from here).
+    from server.domain.model import ResetInterval
 
 BUCKETS: Final = 10_000
 # Percentages are whole numbers, so every range boundary the functions below make is a multiple
 # of this: at most 100 ranges in all, whatever the history of changes.
 BUCKETS_PER_POINT: Final = BUCKETS // 100
 
-# How long a period of each reset interval lasts; `full` never resets.
-PERIOD_LENGTHS: Final[dict[ResetInterval, timedelta | None]] = {
-    ResetInterval.FULL: None,
-    ResetInterval.WEEK: timedelta(days=7),
-    ResetInterval.DAY: timedelta(days=1),
+# How long a period of each reset interval lasts, by the interval's value (a ResetInterval is
+# a str enum, equal to its value); `full` never resets.
+PERIOD_LENGTHS: Final[dict[str, timedelta | None]] = {
+    "full": None,
+    "1w": timedelta(days=7),
+    "1d": timedelta(days=1),
 }
 
 
@@ -243,15 +248,186 @@ def checked_visitor_id(visitor_id: str, field: str = "visitor_id") -> str:
     """The visitor id as given, or InvalidArgument naming `field`: it must be 1 to
     limits.VISITOR_ID_MAX_LENGTH characters (code points, as Python counts them) of Unicode text
     (no unpaired surrogate, which has no UTF-8 form to hash)."""
+    problems: list[FieldViolation] = []
+    _visitor_bytes(visitor_id, problems, field)
+    if problems:
+        raise InvalidArgument(problems)
+    return visitor_id
+
+
+# --- the hot path: many experiments, one visitor ----------------------------------------------
+
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND: Final = timedelta(microseconds=1)
+# The table of a RunningExperiment has one entry per block of BUCKETS_PER_POINT buckets.
+_BLOCKS: Final = BUCKETS // BUCKETS_PER_POINT
+_NO_GROUP: Final = 255
+
+G = TypeVar("G")
+
+
+def micros(moment: datetime) -> int:
+    """A time as whole microseconds since 1970-01-01T00:00:00Z: the algorithm's integers."""
+    return (moment - EPOCH) // MICROSECOND
+
+
+def moment_of(micros: int) -> datetime:
+    """The time `micros` stands for, in UTC (micros() the other way)."""
+    return EPOCH + micros * MICROSECOND
+
+
+@dataclass(frozen=True, slots=True)
+class RunningExperiment(Generic[G]):
+    """A published experiment reduced to what assigning a visitor needs, precomputed once
+    (`running_experiment`), so that `assign_all` does per experiment a few integer
+    comparisons, one SHA-256 and one table lookup. Times are microseconds since the epoch.
+    `groups` is whatever the caller answers with for each group, in group order (the
+    entrypoint keeps each group's serialized answer there); it is opaque here."""
+
+    experiment_id: UUID
+    starts_at: int
+    ends_at: int | None
+    period_length: int | None  # None: `full`, one period for ever
+    room_ids: frozenset[UUID]  # empty: every room
+    groups: tuple[G, ...]
+    # The group index of each block of BUCKETS_PER_POINT buckets (every range boundary is a
+    # multiple of it, so 100 entries hold what group_table's 10,000 do); _NO_GROUP for none.
+    table: bytes
+    key: bytes  # b"{experiment_id}:", the start of every hashed text
+    # b"{experiment_id}:0:" for `full` (every text hashed starts so); b"" otherwise.
+    full_key: bytes
+
+
+def running_experiment(
+    *,
+    experiment_id: UUID,
+    interval: ResetInterval,
+    starts_at: datetime,
+    ends_at: datetime | None,
+    room_ids: Collection[UUID],
+    ranges: Sequence[Sequence[BucketRange]],
+    groups: Sequence[G],
+) -> RunningExperiment[G]:
+    """The experiment ready for `assign_all`. ValueError unless `ranges` (one entry per group
+    of `groups`) tile the buckets at whole percentage points, as every range the functions
+    above make does (a draft's empty ranges do not: a draft is never assigned)."""
+    if len(ranges) != len(groups) or len(groups) >= _NO_GROUP:
+        raise ValueError(f"{len(ranges)} groups of ranges for {len(groups)} groups")
+    _require_tiling(ranges)
+    table = bytearray([_NO_GROUP]) * _BLOCKS
+    for index, group in enumerate(ranges):
+        for r in group:
+            if r.start % BUCKETS_PER_POINT or r.end % BUCKETS_PER_POINT:
+                raise ValueError(f"{r} is not made of whole percentage points")
+            start, end = r.start // BUCKETS_PER_POINT, r.end // BUCKETS_PER_POINT
+            table[start:end] = bytes([index]) * (end - start)
+    length = PERIOD_LENGTHS[interval]
+    return RunningExperiment(
+        experiment_id=experiment_id,
+        starts_at=micros(starts_at),
+        ends_at=None if ends_at is None else micros(ends_at),
+        period_length=None if length is None else length // MICROSECOND,
+        room_ids=frozenset(room_ids),
+        groups=tuple(groups),
+        table=bytes(table),
+        key=f"{experiment_id}:".encode(),
+        full_key=f"{experiment_id}:0:".encode() if length is None else b"",
+    )
+
+
+_BIG_ENDIAN_U64: Final = struct.Struct(">Q")
+
+# One assignment of assign_all: the experiment, its group (as given to running_experiment),
+# the bucket, the period, and valid_until in microseconds (None: for ever).
+Assigned = tuple[RunningExperiment[G], G, int, int, int | None]
+
+
+def assign_all(
+    experiments: Iterable[RunningExperiment[G]], visitor: bytes, room_id: UUID | None, at: int
+) -> list[Assigned[G]]:
+    """The visitor's assignment in each experiment that applies at `at` (microseconds) in the
+    room (None: no room, so only experiments of every room), in the order given: `applies`
+    and `assign` above, in integers, for many experiments at once. `visitor` is the visitor
+    id's UTF-8 (`checked_request`)."""
+    found: list[Assigned[G]] = []
+    sha256 = hashlib.sha256
+    first_8_bytes = _BIG_ENDIAN_U64.unpack_from
+    for experiment in experiments:
+        start, end = experiment.starts_at, experiment.ends_at
+        if at < start or (end is not None and at >= end):
+            continue
+        if experiment.room_ids and room_id not in experiment.room_ids:
+            continue
+        length = experiment.period_length
+        if length is None:
+            period, until = 0, end
+            digest = sha256(experiment.full_key + visitor).digest()
+        else:
+            period = (at - start) // length
+            until = start + (period + 1) * length
+            if end is not None and end < until:
+                until = end
+            digest = sha256(b"%s%d:%s" % (experiment.key, period, visitor)).digest()
+        chosen = first_8_bytes(digest)[0] % BUCKETS
+        group = experiment.groups[experiment.table[chosen // BUCKETS_PER_POINT]]
+        found.append((experiment, group, chosen, period, until))
+    return found
+
+
+_EARLIEST: Final = micros(limits.EARLIEST_TIME)
+_LATEST: Final = micros(limits.LATEST_TIME)
+
+
+@dataclass(frozen=True)
+class AssignmentRequest:
+    """An assignment request after its checks."""
+
+    visitor: bytes  # the visitor id's UTF-8, what is hashed
+    room_id: UUID | None
+    at: int | None  # microseconds since the epoch; None: now
+
+
+def checked_request(visitor_id: str, room_id: str, at: tuple[int, int] | None) -> AssignmentRequest:
+    """The request, or InvalidArgument naming every offending field: `visitor_id` as
+    checked_visitor_id says, `room_id` a UUID or empty (no room), `at` (seconds and nanos of a
+    Timestamp, None when not sent) a valid time within the API's times. A room that is not
+    one of the organization's is not an error: no experiment names it."""
+    problems: list[FieldViolation] = []
+    visitor = _visitor_bytes(visitor_id, problems)
+    room = None
+    if room_id:
+        try:
+            room = UUID(room_id.strip())
+        except ValueError:
+            problems.append(FieldViolation("room_id", messages.NOT_A_UUID))
+    moment = None
+    if at is not None:
+        seconds, nanos = at
+        moment = seconds * 1_000_000 + nanos // 1_000
+        if not 0 <= nanos <= 999_999_999:
+            problems.append(FieldViolation("at", messages.INVALID_TIMESTAMP))
+        elif not _EARLIEST <= moment < _LATEST:
+            problems.append(FieldViolation("at", messages.TIME_OUT_OF_RANGE))
+    if problems:
+        raise InvalidArgument(problems)
+    return AssignmentRequest(visitor, room, moment)
+
+
+def _visitor_bytes(
+    visitor_id: str, problems: list[FieldViolation], field: str = "visitor_id"
+) -> bytes:
+    """The visitor id's UTF-8, or b"" with its problem added to `problems`."""
     if not visitor_id:
         description = messages.REQUIRED
     elif len(visitor_id) > limits.VISITOR_ID_MAX_LENGTH:
         description = messages.TOO_LONG.format(limit=limits.VISITOR_ID_MAX_LENGTH)
-    elif any("\ud800" <= c <= "\udfff" for c in visitor_id):
-        description = messages.UNPAIRED_SURROGATE
     else:
-        return visitor_id
-    raise InvalidArgument([FieldViolation(field, description)])
+        try:
+            return visitor_id.encode()
+        except UnicodeEncodeError:  # an unpaired surrogate has no UTF-8 form
+            description = messages.UNPAIRED_SURROGATE
+    problems.append(FieldViolation(field, description))
+    return b""
 
 
 def _is_split(percentages: Sequence[int | None]) -> bool:

@@ -8,6 +8,8 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID, uuid4
 
+from server.domain.assignment import BucketRange, GroupRanges, initial_ranges, rebalanced_ranges
+
 # A treatment is stored and returned as the client sent it (name, actions, conditions).
 Treatment = dict[str, Any]
 
@@ -81,6 +83,9 @@ class Group:
     treatment: Treatment | None
     created_at: datetime
     updated_at: datetime
+    # Output only: the buckets whose visitors are in this group (domain.assignment), set by
+    # every write from the percentages (bucket_ranges); none for a draft that is not a split.
+    buckets: tuple[BucketRange, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -165,14 +170,15 @@ def new_experiment(
     now: datetime,
 ) -> Experiment:
     """The experiment a create stores, exactly as a read will show it: version 1, its groups
-    numbered in the order given, every timestamp `now`."""
+    numbered in the order given, with their buckets, every timestamp `now`."""
+    groups = [_new_group(order, group, now) for order, group in enumerate(state.groups)]
     return Experiment(
         id=experiment_id,
         organization=organization,
         **_attributes(state),
         goal=goal,
         rooms=rooms,
-        groups=tuple(_new_group(order, group, now) for order, group in enumerate(state.groups)),
+        groups=_with_buckets(groups, bucket_ranges(None, state)),
         created_at=now,
         created_by=author,
         updated_at=now,
@@ -191,8 +197,9 @@ def changed_experiment(
     """The experiment an update stores: the next version, updated by `author` at `now`.
 
     Group i of the new state is the current group i with its id and created_at; it gets a
-    new updated_at only if its values change. Groups beyond the current count are new, and
-    current groups beyond the new count are gone.
+    new updated_at only if its values change (not for its buckets alone, which follow from
+    the percentages: bucket_ranges). Groups beyond the current count are new, and current
+    groups beyond the new count are gone.
     """
     groups = []
     for order, group in enumerate(state.groups):
@@ -208,10 +215,33 @@ def changed_experiment(
         **_attributes(state),
         goal=goal,
         rooms=rooms,
-        groups=tuple(groups),
+        groups=_with_buckets(groups, bucket_ranges(current, state)),
         updated_at=now,
         updated_by=author,
         version=current.version + 1,
+    )
+
+
+def bucket_ranges(current: Experiment | None, state: ExperimentState) -> GroupRanges:
+    """The buckets each group of `state` owns once written (README, "Visitor assignment").
+
+    A draft's are laid out afresh on every write (initial_ranges: consecutive in group
+    order), and so are they when a draft is published, since a draft was never assigned.
+    From publication on they move minimally (rebalanced_ranges from the stored ones), before
+    the start as after it: an assignment may be asked for any time, a future one included,
+    and callers may cache it until its valid_until, so a published experiment's visitors
+    are never moved needlessly.
+    """
+    percentages = [group.percentage for group in state.groups]
+    if current is None or current.is_draft:
+        return initial_ranges(percentages)
+    return rebalanced_ranges([group.buckets for group in current.groups], percentages)
+
+
+def _with_buckets(groups: list[Group], ranges: GroupRanges) -> tuple[Group, ...]:
+    return tuple(
+        group if group.buckets == buckets else replace(group, buckets=buckets)
+        for group, buckets in zip(groups, ranges, strict=True)
     )
 
 

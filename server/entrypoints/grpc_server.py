@@ -19,8 +19,10 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import datetime
 from types import FrameType
 from typing import Any
+from uuid import UUID
 
 import grpc
 from experiments.v5 import experiments_pb2, experiments_pb2_grpc
@@ -32,14 +34,17 @@ from server.adapters.principal_cache import PrincipalCache
 from server.adapters.unit_of_work import SqlAlchemyReadUnitOfWork, SqlAlchemyUnitOfWork
 from server.config import ConfigError, Settings
 from server.domain import limits
+from server.entrypoints.assignments import READING
 from server.entrypoints.executor import WorkerPools
 from server.entrypoints.interceptors import RpcInterceptor
 from server.entrypoints.logs import configure_logging
 from server.entrypoints.processes import stop_with_parent
 from server.entrypoints.servicer import ExperimentServicer
 from server.entrypoints.translate import RENDERER, revision_record
+from server.service_layer.assignments import AssignmentCache
 from server.service_layer.experiments import ExperimentService
 from server.service_layer.feed import FeedFollower
+from server.service_layer.ports import RunningViews
 from server.service_layer.watches import AccessChecks
 
 log = logging.getLogger("experiments.server")
@@ -114,6 +119,13 @@ def build_server(settings: Settings, *, reuse_port: bool = False) -> RunningServ
 
     follower = FeedFollower(feed_reads, poll_seconds=settings.feed_poll_seconds)
     access_checks = AccessChecks(feed_reads)
+
+    def running_views(organization_id: UUID, not_ended_at: datetime) -> RunningViews:
+        with feed_reads() as uow:
+            return uow.views.running(organization_id, not_ended_at)
+
+    # Before the follower starts, so that it sees every batch the follower reads.
+    assignments = AssignmentCache(follower, running_views, READING)
     service = ExperimentService(
         # The read model's views and the revisions are rendered by translate: the entrypoint's
         # renderers given here keep protobuf out of the adapters and the service layer.
@@ -125,6 +137,7 @@ def build_server(settings: Settings, *, reuse_port: bool = False) -> RunningServ
         access_checks=access_checks,
         feed_unit_of_work=feed_reads,
         heartbeat_seconds=settings.watch_heartbeat_seconds,
+        assignments=assignments,
     )
     pools = WorkerPools.create(
         threads=settings.threads,

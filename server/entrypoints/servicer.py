@@ -17,6 +17,7 @@ from google.protobuf import empty_pb2
 
 from server.domain.concurrency import IDEMPOTENCY_KEY, IF_MATCH, IF_NONE_MATCH, not_modified
 from server.domain.pagination import Cursor, Position, encode_cursor, encode_revision_cursor
+from server.entrypoints.assignments import assignments_response, at_of
 from server.entrypoints.authentication import AUTHORIZATION, api_key_from_header
 from server.entrypoints.errors import HTTP_CODE_HEADER
 from server.entrypoints.translate import (
@@ -151,6 +152,18 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
                 yield watch_heartbeat(event.position)
             else:
                 yield watch_change(event)
+
+    def AssignVisitor(  # type: ignore[override]
+        self, request: pb.AssignVisitorRequest, context: grpc.ServicerContext
+    ) -> bytes:  # a serialized pb.AssignVisitorResponse
+        found = self._service.assign(
+            _api_key(context),
+            request.organization_id,
+            request.visitor_id,
+            request.room_id,
+            at_of(request),
+        )
+        return assignments_response(found)
 
     def _collection_url(self, organization_id: str) -> str:
         # The configured public URL, never the request's Host: a client could forge that.

@@ -115,7 +115,8 @@ def render_experiment(experiment: Experiment) -> bytes:
 # migrate` then renders the stored views of older versions again. The golden test
 # (tests/unit/test_read_model_rendering.py) fails when the bytes change without a bump.
 # 2: deterministic serialization (the map entries of treatments in key order).
-RENDER_VERSION = 2
+# 3: each group's `buckets` (visitor assignment).
+RENDER_VERSION = 3
 RENDERER = Renderer(render_experiment, RENDER_VERSION)
 
 
@@ -311,6 +312,8 @@ def _fill_group(message: pb.Group, group: Group) -> None:
         message.percentage = group.percentage
     if group.treatment is not None:
         _fill_treatment(message.treatment, group.treatment)
+    for bucket_range in group.buckets:
+        message.buckets.add(start=bucket_range.start, end=bucket_range.end)
 
 
 def _fill_user(message: pb.User, user: User) -> None:

@@ -19,6 +19,7 @@ from uuid import UUID, uuid4
 
 from server.domain import messages, revisions
 from server.domain.access import Action, authorize, hash_api_key
+from server.domain.assignment import Assigned, assign_all, checked_request, micros
 from server.domain.clock import Clock, utc_now
 from server.domain.concurrency import (
     IDEMPOTENCY_KEY_LIFETIME,
@@ -55,6 +56,7 @@ from server.domain.rules import (
     validate_new,
     validate_update,
 )
+from server.service_layer.assignments import AssignmentCache
 from server.service_layer.feed import FeedFollower
 from server.service_layer.ports import (
     Change,
@@ -99,12 +101,15 @@ class ExperimentService:
         access_checks: AccessChecks | None = None,
         feed_unit_of_work: Callable[[], ReadUnitOfWork] | None = None,
         heartbeat_seconds: float = 15.0,
+        assignments: AssignmentCache | None = None,
     ) -> None:
         """`render` makes the read model's view of an experiment and `record` a revision as
         stored (the entrypoint's messages). `follower` reads the feed for watches (and is
         nudged after each write), `access_checks` checks their keys again; without them, a
         watch is UNAVAILABLE. Watches read the database (starting, catching up) on
-        `feed_unit_of_work`, by default the reads' own."""
+        `feed_unit_of_work`, by default the reads' own. `assignments` is the worker's cache
+        of the experiments that assign visitors (told of each write); without it,
+        AssignVisitor is UNAVAILABLE."""
         self._unit_of_work = unit_of_work
         # Reads, and writes before their transaction, get a unit of work that cannot write.
         self._read_unit_of_work = read_unit_of_work
@@ -115,6 +120,7 @@ class ExperimentService:
         self._access_checks = access_checks
         self._feed_unit_of_work = feed_unit_of_work or read_unit_of_work
         self._heartbeat_seconds = heartbeat_seconds
+        self._assignments = assignments
 
     def list(
         self, api_key: str | None, organization_id: str, requested_page_size: int, cursor: str
@@ -208,9 +214,13 @@ class ExperimentService:
     def _commit(self, uow: UnitOfWork, records: Sequence[RevisionRecord]) -> None:
         """Appends the write's revisions, the last statement before the commit (on PostgreSQL
         it queues writers from there to the commit: see server/adapters/revisions.py), commits,
-        and tells this worker's follower that there is something new to read."""
-        uow.revisions.append(records)
+        and tells this worker's follower that there is something new to read, and its
+        assignment cache where the write is (so that the worker's next assignment shows it)."""
+        position = uow.revisions.append(records)
         uow.commit()
+        if self._assignments is not None:
+            for organization_id in {record.organization_id for record in records}:
+                self._assignments.written(organization_id, position)
         if self._follower is not None:
             self._follower.nudge()
 
@@ -294,6 +304,29 @@ class ExperimentService:
         if uow.experiments.get(organization, experiment_id) is None:
             return NotFound(messages.EXPERIMENT_NOT_FOUND)
         return PreconditionFailed(messages.ETAG_MISMATCH)
+
+    # --- visitor assignment ------------------------------------------------------------------
+
+    def assign(
+        self,
+        api_key: str | None,
+        organization_id: str,
+        visitor_id: str,
+        room_id: str,
+        at: tuple[int, int] | None,
+    ) -> Sequence[Assigned[bytes]]:
+        """The visitor's group in each experiment of the organization that applies at `at`
+        (seconds and nanos; now when None) in the room (empty: none), from the worker's
+        cache; access as for Get. See domain.assignment and service_layer.assignments."""
+        with self._read_unit_of_work() as uow:
+            organization = self._authorize(uow, api_key, organization_id, Action.READ)
+        request = checked_request(visitor_id, room_id, at)
+        if self._assignments is None:
+            raise Unavailable(messages.UNAVAILABLE)
+        now = self._now()
+        moment = micros(now) if request.at is None else request.at
+        experiments = self._assignments.experiments(organization, moment, now)
+        return assign_all(experiments, request.visitor, request.room_id, moment)
 
     # --- history and the change feed ---------------------------------------------------------
 

@@ -87,6 +87,20 @@ class ExperimentViewReader(Protocol):
         bool says whether more exist beyond the page in the direction fetched.
         """
 
+    def running(self, organization_id: UUID, not_ended_at: datetime) -> RunningViews:
+        """The views of the organization's published experiments that have no end or end
+        after `not_ended_at` (those that can assign a visitor then or later), and the feed
+        position they are as of (see RunningViews)."""
+
+
+@dataclass(frozen=True)
+class RunningViews:
+    """Stored views and the feed position they are as of, read in one statement (one
+    snapshot): they show every change up to `position` and none after it."""
+
+    position: int
+    messages: tuple[bytes, ...]
+
 
 class ExperimentViews(ExperimentViewReader, Protocol):
     """The read model as the write path sees it: it also stores views."""
@@ -156,9 +170,10 @@ class RevisionReader(Protocol):
 class Revisions(RevisionReader, Protocol):
     """The history as the write path sees it: it also appends."""
 
-    def append(self, revisions: Sequence[RevisionRecord]) -> None:
+    def append(self, revisions: Sequence[RevisionRecord]) -> int:
         """Appends revisions at the next feed positions, in this transaction: the last
-        statement of a write before its commit (see server/adapters/revisions.py for why)."""
+        statement of a write before its commit (see server/adapters/revisions.py for why).
+        Returns the last position drawn (0 when there were none)."""
 
 
 class IdempotencyKeyRepository(Protocol):

@@ -235,7 +235,7 @@ def test_the_gateway_does_what_the_document_says(stack: Stack, fresh_world: Worl
     )
     assert result.returncode == 0, result.stdout + result.stderr
     # Every operation was exercised, not skipped for want of a usable schema.
-    assert "Tested: 5" in result.stdout, result.stdout
+    assert "Tested: 6" in result.stdout, result.stdout
 
 
 def test_what_a_client_sends_has_only_the_writable_attributes() -> None:

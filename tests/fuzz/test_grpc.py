@@ -22,7 +22,13 @@ from tests.fuzz.tally import Tally
 from tests.integration.grpc_client import Client, published, running_client
 
 SERVICE = "/experiments.v5.ExperimentService/"
-METHODS = ["ListExperiments", "GetExperiment", "CreateExperiment", "UpdateExperiment"]
+METHODS = [
+    "ListExperiments",
+    "GetExperiment",
+    "CreateExperiment",
+    "UpdateExperiment",
+    "AssignVisitor",
+]
 WRITES = {"CreateExperiment", "UpdateExperiment", "DeleteExperiment"}
 NEVER = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 
@@ -113,6 +119,14 @@ def calls(draw: st.DrawFn, client: Client, known: tuple[str, ...]) -> tuple[str,
         )
     elif method == "GetExperiment":
         request = pb.GetExperimentRequest(organization_id=organization, experiment_id=experiment_id)
+    elif method == "AssignVisitor":
+        request = pb.AssignVisitorRequest(
+            organization_id=organization,
+            visitor_id=draw(fs.TEXT),
+            room_id=draw(st.one_of(st.sampled_from(client.world.room_ids), fs.UUIDISH)),
+        )
+        if draw(st.booleans()):
+            request.at.seconds, request.at.nanos = draw(fs.SECONDS), draw(fs.NANOS)
     elif method == "DeleteExperiment":
         request = pb.DeleteExperimentRequest(
             organization_id=organization, experiment_id=experiment_id

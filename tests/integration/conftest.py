@@ -4,20 +4,25 @@
 EXPERIMENTS_TEST_POSTGRES_URL is set); `migrated_url` is such a database with the schema
 made by the Alembic migrations (a copy of a database they upgraded once per session);
 `engine` connects to it, `read_engine` too with the read-only connections that the server's
-reads use.
+reads use. `server_ports` serves it with real experiments-server processes.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 
+from gateway import launcher
 from server.adapters import database
 from tests.integration.databases import backend_params, migrated_template, temporary_database
+from tests.ports import port_served
 
 
 @pytest.fixture(params=backend_params())
@@ -66,3 +71,37 @@ def read_engine(migrated_url: str) -> Iterator[Engine]:
     engine = database.make_engine(migrated_url, read_only=True)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def server_ports(migrated_url: str, tmp_path: Path) -> Iterator[list[int]]:
+    """experiments-server processes on `migrated_url`, by their ports: two instances on
+    PostgreSQL, one of two worker processes on SQLite (a file of one machine), listed twice so
+    that each of two clients has one."""
+    sqlite = make_url(migrated_url).get_backend_name() == "sqlite"
+    instances = [2] if sqlite else [1, 1]  # worker processes of each instance
+    started: list[subprocess.Popen[str]] = []
+    found: list[int] = []
+    try:
+        for n, workers in enumerate(instances):
+            log = tmp_path / f"server-{n}.log"
+            with log.open("w") as output:
+                process = launcher.spawn(
+                    [launcher.console_script("experiments-server"), f"--workers={workers}"],
+                    env={
+                        **os.environ,
+                        "EXPERIMENTS_DATABASE_URL": migrated_url,
+                        "EXPERIMENTS_GRPC_PORT": "0",
+                        "EXPERIMENTS_WATCH_HEARTBEAT_SECONDS": "1",
+                    },
+                    output=output,
+                )
+            started.append(process)
+            port = port_served(log, process)
+            launcher.wait_for_grpc("127.0.0.1", port, process, log=log)
+            found.append(port)
+        # On SQLite both clients of a pair reach the one port; the kernel spreads connections.
+        yield found * 2 if sqlite else found
+    finally:
+        for process in started:
+            launcher.stop(process)

@@ -58,6 +58,16 @@ def running_client(database_url: str, **settings_overrides: Any) -> Iterator[Cli
         server.stop(grace=1)
 
 
+def own_connection(port: int) -> tuple[grpc.Channel, experiments_pb2_grpc.ExperimentServiceStub]:
+    """A client of the server on `port` with a connection of its own (not shared with other
+    channels to the same port), so that with several worker processes on one port the kernel
+    may hand it to any of them."""
+    channel = grpc.insecure_channel(
+        f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)]
+    )
+    return channel, experiments_pb2_grpc.ExperimentServiceStub(channel)
+
+
 def serving(channel: grpc.Channel) -> bool:
     """Whether the server behind `channel` answers its health check with SERVING."""
     try:

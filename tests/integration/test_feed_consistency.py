@@ -12,77 +12,28 @@ before another was sent must come first).
 
 from __future__ import annotations
 
-import os
-import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import grpc
-import pytest
 from experiments.v5 import experiments_pb2 as pb
-from experiments.v5 import experiments_pb2_grpc
 from sqlalchemy import select
-from sqlalchemy.engine import make_url
 
-from gateway import launcher
 from server.adapters.admin import DemoWorld
 from server.adapters.database import make_engine
 from server.adapters.orm import ExperimentRevisionRecord, ExperimentViewRecord
 from server.domain.feed import decode_position
-from tests.integration.grpc_client import demo_world, published
+from tests.integration.grpc_client import demo_world, own_connection, published
 from tests.integration.locks import DEADLINE_SECONDS
-from tests.ports import port_served
 
 WRITERS = 4
 EXPERIMENTS_PER_WRITER = 3
 UPDATES_PER_EXPERIMENT = 3
 # The consumer drops its watch after this many changes and resumes from its last cursor.
 DISCONNECT_AFTER = 12
-
-
-@pytest.fixture
-def ports(migrated_url: str, tmp_path: Path) -> Iterator[list[int]]:
-    """The ports of the servers: two instances on PostgreSQL, one of two workers on SQLite."""
-    sqlite = make_url(migrated_url).get_backend_name() == "sqlite"
-    instances = [2] if sqlite else [1, 1]  # worker processes of each instance
-    started: list[subprocess.Popen[str]] = []
-    found: list[int] = []
-    try:
-        for n, workers in enumerate(instances):
-            log = tmp_path / f"server-{n}.log"
-            with log.open("w") as output:
-                process = launcher.spawn(
-                    [launcher.console_script("experiments-server"), f"--workers={workers}"],
-                    env={
-                        **os.environ,
-                        "EXPERIMENTS_DATABASE_URL": migrated_url,
-                        "EXPERIMENTS_GRPC_PORT": "0",
-                        "EXPERIMENTS_WATCH_HEARTBEAT_SECONDS": "1",
-                    },
-                    output=output,
-                )
-            started.append(process)
-            port = port_served(log, process)
-            launcher.wait_for_grpc("127.0.0.1", port, process, log=log)
-            found.append(port)
-        # On SQLite both clients of a pair reach the one port; the kernel spreads connections.
-        yield found * 2 if sqlite else found
-    finally:
-        for process in started:
-            launcher.stop(process)
-
-
-def _stub(port: int) -> tuple[grpc.Channel, experiments_pb2_grpc.ExperimentServiceStub]:
-    # A connection of its own (not shared with other channels to the same port), so that
-    # with several worker processes on one port the kernel may hand it to any of them.
-    channel = grpc.insecure_channel(
-        f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)]
-    )
-    return channel, experiments_pb2_grpc.ExperimentServiceStub(channel)
 
 
 @dataclass(frozen=True)
@@ -98,7 +49,7 @@ class Write:
 def _write(port: int, world: DemoWorld, writer: int, done: list[Write]) -> None:
     """A writer's script: creates, renames, re-weights and deletes, each acknowledged write
     recorded. Writer 0 also writes in the other organization, which the consumer must not see."""
-    channel, stub = _stub(port)
+    channel, stub = own_connection(port)
     ours = (("authorization", f"Token {world.tokens.settings}"),)
     theirs = (("authorization", f"Token {world.tokens.other_organization}"),)
     org = world.organization_id
@@ -161,7 +112,7 @@ class Consumer:
     def watch(
         self, port: int, after: str
     ) -> tuple[grpc.Channel, Iterator[pb.WatchExperimentChangesResponse]]:
-        channel, stub = _stub(port)
+        channel, stub = own_connection(port)
         request = pb.WatchExperimentChangesRequest(
             organization_id=self.world.organization_id, after=after
         )
@@ -170,7 +121,7 @@ class Consumer:
         )
 
     def list_all(self, port: int) -> dict[str, pb.Experiment]:
-        channel, stub = _stub(port)
+        channel, stub = own_connection(port)
         listed: dict[str, pb.Experiment] = {}
         cursor = ""
         try:
@@ -234,10 +185,11 @@ class Consumer:
 
 
 def test_a_consumer_ends_holding_what_the_database_holds_each_change_seen_once_in_order(
-    migrated_url: str, ports: list[int]
+    migrated_url: str, server_ports: list[int]
 ) -> None:
+    ports = server_ports
     world = demo_world(migrated_url)
-    channel, stub = _stub(ports[0])
+    channel, stub = own_connection(ports[0])
     metadata = (("authorization", f"Token {world.tokens.settings}"),)
     try:
         for n in range(3):  # there before the consumer came

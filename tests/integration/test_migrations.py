@@ -11,7 +11,7 @@ from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import insert, inspect, text
+from sqlalchemy import Connection, insert, inspect, select, text
 
 from server.adapters import database, schema
 from server.adapters.orm import Base
@@ -107,46 +107,9 @@ def test_alembic_command_line_migrates_the_database_named_in_the_environment(
 def test_upgrading_to_0002_gives_existing_experiments_version_1(database_url: str) -> None:
     schema.upgrade(database_url, "0001")
     engine = database.make_engine(database_url)
-    organization, user, experiment = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    now = datetime.now(UTC)
     try:
         with engine.begin() as connection:
-            # The models' tables, for their types; the INSERTs name only 0001's columns.
-            tables = Base.metadata
-            connection.execute(
-                insert(tables.tables["organizations"]),
-                {
-                    "id": organization,
-                    "name": "O",
-                    "has_active_subscription": True,
-                    "created_at": now,
-                },
-            )
-            connection.execute(
-                insert(tables.tables["users"]),
-                {
-                    "id": user,
-                    "organization_id": organization,
-                    "first_name": "A",
-                    "last_name": "B",
-                    "is_bot": False,
-                    "can_manage_settings": True,
-                    "created_at": now,
-                },
-            )
-            connection.execute(
-                insert(tables.tables["experiments"]),
-                {
-                    "id": experiment,
-                    "organization_id": organization,
-                    "is_draft": True,
-                    "group_reset_interval": "full",
-                    "created_at": now,
-                    "created_by_user_id": user,
-                    "updated_at": now,
-                    "updated_by_user_id": user,
-                },
-            )
+            _insert_experiment(connection)
         schema.upgrade(database_url)
         with engine.connect() as connection:
             versions = connection.execute(text("SELECT version FROM experiments")).scalars().all()
@@ -154,3 +117,90 @@ def test_upgrading_to_0002_gives_existing_experiments_version_1(database_url: st
         engine.dispose()
 
     assert versions == [1]
+
+
+def test_upgrading_to_0005_gives_existing_groups_the_ranges_of_a_fresh_split(
+    database_url: str,
+) -> None:
+    schema.upgrade(database_url, "0004")
+    engine = database.make_engine(database_url)
+    groups = Base.metadata.tables["experiment_groups"]
+    now = datetime.now(UTC)
+    splits: dict[str, list[int | None]] = {
+        "published": [50, 30, 0, 20],
+        "unfinished draft": [60, None],
+    }
+    try:
+        with engine.begin() as connection:
+            for name, percentages in splits.items():
+                experiment = _insert_experiment(connection, name)
+                connection.execute(
+                    insert(groups),
+                    [
+                        {
+                            "id": uuid.uuid4(),
+                            "experiment_id": experiment,
+                            "position": position,
+                            "name": f"{name} {position}",
+                            "percentage": percentage,
+                            "created_at": now,
+                            "updated_at": now,
+                        }
+                        for position, percentage in enumerate(percentages)
+                    ],
+                )
+        schema.upgrade(database_url)
+        with engine.connect() as connection:
+            rows = connection.execute(
+                select(groups.c.name, groups.c.buckets).order_by(groups.c.name)
+            ).all()
+    finally:
+        engine.dispose()
+
+    assert {name: buckets for name, buckets in rows} == {
+        "published 0": [[0, 5000]],
+        "published 1": [[5000, 8000]],
+        "published 2": [],
+        "published 3": [[8000, 10000]],
+        "unfinished draft 0": [],
+        "unfinished draft 1": [],
+    }
+
+
+def _insert_experiment(connection: Connection, name: str = "E") -> uuid.UUID:
+    """A draft of a new organization and user, written with 0001's columns only (the models'
+    tables give the types)."""
+    organization, user, experiment = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    now = datetime.now(UTC)
+    tables = Base.metadata.tables
+    connection.execute(
+        insert(tables["organizations"]),
+        {"id": organization, "name": "O", "has_active_subscription": True, "created_at": now},
+    )
+    connection.execute(
+        insert(tables["users"]),
+        {
+            "id": user,
+            "organization_id": organization,
+            "first_name": "A",
+            "last_name": "B",
+            "is_bot": False,
+            "can_manage_settings": True,
+            "created_at": now,
+        },
+    )
+    connection.execute(
+        insert(tables["experiments"]),
+        {
+            "id": experiment,
+            "organization_id": organization,
+            "is_draft": True,
+            "name": name,
+            "group_reset_interval": "full",
+            "created_at": now,
+            "created_by_user_id": user,
+            "updated_at": now,
+            "updated_by_user_id": user,
+        },
+    )
+    return experiment

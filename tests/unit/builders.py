@@ -10,6 +10,7 @@ from uuid import UUID
 
 import pytest
 
+from server.domain.assignment import initial_ranges
 from server.domain.errors import InvalidArgument
 from server.domain.model import (
     Experiment,
@@ -203,7 +204,19 @@ def stored_experiment(**changes: Any) -> Experiment:
         updated_at=NOW - 30 * DAY,
         updated_by=USER,
     )
-    return replace(experiment, **changes)
+    return with_buckets(replace(experiment, **changes))
+
+
+def with_buckets(experiment: Experiment) -> Experiment:
+    """The experiment with its groups' buckets as its create stored them, unless given."""
+    if any(group.buckets for group in experiment.groups):
+        return experiment
+    ranges = initial_ranges([group.percentage for group in experiment.groups])
+    groups = tuple(
+        replace(group, buckets=buckets)
+        for group, buckets in zip(experiment.groups, ranges, strict=True)
+    )
+    return replace(experiment, groups=groups)
 
 
 def started_experiment(**changes: Any) -> Experiment:

@@ -40,6 +40,7 @@ from server.service_layer.ports import (
     RevisionReader,
     RevisionRecord,
     Revisions,
+    RunningViews,
 )
 
 _Row = TypeVar("_Row")
@@ -223,6 +224,19 @@ class FakeExperimentViews:
         rows = [v for v in self._store.views.values() if v.organization_id == organization_id]
         return keyset_page(rows, lambda v: Position(v.created_at, v.id), limit, start, backwards)
 
+    def running(self, organization_id: UUID, not_ended_at: datetime) -> RunningViews:
+        revisions = self._store.revisions
+        return RunningViews(
+            revisions[-1][0] if revisions else 0,
+            tuple(
+                self._store.views[e.id].message
+                for e in self._store.experiments.values()
+                if e.organization.id == organization_id
+                and not e.is_draft
+                and (e.ends_at is None or e.ends_at > not_ended_at)
+            ),
+        )
+
     def store(self, view: ExperimentView) -> None:
         self._store.writes.append(("view", view.id))
         self._store.views[view.id] = view
@@ -265,11 +279,13 @@ class FakeRevisions:
     def __init__(self, store: FakeStore) -> None:
         self._store = store
 
-    def append(self, revisions: Sequence[RevisionRecord]) -> None:
+    def append(self, revisions: Sequence[RevisionRecord]) -> int:
+        position = 0
         for revision in revisions:
             self._store.writes.append(("revision", revision.experiment_id))
             position = self._store.revisions[-1][0] + 1 if self._store.revisions else 1
             self._store.revisions.append((position, revision))
+        return position
 
     def _changes(self, organization_id: UUID | None) -> list[Change]:
         return [

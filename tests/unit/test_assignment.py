@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from itertools import pairwise
+from typing import NamedTuple
 from uuid import UUID
 
 import pytest
@@ -16,17 +17,23 @@ from server.domain.assignment import (
     BUCKETS,
     BUCKETS_PER_POINT,
     Assignment,
+    AssignmentRequest,
     BucketRange,
     GroupRanges,
     applies,
     assign,
+    assign_all,
     bucket,
+    checked_request,
     checked_visitor_id,
     group_index,
     group_table,
     initial_ranges,
+    micros,
+    moment_of,
     period_of,
     rebalanced_ranges,
+    running_experiment,
     valid_until,
 )
 from server.domain.errors import FieldViolation, InvalidArgument
@@ -416,3 +423,173 @@ def test_other_visitor_ids_are_refused_naming_the_field(visitor_id: str, descrip
     with pytest.raises(InvalidArgument) as refused:
         checked_visitor_id(visitor_id)
     assert refused.value.violations == (FieldViolation("visitor_id", description),)
+
+
+# -- many experiments at once (the server's hot path) ------------------------------------------
+
+_TIMES = st.integers(micros(START - 3 * WEEK), micros(START) + 10**13)
+
+
+class _Spec(NamedTuple):
+    """An experiment as assign_all takes it, before it is made one."""
+
+    experiment_id: UUID
+    interval: ResetInterval
+    starts_at: int
+    length: int | None  # microseconds to its end; None: no end
+    room_ids: tuple[UUID, ...]
+    percentages: list[int]
+
+    @property
+    def times(self) -> tuple[datetime, datetime | None]:
+        starts_at = moment_of(self.starts_at)
+        return starts_at, None if self.length is None else starts_at + self.length * MICROSECOND
+
+
+_SPECS = st.builds(
+    _Spec,
+    st.uuids(),
+    st.sampled_from(list(ResetInterval)),
+    _TIMES,
+    st.one_of(st.none(), st.integers(1, 10**12)),
+    st.sampled_from([(), (ROOM,), (OTHER_ROOM,), (ROOM, OTHER_ROOM)]),
+    _splits(5),
+)
+
+
+@settings(derandomize=True, max_examples=500, deadline=None)
+@given(
+    st.lists(_SPECS, min_size=1, max_size=6),
+    _TIMES,
+    st.sampled_from([None, ROOM, OTHER_ROOM]),
+    st.text(min_size=1, max_size=20),
+)
+def test_assigning_many_at_once_is_applies_and_assign_for_each(
+    specs: list[_Spec], at: int, room: UUID | None, visitor_id: str
+) -> None:
+    experiments = []
+    expected = []
+    for spec in specs:
+        starts_at, ends_at = spec.times
+        ranges = initial_ranges(spec.percentages)
+        experiment = running_experiment(
+            experiment_id=spec.experiment_id,
+            interval=spec.interval,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            room_ids=spec.room_ids,
+            ranges=ranges,
+            groups=[f"group {i}" for i in range(len(ranges))],
+        )
+        experiments.append(experiment)
+        moment = moment_of(at)
+        if applies(
+            is_draft=False,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            room_ids=spec.room_ids,
+            room_id=room,
+            at=moment,
+        ):
+            one = assign(
+                experiment_id=spec.experiment_id,
+                interval=spec.interval,
+                starts_at=starts_at,
+                ends_at=ends_at,
+                ranges=ranges,
+                visitor_id=visitor_id,
+                at=moment,
+            )
+            until = None if one.valid_until is None else micros(one.valid_until)
+            expected.append((experiment, f"group {one.group_index}", one.bucket, one.period, until))
+
+    assert assign_all(experiments, visitor_id.encode(), room, at) == expected
+
+
+def test_an_experiment_to_assign_needs_ranges_that_tile_the_buckets_at_whole_points() -> None:
+    def running(*ranges: Sequence[tuple[int, int]]) -> object:
+        return running_experiment(
+            experiment_id=EXPERIMENT,
+            interval=ResetInterval.FULL,
+            starts_at=START,
+            ends_at=None,
+            room_ids=(),
+            ranges=_ranges(*ranges),
+            groups=["a"] * len(ranges),
+        )
+
+    assert running([(0, 5000)], [(5000, 10_000)])
+    with pytest.raises(ValueError, match="tile"):
+        running([(0, 5000)], [])  # a draft's, or a corrupt one
+    with pytest.raises(ValueError, match="whole percentage points"):
+        running([(0, 5050)], [(5050, 10_000)])
+
+
+def test_times_are_whole_microseconds_since_the_epoch() -> None:
+    assert micros(datetime(1970, 1, 1, 0, 0, 1, 5, tzinfo=UTC)) == 1_000_005
+    assert moment_of(micros(START)) == START
+
+
+# -- the request ---------------------------------------------------------------------------------
+
+
+def test_a_request_is_the_visitor_ids_utf_8_a_room_or_none_and_a_time_or_now() -> None:
+    assert checked_request("Zoë", str(ROOM), (1, 500_999)) == AssignmentRequest(
+        "Zoë".encode(), ROOM, 1_000_500
+    )
+    assert checked_request("v", "", None) == AssignmentRequest(b"v", None, None)
+
+
+def test_every_offending_field_of_a_request_is_named_at_once() -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        checked_request("", "room 1", (0, -1))
+    assert refused.value.violations == (
+        FieldViolation("visitor_id", messages.REQUIRED),
+        FieldViolation("room_id", messages.NOT_A_UUID),
+        FieldViolation("at", messages.INVALID_TIMESTAMP),
+    )
+
+
+@pytest.mark.parametrize(
+    ("seconds", "refused"),
+    [(-1, True), (0, False), (253370764799, False), (253370764800, True)],
+)
+def test_times_of_a_request_lie_within_the_apis_times(seconds: int, refused: bool) -> None:
+    # 253370764800 is 9999-01-01T00:00:00Z, the first time refused.
+    if refused:
+        with pytest.raises(InvalidArgument) as caught:
+            checked_request("v", "", (seconds, 0))
+        assert caught.value.violations == (FieldViolation("at", messages.TIME_OUT_OF_RANGE),)
+    else:
+        assert checked_request("v", "", (seconds, 0)).at == seconds * 1_000_000
+
+
+@pytest.mark.parametrize("interval", list(ResetInterval))
+def test_assigning_many_at_once_keeps_the_boundaries_of_time(interval: ResetInterval) -> None:
+    ends_at = START + 3 * WEEK + MICROSECOND
+    experiment = running_experiment(
+        experiment_id=EXPERIMENT,
+        interval=interval,
+        starts_at=START,
+        ends_at=ends_at,
+        room_ids=(),
+        ranges=initial_ranges([50, 50]),
+        groups=["A", "B"],
+    )
+    for at in (START - MICROSECOND, START, START + WEEK, ends_at - MICROSECOND, ends_at):
+        found = assign_all([experiment], b"visitor-1", None, micros(at))
+        if not START <= at < ends_at:
+            assert found == [], at
+            continue
+        one = assign(
+            experiment_id=EXPERIMENT,
+            interval=interval,
+            starts_at=START,
+            ends_at=ends_at,
+            ranges=initial_ranges([50, 50]),
+            visitor_id="visitor-1",
+            at=at,
+        )
+        assert one.valid_until is not None
+        until = micros(one.valid_until)
+        assert found == [(experiment, "AB"[one.group_index], one.bucket, one.period, until)], at

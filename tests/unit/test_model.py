@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from uuid import uuid4
 
 from server.domain.model import (
+    Experiment,
     ExperimentState,
     GroupState,
     GroupType,
@@ -99,3 +101,84 @@ def test_groups_are_added_past_the_current_count_and_dropped_past_the_new_one() 
     assert grown.groups[2].id not in {g.id for g in current.groups}
     assert (grown.groups[2].order, grown.groups[2].created_at) == (2, LATER)
     assert [(g.id, g.order, g.name) for g in shrunk.groups] == [(current.groups[0].id, 0, "B")]
+
+
+# -- buckets: the ranges each write stores (README, "Visitor assignment") ----------------------
+
+
+def _split(*percentages: int | None, is_draft: bool = False) -> ExperimentState:
+    groups = tuple(GroupState(f"G{i}", p, None, None) for i, p in enumerate(percentages))
+    return replace(_state(*groups), is_draft=is_draft)
+
+
+def _buckets(experiment: Experiment) -> list[list[tuple[int, int]]]:
+    return [[(r.start, r.end) for r in group.buckets] for group in experiment.groups]
+
+
+def _written(*splits: ExperimentState) -> Experiment:
+    """The experiment after a create of the first state and an update to each of the others."""
+    experiment = new_experiment(uuid4(), ORGANIZATION, splits[0], GOAL, (), USER, NOW)
+    for state in splits[1:]:
+        experiment = changed_experiment(experiment, state, GOAL, (), EDITOR, LATER)
+    return experiment
+
+
+def test_a_new_experiment_lays_its_buckets_out_in_group_order() -> None:
+    assert _buckets(_written(_split(50, 30, 0, 20))) == [
+        [(0, 5000)],
+        [(5000, 8000)],
+        [],
+        [(8000, 10_000)],
+    ]
+
+
+def test_a_draft_whose_percentages_are_not_a_split_has_no_buckets() -> None:
+    assert _buckets(_written(_split(60, None, is_draft=True))) == [[], []]
+
+
+def test_a_drafts_buckets_are_laid_out_afresh_on_every_write() -> None:
+    draft = _written(_split(50, 30, 20, is_draft=True), _split(40, 30, 30, is_draft=True))
+
+    assert _buckets(draft) == [[(0, 4000)], [(4000, 7000)], [(7000, 10_000)]]
+
+
+def test_publishing_a_draft_lays_its_buckets_out_afresh() -> None:
+    published = _written(_split(50, 30, 20, is_draft=True), _split(40, 30, 30))
+
+    assert _buckets(published) == [[(0, 4000)], [(4000, 7000)], [(7000, 10_000)]]
+
+
+def test_a_published_experiments_buckets_move_minimally_when_its_percentages_change() -> None:
+    # Before its start as after it: the state starts at NOW, the change comes LATER, and a
+    # scheduled experiment (starting tomorrow) is treated the same.
+    changed = _written(_split(50, 30, 20), _split(40, 30, 30))
+
+    assert _buckets(changed) == [[(0, 4000)], [(5000, 8000)], [(4000, 5000), (8000, 10_000)]]
+
+
+def test_a_published_experiment_not_yet_started_keeps_its_visitors_in_place_too() -> None:
+    current = scheduled_experiment()  # 90/10, starting tomorrow
+    changed = changed_experiment(current, _split(95, 5), GOAL, (), EDITOR, LATER)
+
+    # Laid out afresh it would be [0, 9500) and [9500, 10000): group 1's visitors would move.
+    assert _buckets(changed) == [[(0, 9000), (9500, 10_000)], [(9000, 9500)]]
+
+
+def test_a_group_whose_buckets_alone_change_keeps_its_id_and_update_time() -> None:
+    draft = _written(_split(50, 50, is_draft=True))
+    changed = changed_experiment(draft, _split(30, 50, 20, is_draft=True), GOAL, (), EDITOR, LATER)
+
+    assert _buckets(changed)[1] == [(3000, 8000)]
+    assert (changed.groups[1].id, changed.groups[1].updated_at) == (
+        draft.groups[1].id,
+        draft.groups[1].updated_at,
+    )
+
+
+def test_a_write_that_keeps_the_percentages_keeps_every_bucket() -> None:
+    changed = _written(_split(50, 30, 20), _split(40, 30, 30))
+    renamed = changed_experiment(
+        changed, replace(_split(40, 30, 30), name="Renamed"), GOAL, (), EDITOR, LATER
+    )
+
+    assert renamed.groups == changed.groups

@@ -129,6 +129,9 @@ def test_an_update_from_the_rules_records_who_when_the_next_number_and_the_chang
         NOW,
     )
     assert revision.experiment == after
+    # The buckets moved with the percentages: the experiment shows them, `changes` lists only
+    # what the client wrote.
+    assert after.groups[1].buckets != BEFORE.groups[1].buckets
     assert [c.field for c in revision.changes] == ["groups[0].percentage", "groups[1].percentage"]
 
 

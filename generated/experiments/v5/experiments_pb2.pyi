@@ -224,6 +224,7 @@ class Group(_message.Message):
     PERCENTAGE_FIELD_NUMBER: _builtins.int
     GROUP_TYPE_FIELD_NUMBER: _builtins.int
     TREATMENT_FIELD_NUMBER: _builtins.int
+    BUCKETS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Unique ID of the group (a UUID)."""
     order: _builtins.int
@@ -269,6 +270,18 @@ class Group(_message.Message):
         update without one has none. Read-only once the experiment has started.
         """
 
+    @_builtins.property
+    def buckets(self) -> _containers.RepeatedCompositeFieldContainer[Global___BucketRange]:
+        """The buckets (0 to 9,999) whose visitors are in this group, as half-open
+        ranges in ascending order: together the groups' ranges hold every bucket
+        once, a group of p percent holding p * 100 of them (README, "Visitor
+        assignment"). Set by the server on every write: laid out in group order
+        while a draft (empty while its percentages do not add up to 100) and at
+        publication; after that, when percentages change, only groups that
+        shrink give buckets up and only groups that grow take them. A client that
+        assigns visitors itself takes these as given.
+        """
+
     def __init__(
         self,
         *,
@@ -280,10 +293,11 @@ class Group(_message.Message):
         percentage: _builtins.int | None = ...,
         group_type: _struct_pb2.Value | None = ...,
         treatment: _struct_pb2.Struct | None = ...,
+        buckets: _abc.Iterable[Global___BucketRange] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_name", b"_name", "_percentage", b"_percentage", "created_at", b"created_at", "group_type", b"group_type", "name", b"name", "percentage", b"percentage", "treatment", b"treatment", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_name", b"_name", "_percentage", b"_percentage", "created_at", b"created_at", "group_type", b"group_type", "id", b"id", "name", b"name", "order", b"order", "percentage", b"percentage", "treatment", b"treatment", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_name", b"_name", "_percentage", b"_percentage", "buckets", b"buckets", "created_at", b"created_at", "group_type", b"group_type", "id", b"id", "name", b"name", "order", b"order", "percentage", b"percentage", "treatment", b"treatment", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
     _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
@@ -295,6 +309,32 @@ class Group(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__percentage) -> _WhichOneofReturnType__percentage | None: ...
 
 Global___Group: _TypeAlias = Group  # noqa: Y015
+
+@_typing.final
+class BucketRange(_message.Message):
+    """The buckets start, start + 1, ..., end - 1 (a half-open range, never empty)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    start: _builtins.int
+    """The first bucket of the range."""
+    end: _builtins.int
+    """The bucket after the last one of the range (at most 10,000)."""
+    def __init__(
+        self,
+        *,
+        start: _builtins.int = ...,
+        end: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "start", b"start"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BucketRange: _TypeAlias = BucketRange  # noqa: Y015
 
 @_typing.final
 class User(_message.Message):
@@ -999,3 +1039,140 @@ class WatchHeartbeat(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchHeartbeat: _TypeAlias = WatchHeartbeat  # noqa: Y015
+
+@_typing.final
+class AssignVisitorRequest(_message.Message):
+    """Request of AssignVisitor. Over REST, `visitor_id`, `room_id` and `at` are
+    query parameters (`at` as an RFC 3339 time, e.g. 2030-05-08T13:02:35Z).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
+    VISITOR_ID_FIELD_NUMBER: _builtins.int
+    ROOM_ID_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    organization_id: _builtins.str
+    """The organization whose experiments assign the visitor."""
+    visitor_id: _builtins.str
+    """The caller's id of the visitor (a cookie, an account id): 1 to 255
+    characters (Unicode code points), hashed exactly as given (no
+    normalization, trimming or case folding). Never stored.
+    """
+    room_id: _builtins.str
+    """The room the visitor is in (a UUID). Empty: no room, so only experiments
+    that apply in every room (empty `room_ids`) are considered. A room the
+    organization does not have is not an error; no experiment names it.
+    """
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp:
+        """The time of the assignment; now when unset. Any time from
+        1970-01-01T00:00:00Z up to (not including) 9999-01-01T00:00:00Z, kept to
+        the microsecond, past and future alike.
+        """
+
+    def __init__(
+        self,
+        *,
+        organization_id: _builtins.str = ...,
+        visitor_id: _builtins.str = ...,
+        room_id: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "organization_id", b"organization_id", "room_id", b"room_id", "visitor_id", b"visitor_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AssignVisitorRequest: _TypeAlias = AssignVisitorRequest  # noqa: Y015
+
+@_typing.final
+class AssignVisitorResponse(_message.Message):
+    """The visitor's assignments."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ASSIGNMENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def assignments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Assignment]:
+        """One per experiment that applies, in no particular order; empty when none
+        does.
+        """
+
+    def __init__(
+        self,
+        *,
+        assignments: _abc.Iterable[Global___Assignment] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignments", b"assignments"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AssignVisitorResponse: _TypeAlias = AssignVisitorResponse  # noqa: Y015
+
+@_typing.final
+class Assignment(_message.Message):
+    """Where a visitor is in one experiment, and until when that holds."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPERIMENT_ID_FIELD_NUMBER: _builtins.int
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    GROUP_NAME_FIELD_NUMBER: _builtins.int
+    GROUP_TYPE_FIELD_NUMBER: _builtins.int
+    TREATMENT_FIELD_NUMBER: _builtins.int
+    BUCKET_FIELD_NUMBER: _builtins.int
+    PERIOD_FIELD_NUMBER: _builtins.int
+    VALID_UNTIL_FIELD_NUMBER: _builtins.int
+    experiment_id: _builtins.str
+    """ID of the experiment."""
+    group_id: _builtins.str
+    """ID of the visitor's group."""
+    group_name: _builtins.str
+    """Name of the group."""
+    bucket: _builtins.int
+    """The visitor's bucket in this period of the experiment, 0 to 9,999."""
+    period: _builtins.int
+    """The period the bucket was drawn in: 0 for a `full` reset interval,
+    otherwise whole days (`1d`) or weeks (`1w`) since `starts_at`.
+    """
+    @_builtins.property
+    def group_type(self) -> _struct_pb2.Value:
+        """The group's `group_type`, as in Group: one of "control",
+        "user_defined", "target_algorithm", "target_random", or null.
+        """
+
+    @_builtins.property
+    def treatment(self) -> _struct_pb2.Struct:
+        """The group's treatment as stored (as in Group); unset when it has none."""
+
+    @_builtins.property
+    def valid_until(self) -> _timestamp_pb2.Timestamp:
+        """The next period boundary or the experiment's `ends_at`, whichever comes
+        first: the assignment holds until then, and a caller may cache it that
+        long (a change to the experiment may still move the visitor earlier).
+        Unset when it holds for ever (a `full` experiment without an end).
+        """
+
+    def __init__(
+        self,
+        *,
+        experiment_id: _builtins.str = ...,
+        group_id: _builtins.str = ...,
+        group_name: _builtins.str = ...,
+        group_type: _struct_pb2.Value | None = ...,
+        treatment: _struct_pb2.Struct | None = ...,
+        bucket: _builtins.int = ...,
+        period: _builtins.int = ...,
+        valid_until: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["group_type", b"group_type", "treatment", b"treatment", "valid_until", b"valid_until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "experiment_id", b"experiment_id", "group_id", b"group_id", "group_name", b"group_name", "group_type", b"group_type", "period", b"period", "treatment", b"treatment", "valid_until", b"valid_until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Assignment: _TypeAlias = Assignment  # noqa: Y015

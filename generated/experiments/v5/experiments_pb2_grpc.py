@@ -122,6 +122,11 @@ class ExperimentServiceStub:
                 request_serializer=experiments_dot_v5_dot_experiments__pb2.WatchExperimentChangesRequest.SerializeToString,
                 response_deserializer=experiments_dot_v5_dot_experiments__pb2.WatchExperimentChangesResponse.FromString,
                 _registered_method=True)
+        self.AssignVisitor = channel.unary_unary(
+                '/experiments.v5.ExperimentService/AssignVisitor',
+                request_serializer=experiments_dot_v5_dot_experiments__pb2.AssignVisitorRequest.SerializeToString,
+                response_deserializer=experiments_dot_v5_dot_experiments__pb2.AssignVisitorResponse.FromString,
+                _registered_method=True)
 
 
 class ExperimentServiceServicer:
@@ -329,6 +334,29 @@ class ExperimentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AssignVisitor(self, request, context):
+        """Assigns a visitor to a group of every experiment of the organization that
+        applies at `at` in the room: one assignment per such experiment, by the
+        deterministic algorithm of the README ("Visitor assignment"), which any
+        client can run itself from the experiments' `buckets` and agree.
+
+        An experiment applies when it is published, `starts_at` <= `at`, `at` <
+        `ends_at` (if it has an end), and its `room_ids` is empty or holds
+        `room_id` (without `room_id`, only experiments of every room apply).
+        Drafts are never assigned. The answer is computed from memory: a write
+        acknowledged by any server is reflected within a second (and at once on
+        the server process that made it).
+
+        Needs the same access as GetExperiment. Returns UNAUTHENTICATED,
+        PERMISSION_DENIED (no access to the organization, no active
+        subscription), or INVALID_ARGUMENT naming `visitor_id` (missing, or more
+        than 255 characters), `room_id` (not a UUID) or `at` (outside the API's
+        times).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExperimentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -371,6 +399,11 @@ def add_ExperimentServiceServicer_to_server(servicer, server):
                     servicer.WatchExperimentChanges,
                     request_deserializer=experiments_dot_v5_dot_experiments__pb2.WatchExperimentChangesRequest.FromString,
                     response_serializer=experiments_dot_v5_dot_experiments__pb2.WatchExperimentChangesResponse.SerializeToString,
+            ),
+            'AssignVisitor': grpc.unary_unary_rpc_method_handler(
+                    servicer.AssignVisitor,
+                    request_deserializer=experiments_dot_v5_dot_experiments__pb2.AssignVisitorRequest.FromString,
+                    response_serializer=experiments_dot_v5_dot_experiments__pb2.AssignVisitorResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -636,6 +669,33 @@ class ExperimentService:
             '/experiments.v5.ExperimentService/WatchExperimentChanges',
             experiments_dot_v5_dot_experiments__pb2.WatchExperimentChangesRequest.SerializeToString,
             experiments_dot_v5_dot_experiments__pb2.WatchExperimentChangesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AssignVisitor(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/experiments.v5.ExperimentService/AssignVisitor',
+            experiments_dot_v5_dot_experiments__pb2.AssignVisitorRequest.SerializeToString,
+            experiments_dot_v5_dot_experiments__pb2.AssignVisitorResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -214,6 +214,25 @@ class ExperimentServiceStub:
     from the last cursor, and an error that persists is then answered as an
     ordinary error response.
     """
+    AssignVisitor: _grpc.UnaryUnaryMultiCallable[_experiments_pb2.AssignVisitorRequest, _experiments_pb2.AssignVisitorResponse]
+    """Assigns a visitor to a group of every experiment of the organization that
+    applies at `at` in the room: one assignment per such experiment, by the
+    deterministic algorithm of the README ("Visitor assignment"), which any
+    client can run itself from the experiments' `buckets` and agree.
+
+    An experiment applies when it is published, `starts_at` <= `at`, `at` <
+    `ends_at` (if it has an end), and its `room_ids` is empty or holds
+    `room_id` (without `room_id`, only experiments of every room apply).
+    Drafts are never assigned. The answer is computed from memory: a write
+    acknowledged by any server is reflected within a second (and at once on
+    the server process that made it).
+
+    Needs the same access as GetExperiment. Returns UNAUTHENTICATED,
+    PERMISSION_DENIED (no access to the organization, no active
+    subscription), or INVALID_ARGUMENT naming `visitor_id` (missing, or more
+    than 255 characters), `room_id` (not a UUID) or `at` (outside the API's
+    times).
+    """
 
 @_typing.type_check_only
 class ExperimentServiceAsyncStub(ExperimentServiceStub):
@@ -389,6 +408,25 @@ class ExperimentServiceAsyncStub(ExperimentServiceStub):
     line simply ends (HTTP/1.1 has no trailers to carry a status): reconnect
     from the last cursor, and an error that persists is then answered as an
     ordinary error response.
+    """
+    AssignVisitor: _aio.UnaryUnaryMultiCallable[_experiments_pb2.AssignVisitorRequest, _experiments_pb2.AssignVisitorResponse]  # type: ignore[assignment]
+    """Assigns a visitor to a group of every experiment of the organization that
+    applies at `at` in the room: one assignment per such experiment, by the
+    deterministic algorithm of the README ("Visitor assignment"), which any
+    client can run itself from the experiments' `buckets` and agree.
+
+    An experiment applies when it is published, `starts_at` <= `at`, `at` <
+    `ends_at` (if it has an end), and its `room_ids` is empty or holds
+    `room_id` (without `room_id`, only experiments of every room apply).
+    Drafts are never assigned. The answer is computed from memory: a write
+    acknowledged by any server is reflected within a second (and at once on
+    the server process that made it).
+
+    Needs the same access as GetExperiment. Returns UNAUTHENTICATED,
+    PERMISSION_DENIED (no access to the organization, no active
+    subscription), or INVALID_ARGUMENT naming `visitor_id` (missing, or more
+    than 255 characters), `room_id` (not a UUID) or `at` (outside the API's
+    times).
     """
 
 class ExperimentServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -610,6 +648,31 @@ class ExperimentServiceServicer(metaclass=_abc_1.ABCMeta):
         line simply ends (HTTP/1.1 has no trailers to carry a status): reconnect
         from the last cursor, and an error that persists is then answered as an
         ordinary error response.
+        """
+
+    @_abc_1.abstractmethod
+    def AssignVisitor(
+        self,
+        request: _experiments_pb2.AssignVisitorRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_experiments_pb2.AssignVisitorResponse, _abc.Awaitable[_experiments_pb2.AssignVisitorResponse]]:
+        """Assigns a visitor to a group of every experiment of the organization that
+        applies at `at` in the room: one assignment per such experiment, by the
+        deterministic algorithm of the README ("Visitor assignment"), which any
+        client can run itself from the experiments' `buckets` and agree.
+
+        An experiment applies when it is published, `starts_at` <= `at`, `at` <
+        `ends_at` (if it has an end), and its `room_ids` is empty or holds
+        `room_id` (without `room_id`, only experiments of every room apply).
+        Drafts are never assigned. The answer is computed from memory: a write
+        acknowledged by any server is reflected within a second (and at once on
+        the server process that made it).
+
+        Needs the same access as GetExperiment. Returns UNAUTHENTICATED,
+        PERMISSION_DENIED (no access to the organization, no active
+        subscription), or INVALID_ARGUMENT naming `visitor_id` (missing, or more
+        than 255 characters), `room_id` (not a UUID) or `at` (outside the API's
+        times).
         """
 
 def add_ExperimentServiceServicer_to_server(servicer: ExperimentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -25,7 +25,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file experiments/v5/experiments.proto.
  */
 export const file_experiments_v5_experiments: GenFile = /*@__PURE__*/
-  fileDesc("CiBleHBlcmltZW50cy92NS9leHBlcmltZW50cy5wcm90bxIOZXhwZXJpbWVudHMudjUi7QcKCkV4cGVyaW1lbnQSEAoCaWQYASABKAlCBOJBAQMSJQoIaXNfZHJhZnQYAiABKAhCBOJBAQJIAFIIaXNfZHJhZnSIAQESQAoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQNSCmNyZWF0ZWRfYXQSRAoPY3JlYXRlZF9ieV91c2VyGAQgASgLMhQuZXhwZXJpbWVudHMudjUuVXNlckIE4kEBA1IPY3JlYXRlZF9ieV91c2VyEjQKEmNyZWF0ZWRfYnlfdXNlcl9pZBgFIAEoCUIE4kEBA1ISY3JlYXRlZF9ieV91c2VyX2lkEkAKCnVwZGF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDUgp1cGRhdGVkX2F0EkQKD3VwZGF0ZWRfYnlfdXNlchgHIAEoCzIULmV4cGVyaW1lbnRzLnY1LlVzZXJCBOJBAQNSD3VwZGF0ZWRfYnlfdXNlchI0ChJ1cGRhdGVkX2J5X3VzZXJfaWQYCCABKAlCBOJBAQNSEnVwZGF0ZWRfYnlfdXNlcl9pZBIuCg9vcmdhbml6YXRpb25faWQYCSABKAlCBOJBAQNSD29yZ2FuaXphdGlvbl9pZBI4Cgxvcmdhbml6YXRpb24YCiABKAsyHC5leHBlcmltZW50cy52NS5Pcmdhbml6YXRpb25CBOJBAQMSHQoHZ29hbF9pZBgLIAEoCUgBUgdnb2FsX2lkiAEBEigKBGdvYWwYDCABKAsyFC5leHBlcmltZW50cy52NS5Hb2FsQgTiQQEDEiUKBmdyb3VwcxgNIAMoCzIVLmV4cGVyaW1lbnRzLnY1Lkdyb3VwEhEKBG5hbWUYDiABKAlIAogBARI4CglzdGFydHNfYXQYDyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUglzdGFydHNfYXQSNAoHZW5kc19hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSB2VuZHNfYXQSNwoUZ3JvdXBfcmVzZXRfaW50ZXJ2YWwYESABKAlIA1IUZ3JvdXBfcmVzZXRfaW50ZXJ2YWyIAQESKQoFcm9vbXMYEiADKAsyFC5leHBlcmltZW50cy52NS5Sb29tQgTiQQEDEhoKCHJvb21faWRzGBMgAygJUghyb29tX2lkcxISCgRldGFnGBQgASgJQgTiQQEDQgsKCV9pc19kcmFmdEIKCghfZ29hbF9pZEIHCgVfbmFtZUIXChVfZ3JvdXBfcmVzZXRfaW50ZXJ2YWwi4AIKBUdyb3VwEhAKAmlkGAEgASgJQgTiQQEDEkAKCmNyZWF0ZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDUgpjcmVhdGVkX2F0EkAKCnVwZGF0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDUgp1cGRhdGVkX2F0EhMKBW9yZGVyGAQgASgFQgTiQQEDEhEKBG5hbWUYBSABKAlIAIgBARIXCgpwZXJjZW50YWdlGAYgASgFSAGIAQESNgoKZ3JvdXBfdHlwZRgHIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZVIKZ3JvdXBfdHlwZRIqCgl0cmVhdG1lbnQYCSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0QgcKBV9uYW1lQg0KC19wZXJjZW50YWdlSgQICBAJIrABCgRVc2VyEgoKAmlkGAEgASgJEh4KCmZpcnN0X25hbWUYAiABKAlSCmZpcnN0X25hbWUSHAoJbGFzdF9uYW1lGAMgASgJUglsYXN0X25hbWUSHAoJZnVsbF9uYW1lGAQgASgJUglmdWxsX25hbWUSKAoPb3JnYW5pemF0aW9uX2lkGAUgASgJUg9vcmdhbml6YXRpb25faWQSFgoGaXNfYm90GAYgASgIUgZpc19ib3QiKAoMT3JnYW5pemF0aW9uEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkifgoER29hbBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEjIKDG9yZ2FuaXphdGlvbhgDIAEoCzIcLmV4cGVyaW1lbnRzLnY1Lk9yZ2FuaXphdGlvbhIoCg9vcmdhbml6YXRpb25faWQYBCABKAlSD29yZ2FuaXphdGlvbl9pZCJKCgRSb29tEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSKAoPb3JnYW5pemF0aW9uX2lkGAMgASgJUg9vcmdhbml6YXRpb25faWQidgoWTGlzdEV4cGVyaW1lbnRzUmVxdWVzdBIuCg9vcmdhbml6YXRpb25faWQYASABKAlCBOJBAQJSD29yZ2FuaXphdGlvbl9pZBIcCglwYWdlX3NpemUYAiABKAVSCXBhZ2Vfc2l6ZRIOCgZjdXJzb3IYAyABKAkisgEKF0xpc3RFeHBlcmltZW50c1Jlc3BvbnNlEgwKBG5leHQYASABKAkSEAoIcHJldmlvdXMYAiABKAkSKwoHcmVzdWx0cxgDIAMoCzIaLmV4cGVyaW1lbnRzLnY1LkV4cGVyaW1lbnQSIAoLbmV4dF9jdXJzb3IYBCABKAlSC25leHRfY3Vyc29yEigKD3ByZXZpb3VzX2N1cnNvchgFIAEoCVIPcHJldmlvdXNfY3Vyc29yInIKFEdldEV4cGVyaW1lbnRSZXF1ZXN0Ei4KD29yZ2FuaXphdGlvbl9pZBgBIAEoCUIE4kEBAlIPb3JnYW5pemF0aW9uX2lkEioKDWV4cGVyaW1lbnRfaWQYAiABKAlCBOJBAQJSDWV4cGVyaW1lbnRfaWQifwoXQ3JlYXRlRXhwZXJpbWVudFJlcXVlc3QSLgoPb3JnYW5pemF0aW9uX2lkGAEgASgJQgTiQQECUg9vcmdhbml6YXRpb25faWQSNAoKZXhwZXJpbWVudBgCIAEoCzIaLmV4cGVyaW1lbnRzLnY1LkV4cGVyaW1lbnRCBOJBAQIiqwEKF1VwZGF0ZUV4cGVyaW1lbnRSZXF1ZXN0Ei4KD29yZ2FuaXphdGlvbl9pZBgBIAEoCUIE4kEBAlIPb3JnYW5pemF0aW9uX2lkEioKDWV4cGVyaW1lbnRfaWQYAiABKAlCBOJBAQJSDWV4cGVyaW1lbnRfaWQSNAoKZXhwZXJpbWVudBgDIAEoCzIaLmV4cGVyaW1lbnRzLnY1LkV4cGVyaW1lbnRCBOJBAQIidQoXRGVsZXRlRXhwZXJpbWVudFJlcXVlc3QSLgoPb3JnYW5pemF0aW9uX2lkGAEgASgJQgTiQQECUg9vcmdhbml6YXRpb25faWQSKgoNZXhwZXJpbWVudF9pZBgCIAEoCUIE4kEBAlINZXhwZXJpbWVudF9pZCKqAwoSRXhwZXJpbWVudFJldmlzaW9uEhQKBmN1cnNvchgBIAEoCUIE4kEBAxIqCg1leHBlcmltZW50X2lkGAIgASgJQgTiQQEDUg1leHBlcmltZW50X2lkEi4KD29yZ2FuaXphdGlvbl9pZBgDIAEoCUIE4kEBA1IPb3JnYW5pemF0aW9uX2lkEhYKCHJldmlzaW9uGAQgASgFQgTiQQEDEhQKBmFjdGlvbhgFIAEoCUIE4kEBAxIeCgd1c2VyX2lkGAYgASgJQgTiQQEDUgd1c2VyX2lkEigKBHVzZXIYByABKAsyFC5leHBlcmltZW50cy52NS5Vc2VyQgTiQQEDEkAKCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDUgpjcmVhdGVkX2F0EjIKB2NoYW5nZXMYCSADKAsyGy5leHBlcmltZW50cy52NS5GaWVsZENoYW5nZUIE4kEBAxI0CgpleHBlcmltZW50GAogASgLMhouZXhwZXJpbWVudHMudjUuRXhwZXJpbWVudEIE4kEBAyJ9CgtGaWVsZENoYW5nZRITCgVmaWVsZBgBIAEoCUIE4kEBAxIsCgZiZWZvcmUYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVCBOJBAQMSKwoFYWZ0ZXIYAyABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVCBOJBAQMiqgEKHkxpc3RFeHBlcmltZW50UmV2aXNpb25zUmVxdWVzdBIuCg9vcmdhbml6YXRpb25faWQYASABKAlCBOJBAQJSD29yZ2FuaXphdGlvbl9pZBIqCg1leHBlcmltZW50X2lkGAIgASgJQgTiQQECUg1leHBlcmltZW50X2lkEhwKCXBhZ2Vfc2l6ZRgDIAEoBVIJcGFnZV9zaXplEg4KBmN1cnNvchgEIAEoCSLCAQofTGlzdEV4cGVyaW1lbnRSZXZpc2lvbnNSZXNwb25zZRIMCgRuZXh0GAEgASgJEhAKCHByZXZpb3VzGAIgASgJEjMKB3Jlc3VsdHMYAyADKAsyIi5leHBlcmltZW50cy52NS5FeHBlcmltZW50UmV2aXNpb24SIAoLbmV4dF9jdXJzb3IYBCABKAlSC25leHRfY3Vyc29yEigKD3ByZXZpb3VzX2N1cnNvchgFIAEoCVIPcHJldmlvdXNfY3Vyc29yInsKHExpc3RFeHBlcmltZW50Q2hhbmdlc1JlcXVlc3QSLgoPb3JnYW5pemF0aW9uX2lkGAEgASgJQgTiQQECUg9vcmdhbml6YXRpb25faWQSDQoFYWZ0ZXIYAiABKAkSHAoJcGFnZV9zaXplGAMgASgFUglwYWdlX3NpemUidgodTGlzdEV4cGVyaW1lbnRDaGFuZ2VzUmVzcG9uc2USMwoHcmVzdWx0cxgBIAMoCzIiLmV4cGVyaW1lbnRzLnY1LkV4cGVyaW1lbnRSZXZpc2lvbhIgCgtuZXh0X2N1cnNvchgCIAEoCVILbmV4dF9jdXJzb3IiXgodV2F0Y2hFeHBlcmltZW50Q2hhbmdlc1JlcXVlc3QSLgoPb3JnYW5pemF0aW9uX2lkGAEgASgJQgTiQQECUg9vcmdhbml6YXRpb25faWQSDQoFYWZ0ZXIYAiABKAkilAEKHldhdGNoRXhwZXJpbWVudENoYW5nZXNSZXNwb25zZRI0CgZjaGFuZ2UYASABKAsyIi5leHBlcmltZW50cy52NS5FeHBlcmltZW50UmV2aXNpb25IABIzCgloZWFydGJlYXQYAiABKAsyHi5leHBlcmltZW50cy52NS5XYXRjaEhlYXJ0YmVhdEgAQgcKBWV2ZW50IiAKDldhdGNoSGVhcnRiZWF0Eg4KBmN1cnNvchgBIAEoCTLGCgoRRXhwZXJpbWVudFNlcnZpY2USlgEKD0xpc3RFeHBlcmltZW50cxImLmV4cGVyaW1lbnRzLnY1Lkxpc3RFeHBlcmltZW50c1JlcXVlc3QaJy5leHBlcmltZW50cy52NS5MaXN0RXhwZXJpbWVudHNSZXNwb25zZSIygtPkkwIsEiovYXBpL3Y1L29yZ3Mve29yZ2FuaXphdGlvbl9pZH0vZXhwZXJpbWVudHMSlQEKDUdldEV4cGVyaW1lbnQSJC5leHBlcmltZW50cy52NS5HZXRFeHBlcmltZW50UmVxdWVzdBoaLmV4cGVyaW1lbnRzLnY1LkV4cGVyaW1lbnQiQoLT5JMCPBI6L2FwaS92NS9vcmdzL3tvcmdhbml6YXRpb25faWR9L2V4cGVyaW1lbnRzL3tleHBlcmltZW50X2lkfRKXAQoQQ3JlYXRlRXhwZXJpbWVudBInLmV4cGVyaW1lbnRzLnY1LkNyZWF0ZUV4cGVyaW1lbnRSZXF1ZXN0GhouZXhwZXJpbWVudHMudjUuRXhwZXJpbWVudCI+gtPkkwI4OgpleHBlcmltZW50IiovYXBpL3Y1L29yZ3Mve29yZ2FuaXphdGlvbl9pZH0vZXhwZXJpbWVudHMSpwEKEFVwZGF0ZUV4cGVyaW1lbnQSJy5leHBlcmltZW50cy52NS5VcGRhdGVFeHBlcmltZW50UmVxdWVzdBoaLmV4cGVyaW1lbnRzLnY1LkV4cGVyaW1lbnQiToLT5JMCSDoKZXhwZXJpbWVudBo6L2FwaS92NS9vcmdzL3tvcmdhbml6YXRpb25faWR9L2V4cGVyaW1lbnRzL3tleHBlcmltZW50X2lkfRKXAQoQRGVsZXRlRXhwZXJpbWVudBInLmV4cGVyaW1lbnRzLnY1LkRlbGV0ZUV4cGVyaW1lbnRSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5IkKC0+STAjwqOi9hcGkvdjUvb3Jncy97b3JnYW5pemF0aW9uX2lkfS9leHBlcmltZW50cy97ZXhwZXJpbWVudF9pZH0SyAEKF0xpc3RFeHBlcmltZW50UmV2aXNpb25zEi4uZXhwZXJpbWVudHMudjUuTGlzdEV4cGVyaW1lbnRSZXZpc2lvbnNSZXF1ZXN0Gi8uZXhwZXJpbWVudHMudjUuTGlzdEV4cGVyaW1lbnRSZXZpc2lvbnNSZXNwb25zZSJMgtPkkwJGEkQvYXBpL3Y1L29yZ3Mve29yZ2FuaXphdGlvbl9pZH0vZXhwZXJpbWVudHMve2V4cGVyaW1lbnRfaWR9L3JldmlzaW9ucxKkAQoVTGlzdEV4cGVyaW1lbnRDaGFuZ2VzEiwuZXhwZXJpbWVudHMudjUuTGlzdEV4cGVyaW1lbnRDaGFuZ2VzUmVxdWVzdBotLmV4cGVyaW1lbnRzLnY1Lkxpc3RFeHBlcmltZW50Q2hhbmdlc1Jlc3BvbnNlIi6C0+STAigSJi9hcGkvdjUvb3Jncy97b3JnYW5pemF0aW9uX2lkfS9jaGFuZ2VzEq8BChZXYXRjaEV4cGVyaW1lbnRDaGFuZ2VzEi0uZXhwZXJpbWVudHMudjUuV2F0Y2hFeHBlcmltZW50Q2hhbmdlc1JlcXVlc3QaLi5leHBlcmltZW50cy52NS5XYXRjaEV4cGVyaW1lbnRDaGFuZ2VzUmVzcG9uc2UiNILT5JMCLhIsL2FwaS92NS9vcmdzL3tvcmdhbml6YXRpb25faWR9L2NoYW5nZXMvd2F0Y2gwAULAAQoaY29tLmV4YW1wbGUuZXhwZXJpbWVudHMudjVCEEV4cGVyaW1lbnRzUHJvdG9QAVo7ZXhhbXBsZS5jb20vZXhwZXJpbWVudHMvZ2VuL2dvL2V4cGVyaW1lbnRzL3Y1O2V4cGVyaW1lbnRzdjWiAgNFWFaqAhZFeGFtcGxlLkV4cGVyaW1lbnRzLlY1ygIWRXhhbXBsZVxFeHBlcmltZW50c1xWNeoCGEV4YW1wbGU6OkV4cGVyaW1lbnRzOjpWNWIGcHJvdG8z", [file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_empty, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CiBleHBlcmltZW50cy92NS9leHBlcmltZW50cy5wcm90bxIOZXhwZXJpbWVudHMudjUi7QcKCkV4cGVyaW1lbnQSEAoCaWQYASABKAlCBOJBAQMSJQoIaXNfZHJhZnQYAiABKAhCBOJBAQJIAFIIaXNfZHJhZnSIAQESQAoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQNSCmNyZWF0ZWRfYXQSRAoPY3JlYXRlZF9ieV91c2VyGAQgASgLMhQuZXhwZXJpbWVudHMudjUuVXNlckIE4kEBA1IPY3JlYXRlZF9ieV91c2VyEjQKEmNyZWF0ZWRfYnlfdXNlcl9pZBgFIAEoCUIE4kEBA1ISY3JlYXRlZF9ieV91c2VyX2lkEkAKCnVwZGF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDUgp1cGRhdGVkX2F0EkQKD3VwZGF0ZWRfYnlfdXNlchgHIAEoCzIULmV4cGVyaW1lbnRzLnY1LlVzZXJCBOJBAQNSD3VwZGF0ZWRfYnlfdXNlchI0ChJ1cGRhdGVkX2J5X3VzZXJfaWQYCCABKAlCBOJBAQNSEnVwZGF0ZWRfYnlfdXNlcl9pZBIuCg9vcmdhbml6YXRpb25faWQYCSABKAlCBOJBAQNSD29yZ2FuaXphdGlvbl9pZBI4Cgxvcmdhbml6YXRpb24YCiABKAsyHC5leHBlcmltZW50cy52NS5Pcmdhbml6YXRpb25CBOJBAQMSHQoHZ29hbF9pZBgLIAEoCUgBUgdnb2FsX2lkiAEBEigKBGdvYWwYDCABKAsyFC5leHBlcmltZW50cy52NS5Hb2FsQgTiQQEDEiUKBmdyb3VwcxgNIAMoCzIVLmV4cGVyaW1lbnRzLnY1Lkdyb3VwEhEKBG5hbWUYDiABKAlIAogBARI4CglzdGFydHNfYXQYDyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUglzdGFydHNfYXQSNAoHZW5kc19hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSB2VuZHNfYXQSNwoUZ3JvdXBfcmVzZXRfaW50ZXJ2YWwYESABKAlIA1IUZ3JvdXBfcmVzZXRfaW50ZXJ2YWyIAQESKQoFcm9vbXMYEiADKAsyFC5leHBlcmltZW50cy52NS5Sb29tQgTiQQEDEhoKCHJvb21faWRzGBMgAygJUghyb29tX2lkcxISCgRldGFnGBQgASgJQgTiQQEDQgsKCV9pc19kcmFmdEIKCghfZ29hbF9pZEIHCgVfbmFtZUIXChVfZ3JvdXBfcmVzZXRfaW50ZXJ2YWwilAMKBUdyb3VwEhAKAmlkGAEgASgJQgTiQQEDEkAKCmNyZWF0ZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDUgpjcmVhdGVkX2F0EkAKCnVwZGF0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDUgp1cGRhdGVkX2F0EhMKBW9yZGVyGAQgASgFQgTiQQEDEhEKBG5hbWUYBSABKAlIAIgBARIXCgpwZXJjZW50YWdlGAYgASgFSAGIAQESNgoKZ3JvdXBfdHlwZRgHIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZVIKZ3JvdXBfdHlwZRIqCgl0cmVhdG1lbnQYCSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EjIKB2J1Y2tldHMYCiADKAsyGy5leHBlcmltZW50cy52NS5CdWNrZXRSYW5nZUIE4kEBA0IHCgVfbmFtZUINCgtfcGVyY2VudGFnZUoECAgQCSIpCgtCdWNrZXRSYW5nZRINCgVzdGFydBgBIAEoBRILCgNlbmQYAiABKAUisAEKBFVzZXISCgoCaWQYASABKAkSHgoKZmlyc3RfbmFtZRgCIAEoCVIKZmlyc3RfbmFtZRIcCglsYXN0X25hbWUYAyABKAlSCWxhc3RfbmFtZRIcCglmdWxsX25hbWUYBCABKAlSCWZ1bGxfbmFtZRIoCg9vcmdhbml6YXRpb25faWQYBSABKAlSD29yZ2FuaXphdGlvbl9pZBIWCgZpc19ib3QYBiABKAhSBmlzX2JvdCIoCgxPcmdhbml6YXRpb24SCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCSJ+CgRHb2FsEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSMgoMb3JnYW5pemF0aW9uGAMgASgLMhwuZXhwZXJpbWVudHMudjUuT3JnYW5pemF0aW9uEigKD29yZ2FuaXphdGlvbl9pZBgEIAEoCVIPb3JnYW5pemF0aW9uX2lkIkoKBFJvb20SCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIoCg9vcmdhbml6YXRpb25faWQYAyABKAlSD29yZ2FuaXphdGlvbl9pZCJ2ChZMaXN0RXhwZXJpbWVudHNSZXF1ZXN0Ei4KD29yZ2FuaXphdGlvbl9pZBgBIAEoCUIE4kEBAlIPb3JnYW5pemF0aW9uX2lkEhwKCXBhZ2Vfc2l6ZRgCIAEoBVIJcGFnZV9zaXplEg4KBmN1cnNvchgDIAEoCSKyAQoXTGlzdEV4cGVyaW1lbnRzUmVzcG9uc2USDAoEbmV4dBgBIAEoCRIQCghwcmV2aW91cxgCIAEoCRIrCgdyZXN1bHRzGAMgAygLMhouZXhwZXJpbWVudHMudjUuRXhwZXJpbWVudBIgCgtuZXh0X2N1cnNvchgEIAEoCVILbmV4dF9jdXJzb3ISKAoPcHJldmlvdXNfY3Vyc29yGAUgASgJUg9wcmV2aW91c19jdXJzb3IicgoUR2V0RXhwZXJpbWVudFJlcXVlc3QSLgoPb3JnYW5pemF0aW9uX2lkGAEgASgJQgTiQQECUg9vcmdhbml6YXRpb25faWQSKgoNZXhwZXJpbWVudF9pZBgCIAEoCUIE4kEBAlINZXhwZXJpbWVudF9pZCJ/ChdDcmVhdGVFeHBlcmltZW50UmVxdWVzdBIuCg9vcmdhbml6YXRpb25faWQYASABKAlCBOJBAQJSD29yZ2FuaXphdGlvbl9pZBI0CgpleHBlcmltZW50GAIgASgLMhouZXhwZXJpbWVudHMudjUuRXhwZXJpbWVudEIE4kEBAiKrAQoXVXBkYXRlRXhwZXJpbWVudFJlcXVlc3QSLgoPb3JnYW5pemF0aW9uX2lkGAEgASgJQgTiQQECUg9vcmdhbml6YXRpb25faWQSKgoNZXhwZXJpbWVudF9pZBgCIAEoCUIE4kEBAlINZXhwZXJpbWVudF9pZBI0CgpleHBlcmltZW50GAMgASgLMhouZXhwZXJpbWVudHMudjUuRXhwZXJpbWVudEIE4kEBAiJ1ChdEZWxldGVFeHBlcmltZW50UmVxdWVzdBIuCg9vcmdhbml6YXRpb25faWQYASABKAlCBOJBAQJSD29yZ2FuaXphdGlvbl9pZBIqCg1leHBlcmltZW50X2lkGAIgASgJQgTiQQECUg1leHBlcmltZW50X2lkIqoDChJFeHBlcmltZW50UmV2aXNpb24SFAoGY3Vyc29yGAEgASgJQgTiQQEDEioKDWV4cGVyaW1lbnRfaWQYAiABKAlCBOJBAQNSDWV4cGVyaW1lbnRfaWQSLgoPb3JnYW5pemF0aW9uX2lkGAMgASgJQgTiQQEDUg9vcmdhbml6YXRpb25faWQSFgoIcmV2aXNpb24YBCABKAVCBOJBAQMSFAoGYWN0aW9uGAUgASgJQgTiQQEDEh4KB3VzZXJfaWQYBiABKAlCBOJBAQNSB3VzZXJfaWQSKAoEdXNlchgHIAEoCzIULmV4cGVyaW1lbnRzLnY1LlVzZXJCBOJBAQMSQAoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQNSCmNyZWF0ZWRfYXQSMgoHY2hhbmdlcxgJIAMoCzIbLmV4cGVyaW1lbnRzLnY1LkZpZWxkQ2hhbmdlQgTiQQEDEjQKCmV4cGVyaW1lbnQYCiABKAsyGi5leHBlcmltZW50cy52NS5FeHBlcmltZW50QgTiQQEDIn0KC0ZpZWxkQ2hhbmdlEhMKBWZpZWxkGAEgASgJQgTiQQEDEiwKBmJlZm9yZRgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUIE4kEBAxIrCgVhZnRlchgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUIE4kEBAyKqAQoeTGlzdEV4cGVyaW1lbnRSZXZpc2lvbnNSZXF1ZXN0Ei4KD29yZ2FuaXphdGlvbl9pZBgBIAEoCUIE4kEBAlIPb3JnYW5pemF0aW9uX2lkEioKDWV4cGVyaW1lbnRfaWQYAiABKAlCBOJBAQJSDWV4cGVyaW1lbnRfaWQSHAoJcGFnZV9zaXplGAMgASgFUglwYWdlX3NpemUSDgoGY3Vyc29yGAQgASgJIsIBCh9MaXN0RXhwZXJpbWVudFJldmlzaW9uc1Jlc3BvbnNlEgwKBG5leHQYASABKAkSEAoIcHJldmlvdXMYAiABKAkSMwoHcmVzdWx0cxgDIAMoCzIiLmV4cGVyaW1lbnRzLnY1LkV4cGVyaW1lbnRSZXZpc2lvbhIgCgtuZXh0X2N1cnNvchgEIAEoCVILbmV4dF9jdXJzb3ISKAoPcHJldmlvdXNfY3Vyc29yGAUgASgJUg9wcmV2aW91c19jdXJzb3IiewocTGlzdEV4cGVyaW1lbnRDaGFuZ2VzUmVxdWVzdBIuCg9vcmdhbml6YXRpb25faWQYASABKAlCBOJBAQJSD29yZ2FuaXphdGlvbl9pZBINCgVhZnRlchgCIAEoCRIcCglwYWdlX3NpemUYAyABKAVSCXBhZ2Vfc2l6ZSJ2Ch1MaXN0RXhwZXJpbWVudENoYW5nZXNSZXNwb25zZRIzCgdyZXN1bHRzGAEgAygLMiIuZXhwZXJpbWVudHMudjUuRXhwZXJpbWVudFJldmlzaW9uEiAKC25leHRfY3Vyc29yGAIgASgJUgtuZXh0X2N1cnNvciJeCh1XYXRjaEV4cGVyaW1lbnRDaGFuZ2VzUmVxdWVzdBIuCg9vcmdhbml6YXRpb25faWQYASABKAlCBOJBAQJSD29yZ2FuaXphdGlvbl9pZBINCgVhZnRlchgCIAEoCSKUAQoeV2F0Y2hFeHBlcmltZW50Q2hhbmdlc1Jlc3BvbnNlEjQKBmNoYW5nZRgBIAEoCzIiLmV4cGVyaW1lbnRzLnY1LkV4cGVyaW1lbnRSZXZpc2lvbkgAEjMKCWhlYXJ0YmVhdBgCIAEoCzIeLmV4cGVyaW1lbnRzLnY1LldhdGNoSGVhcnRiZWF0SABCBwoFZXZlbnQiIAoOV2F0Y2hIZWFydGJlYXQSDgoGY3Vyc29yGAEgASgJIq4BChRBc3NpZ25WaXNpdG9yUmVxdWVzdBIuCg9vcmdhbml6YXRpb25faWQYASABKAlCBOJBAQJSD29yZ2FuaXphdGlvbl9pZBIkCgp2aXNpdG9yX2lkGAIgASgJQgTiQQECUgp2aXNpdG9yX2lkEhgKB3Jvb21faWQYAyABKAlSB3Jvb21faWQSJgoCYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkgKFUFzc2lnblZpc2l0b3JSZXNwb25zZRIvCgthc3NpZ25tZW50cxgBIAMoCzIaLmV4cGVyaW1lbnRzLnY1LkFzc2lnbm1lbnQisAIKCkFzc2lnbm1lbnQSJAoNZXhwZXJpbWVudF9pZBgBIAEoCVINZXhwZXJpbWVudF9pZBIaCghncm91cF9pZBgCIAEoCVIIZ3JvdXBfaWQSHgoKZ3JvdXBfbmFtZRgDIAEoCVIKZ3JvdXBfbmFtZRI2Cgpncm91cF90eXBlGAQgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlUgpncm91cF90eXBlEioKCXRyZWF0bWVudBgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSDgoGYnVja2V0GAYgASgFEg4KBnBlcmlvZBgHIAEoBRI8Cgt2YWxpZF91bnRpbBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSC3ZhbGlkX3VudGlsMtkLChFFeHBlcmltZW50U2VydmljZRKWAQoPTGlzdEV4cGVyaW1lbnRzEiYuZXhwZXJpbWVudHMudjUuTGlzdEV4cGVyaW1lbnRzUmVxdWVzdBonLmV4cGVyaW1lbnRzLnY1Lkxpc3RFeHBlcmltZW50c1Jlc3BvbnNlIjKC0+STAiwSKi9hcGkvdjUvb3Jncy97b3JnYW5pemF0aW9uX2lkfS9leHBlcmltZW50cxKVAQoNR2V0RXhwZXJpbWVudBIkLmV4cGVyaW1lbnRzLnY1LkdldEV4cGVyaW1lbnRSZXF1ZXN0GhouZXhwZXJpbWVudHMudjUuRXhwZXJpbWVudCJCgtPkkwI8EjovYXBpL3Y1L29yZ3Mve29yZ2FuaXphdGlvbl9pZH0vZXhwZXJpbWVudHMve2V4cGVyaW1lbnRfaWR9EpcBChBDcmVhdGVFeHBlcmltZW50EicuZXhwZXJpbWVudHMudjUuQ3JlYXRlRXhwZXJpbWVudFJlcXVlc3QaGi5leHBlcmltZW50cy52NS5FeHBlcmltZW50Ij6C0+STAjg6CmV4cGVyaW1lbnQiKi9hcGkvdjUvb3Jncy97b3JnYW5pemF0aW9uX2lkfS9leHBlcmltZW50cxKnAQoQVXBkYXRlRXhwZXJpbWVudBInLmV4cGVyaW1lbnRzLnY1LlVwZGF0ZUV4cGVyaW1lbnRSZXF1ZXN0GhouZXhwZXJpbWVudHMudjUuRXhwZXJpbWVudCJOgtPkkwJIOgpleHBlcmltZW50GjovYXBpL3Y1L29yZ3Mve29yZ2FuaXphdGlvbl9pZH0vZXhwZXJpbWVudHMve2V4cGVyaW1lbnRfaWR9EpcBChBEZWxldGVFeHBlcmltZW50EicuZXhwZXJpbWVudHMudjUuRGVsZXRlRXhwZXJpbWVudFJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkiQoLT5JMCPCo6L2FwaS92NS9vcmdzL3tvcmdhbml6YXRpb25faWR9L2V4cGVyaW1lbnRzL3tleHBlcmltZW50X2lkfRLIAQoXTGlzdEV4cGVyaW1lbnRSZXZpc2lvbnMSLi5leHBlcmltZW50cy52NS5MaXN0RXhwZXJpbWVudFJldmlzaW9uc1JlcXVlc3QaLy5leHBlcmltZW50cy52NS5MaXN0RXhwZXJpbWVudFJldmlzaW9uc1Jlc3BvbnNlIkyC0+STAkYSRC9hcGkvdjUvb3Jncy97b3JnYW5pemF0aW9uX2lkfS9leHBlcmltZW50cy97ZXhwZXJpbWVudF9pZH0vcmV2aXNpb25zEqQBChVMaXN0RXhwZXJpbWVudENoYW5nZXMSLC5leHBlcmltZW50cy52NS5MaXN0RXhwZXJpbWVudENoYW5nZXNSZXF1ZXN0Gi0uZXhwZXJpbWVudHMudjUuTGlzdEV4cGVyaW1lbnRDaGFuZ2VzUmVzcG9uc2UiLoLT5JMCKBImL2FwaS92NS9vcmdzL3tvcmdhbml6YXRpb25faWR9L2NoYW5nZXMSrwEKFldhdGNoRXhwZXJpbWVudENoYW5nZXMSLS5leHBlcmltZW50cy52NS5XYXRjaEV4cGVyaW1lbnRDaGFuZ2VzUmVxdWVzdBouLmV4cGVyaW1lbnRzLnY1LldhdGNoRXhwZXJpbWVudENoYW5nZXNSZXNwb25zZSI0gtPkkwIuEiwvYXBpL3Y1L29yZ3Mve29yZ2FuaXphdGlvbl9pZH0vY2hhbmdlcy93YXRjaDABEpABCg1Bc3NpZ25WaXNpdG9yEiQuZXhwZXJpbWVudHMudjUuQXNzaWduVmlzaXRvclJlcXVlc3QaJS5leHBlcmltZW50cy52NS5Bc3NpZ25WaXNpdG9yUmVzcG9uc2UiMoLT5JMCLBIqL2FwaS92NS9vcmdzL3tvcmdhbml6YXRpb25faWR9L2Fzc2lnbm1lbnRzQsABChpjb20uZXhhbXBsZS5leHBlcmltZW50cy52NUIQRXhwZXJpbWVudHNQcm90b1ABWjtleGFtcGxlLmNvbS9leHBlcmltZW50cy9nZW4vZ28vZXhwZXJpbWVudHMvdjU7ZXhwZXJpbWVudHN2NaICA0VYVqoCFkV4YW1wbGUuRXhwZXJpbWVudHMuVjXKAhZFeGFtcGxlXEV4cGVyaW1lbnRzXFY16gIYRXhhbXBsZTo6RXhwZXJpbWVudHM6OlY1YgZwcm90bzM", [file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_empty, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * An A/B test: a goal, groups that split visitors by percentage and apply a
@@ -293,6 +293,20 @@ export type Group = Message<"experiments.v5.Group"> & {
    * @generated from field: google.protobuf.Struct treatment = 9;
    */
   treatment?: JsonObject | undefined;
+
+  /**
+   * The buckets (0 to 9,999) whose visitors are in this group, as half-open
+   * ranges in ascending order: together the groups' ranges hold every bucket
+   * once, a group of p percent holding p * 100 of them (README, "Visitor
+   * assignment"). Set by the server on every write: laid out in group order
+   * while a draft (empty while its percentages do not add up to 100) and at
+   * publication; after that, when percentages change, only groups that
+   * shrink give buckets up and only groups that grow take them. A client that
+   * assigns visitors itself takes these as given.
+   *
+   * @generated from field: repeated experiments.v5.BucketRange buckets = 10;
+   */
+  buckets: BucketRange[];
 };
 
 /**
@@ -301,6 +315,34 @@ export type Group = Message<"experiments.v5.Group"> & {
  */
 export const GroupSchema: GenMessage<Group> = /*@__PURE__*/
   messageDesc(file_experiments_v5_experiments, 1);
+
+/**
+ * The buckets start, start + 1, ..., end - 1 (a half-open range, never empty).
+ *
+ * @generated from message experiments.v5.BucketRange
+ */
+export type BucketRange = Message<"experiments.v5.BucketRange"> & {
+  /**
+   * The first bucket of the range.
+   *
+   * @generated from field: int32 start = 1;
+   */
+  start: number;
+
+  /**
+   * The bucket after the last one of the range (at most 10,000).
+   *
+   * @generated from field: int32 end = 2;
+   */
+  end: number;
+};
+
+/**
+ * Describes the message experiments.v5.BucketRange.
+ * Use `create(BucketRangeSchema)` to create a new message.
+ */
+export const BucketRangeSchema: GenMessage<BucketRange> = /*@__PURE__*/
+  messageDesc(file_experiments_v5_experiments, 2);
 
 /**
  * A user of an organization, as shown in `created_by_user` and
@@ -357,7 +399,7 @@ export type User = Message<"experiments.v5.User"> & {
  * Use `create(UserSchema)` to create a new message.
  */
 export const UserSchema: GenMessage<User> = /*@__PURE__*/
-  messageDesc(file_experiments_v5_experiments, 2);
+  messageDesc(file_experiments_v5_experiments, 3);
 
 /**
  * An organization, the owner of experiments, goals and rooms.
@@ -385,7 +427,7 @@ export type Organization = Message<"experiments.v5.Organization"> & {
  * Use `create(OrganizationSchema)` to create a new message.
  */
 export const OrganizationSchema: GenMessage<Organization> = /*@__PURE__*/
-  messageDesc(file_experiments_v5_experiments, 3);
+  messageDesc(file_experiments_v5_experiments, 4);
 
 /**
  * A goal an experiment measures, such as reaching the checkout page.
@@ -427,7 +469,7 @@ export type Goal = Message<"experiments.v5.Goal"> & {
  * Use `create(GoalSchema)` to create a new message.
  */
 export const GoalSchema: GenMessage<Goal> = /*@__PURE__*/
-  messageDesc(file_experiments_v5_experiments, 4);
+  messageDesc(file_experiments_v5_experiments, 5);
 
 /**
  * A room (a site or channel) where treatments can fire.
@@ -462,7 +504,7 @@ export type Room = Message<"experiments.v5.Room"> & {
  * Use `create(RoomSchema)` to create a new message.
  */
 export const RoomSchema: GenMessage<Room> = /*@__PURE__*/
-  messageDesc(file_experiments_v5_experiments, 5);
+  messageDesc(file_experiments_v5_experiments, 6);
 
 /**
  * Request of ListExperiments. Over REST, `page_size` and `cursor` are query
@@ -503,7 +545,7 @@ export type ListExperimentsRequest = Message<"experiments.v5.ListExperimentsRequ
  * Use `create(ListExperimentsRequestSchema)` to create a new message.
  */
 export const ListExperimentsRequestSchema: GenMessage<ListExperimentsRequest> = /*@__PURE__*/
-  messageDesc(file_experiments_v5_experiments, 6);
+  messageDesc(file_experiments_v5_experiments, 7);
 
 /**
  * One page of experiments, in the documented paginated shape.
@@ -555,7 +597,7 @@ export type ListExperimentsResponse = Message<"experiments.v5.ListExperimentsRes
  * Use `create(ListExperimentsResponseSchema)` to create a new message.
  */
 export const ListExperimentsResponseSchema: GenMessage<ListExperimentsResponse> = /*@__PURE__*/
-  messageDesc(file_experiments_v5_experiments, 7);
+  messageDesc(file_experiments_v5_experiments, 8);
 
 /**
  * Request of GetExperiment.
@@ -583,7 +625,7 @@ export type GetExperimentRequest = Message<"experiments.v5.GetExperimentRequest"
  * Use `create(GetExperimentRequestSchema)` to create a new message.
  */
 export const GetExperimentRequestSchema: GenMessage<GetExperimentRequest> = /*@__PURE__*/
-  messageDesc(file_experiments_v5_experiments, 8);
+  messageDesc(file_experiments_v5_experiments, 9);
 
 /**
  * Request of CreateExperiment.
@@ -612,7 +654,7 @@ export type CreateExperimentRequest = Message<"experiments.v5.CreateExperimentRe
  * Use `create(CreateExperimentRequestSchema)` to create a new message.
  */
 export const CreateExperimentRequestSchema: GenMessage<CreateExperimentRequest> = /*@__PURE__*/
-  messageDesc(file_experiments_v5_experiments, 9);
+  messageDesc(file_experiments_v5_experiments, 10);
 
 /**
  * Request of UpdateExperiment.
@@ -648,7 +690,7 @@ export type UpdateExperimentRequest = Message<"experiments.v5.UpdateExperimentRe
  * Use `create(UpdateExperimentRequestSchema)` to create a new message.
  */
 export const UpdateExperimentRequestSchema: GenMessage<UpdateExperimentRequest> = /*@__PURE__*/
-  messageDesc(file_experiments_v5_experiments, 10);
+  messageDesc(file_experiments_v5_experiments, 11);
 
 /**
  * Request of DeleteExperiment.
@@ -676,7 +718,7 @@ export type DeleteExperimentRequest = Message<"experiments.v5.DeleteExperimentRe
  * Use `create(DeleteExperimentRequestSchema)` to create a new message.
  */
 export const DeleteExperimentRequestSchema: GenMessage<DeleteExperimentRequest> = /*@__PURE__*/
-  messageDesc(file_experiments_v5_experiments, 11);
+  messageDesc(file_experiments_v5_experiments, 12);
 
 /**
  * One change to an experiment, as recorded in the transaction that made it:
@@ -772,7 +814,7 @@ export type ExperimentRevision = Message<"experiments.v5.ExperimentRevision"> & 
  * Use `create(ExperimentRevisionSchema)` to create a new message.
  */
 export const ExperimentRevisionSchema: GenMessage<ExperimentRevision> = /*@__PURE__*/
-  messageDesc(file_experiments_v5_experiments, 12);
+  messageDesc(file_experiments_v5_experiments, 13);
 
 /**
  * One attribute that a change set, cleared or changed.
@@ -811,7 +853,7 @@ export type FieldChange = Message<"experiments.v5.FieldChange"> & {
  * Use `create(FieldChangeSchema)` to create a new message.
  */
 export const FieldChangeSchema: GenMessage<FieldChange> = /*@__PURE__*/
-  messageDesc(file_experiments_v5_experiments, 13);
+  messageDesc(file_experiments_v5_experiments, 14);
 
 /**
  * Request of ListExperimentRevisions. Over REST, `page_size` and `cursor` are
@@ -859,7 +901,7 @@ export type ListExperimentRevisionsRequest = Message<"experiments.v5.ListExperim
  * Use `create(ListExperimentRevisionsRequestSchema)` to create a new message.
  */
 export const ListExperimentRevisionsRequestSchema: GenMessage<ListExperimentRevisionsRequest> = /*@__PURE__*/
-  messageDesc(file_experiments_v5_experiments, 14);
+  messageDesc(file_experiments_v5_experiments, 15);
 
 /**
  * One page of an experiment's revisions, in the documented paginated shape.
@@ -911,7 +953,7 @@ export type ListExperimentRevisionsResponse = Message<"experiments.v5.ListExperi
  * Use `create(ListExperimentRevisionsResponseSchema)` to create a new message.
  */
 export const ListExperimentRevisionsResponseSchema: GenMessage<ListExperimentRevisionsResponse> = /*@__PURE__*/
-  messageDesc(file_experiments_v5_experiments, 15);
+  messageDesc(file_experiments_v5_experiments, 16);
 
 /**
  * Request of ListExperimentChanges. Over REST, `after` and `page_size` are
@@ -951,7 +993,7 @@ export type ListExperimentChangesRequest = Message<"experiments.v5.ListExperimen
  * Use `create(ListExperimentChangesRequestSchema)` to create a new message.
  */
 export const ListExperimentChangesRequestSchema: GenMessage<ListExperimentChangesRequest> = /*@__PURE__*/
-  messageDesc(file_experiments_v5_experiments, 16);
+  messageDesc(file_experiments_v5_experiments, 17);
 
 /**
  * One page of an organization's changes, oldest first.
@@ -981,7 +1023,7 @@ export type ListExperimentChangesResponse = Message<"experiments.v5.ListExperime
  * Use `create(ListExperimentChangesResponseSchema)` to create a new message.
  */
 export const ListExperimentChangesResponseSchema: GenMessage<ListExperimentChangesResponse> = /*@__PURE__*/
-  messageDesc(file_experiments_v5_experiments, 17);
+  messageDesc(file_experiments_v5_experiments, 18);
 
 /**
  * Request of WatchExperimentChanges. Over REST, `after` is a query parameter.
@@ -1011,7 +1053,7 @@ export type WatchExperimentChangesRequest = Message<"experiments.v5.WatchExperim
  * Use `create(WatchExperimentChangesRequestSchema)` to create a new message.
  */
 export const WatchExperimentChangesRequestSchema: GenMessage<WatchExperimentChangesRequest> = /*@__PURE__*/
-  messageDesc(file_experiments_v5_experiments, 18);
+  messageDesc(file_experiments_v5_experiments, 19);
 
 /**
  * One message of a watch: a change, or a heartbeat.
@@ -1049,7 +1091,7 @@ export type WatchExperimentChangesResponse = Message<"experiments.v5.WatchExperi
  * Use `create(WatchExperimentChangesResponseSchema)` to create a new message.
  */
 export const WatchExperimentChangesResponseSchema: GenMessage<WatchExperimentChangesResponse> = /*@__PURE__*/
-  messageDesc(file_experiments_v5_experiments, 19);
+  messageDesc(file_experiments_v5_experiments, 20);
 
 /**
  * A progress notification of a watch.
@@ -1071,7 +1113,153 @@ export type WatchHeartbeat = Message<"experiments.v5.WatchHeartbeat"> & {
  * Use `create(WatchHeartbeatSchema)` to create a new message.
  */
 export const WatchHeartbeatSchema: GenMessage<WatchHeartbeat> = /*@__PURE__*/
-  messageDesc(file_experiments_v5_experiments, 20);
+  messageDesc(file_experiments_v5_experiments, 21);
+
+/**
+ * Request of AssignVisitor. Over REST, `visitor_id`, `room_id` and `at` are
+ * query parameters (`at` as an RFC 3339 time, e.g. 2030-05-08T13:02:35Z).
+ *
+ * @generated from message experiments.v5.AssignVisitorRequest
+ */
+export type AssignVisitorRequest = Message<"experiments.v5.AssignVisitorRequest"> & {
+  /**
+   * The organization whose experiments assign the visitor.
+   *
+   * @generated from field: string organization_id = 1 [json_name = "organization_id"];
+   */
+  organizationId: string;
+
+  /**
+   * The caller's id of the visitor (a cookie, an account id): 1 to 255
+   * characters (Unicode code points), hashed exactly as given (no
+   * normalization, trimming or case folding). Never stored.
+   *
+   * @generated from field: string visitor_id = 2 [json_name = "visitor_id"];
+   */
+  visitorId: string;
+
+  /**
+   * The room the visitor is in (a UUID). Empty: no room, so only experiments
+   * that apply in every room (empty `room_ids`) are considered. A room the
+   * organization does not have is not an error; no experiment names it.
+   *
+   * @generated from field: string room_id = 3 [json_name = "room_id"];
+   */
+  roomId: string;
+
+  /**
+   * The time of the assignment; now when unset. Any time from
+   * 1970-01-01T00:00:00Z up to (not including) 9999-01-01T00:00:00Z, kept to
+   * the microsecond, past and future alike.
+   *
+   * @generated from field: google.protobuf.Timestamp at = 4;
+   */
+  at?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message experiments.v5.AssignVisitorRequest.
+ * Use `create(AssignVisitorRequestSchema)` to create a new message.
+ */
+export const AssignVisitorRequestSchema: GenMessage<AssignVisitorRequest> = /*@__PURE__*/
+  messageDesc(file_experiments_v5_experiments, 22);
+
+/**
+ * The visitor's assignments.
+ *
+ * @generated from message experiments.v5.AssignVisitorResponse
+ */
+export type AssignVisitorResponse = Message<"experiments.v5.AssignVisitorResponse"> & {
+  /**
+   * One per experiment that applies, in no particular order; empty when none
+   * does.
+   *
+   * @generated from field: repeated experiments.v5.Assignment assignments = 1;
+   */
+  assignments: Assignment[];
+};
+
+/**
+ * Describes the message experiments.v5.AssignVisitorResponse.
+ * Use `create(AssignVisitorResponseSchema)` to create a new message.
+ */
+export const AssignVisitorResponseSchema: GenMessage<AssignVisitorResponse> = /*@__PURE__*/
+  messageDesc(file_experiments_v5_experiments, 23);
+
+/**
+ * Where a visitor is in one experiment, and until when that holds.
+ *
+ * @generated from message experiments.v5.Assignment
+ */
+export type Assignment = Message<"experiments.v5.Assignment"> & {
+  /**
+   * ID of the experiment.
+   *
+   * @generated from field: string experiment_id = 1 [json_name = "experiment_id"];
+   */
+  experimentId: string;
+
+  /**
+   * ID of the visitor's group.
+   *
+   * @generated from field: string group_id = 2 [json_name = "group_id"];
+   */
+  groupId: string;
+
+  /**
+   * Name of the group.
+   *
+   * @generated from field: string group_name = 3 [json_name = "group_name"];
+   */
+  groupName: string;
+
+  /**
+   * The group's `group_type`, as in Group: one of "control",
+   * "user_defined", "target_algorithm", "target_random", or null.
+   *
+   * @generated from field: google.protobuf.Value group_type = 4 [json_name = "group_type"];
+   */
+  groupType?: Value | undefined;
+
+  /**
+   * The group's treatment as stored (as in Group); unset when it has none.
+   *
+   * @generated from field: google.protobuf.Struct treatment = 5;
+   */
+  treatment?: JsonObject | undefined;
+
+  /**
+   * The visitor's bucket in this period of the experiment, 0 to 9,999.
+   *
+   * @generated from field: int32 bucket = 6;
+   */
+  bucket: number;
+
+  /**
+   * The period the bucket was drawn in: 0 for a `full` reset interval,
+   * otherwise whole days (`1d`) or weeks (`1w`) since `starts_at`.
+   *
+   * @generated from field: int32 period = 7;
+   */
+  period: number;
+
+  /**
+   * The next period boundary or the experiment's `ends_at`, whichever comes
+   * first: the assignment holds until then, and a caller may cache it that
+   * long (a change to the experiment may still move the visitor earlier).
+   * Unset when it holds for ever (a `full` experiment without an end).
+   *
+   * @generated from field: google.protobuf.Timestamp valid_until = 8 [json_name = "valid_until"];
+   */
+  validUntil?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message experiments.v5.Assignment.
+ * Use `create(AssignmentSchema)` to create a new message.
+ */
+export const AssignmentSchema: GenMessage<Assignment> = /*@__PURE__*/
+  messageDesc(file_experiments_v5_experiments, 24);
 
 /**
  * Manages the experiments (A/B tests) of an organization.
@@ -1303,6 +1491,32 @@ export const ExperimentService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchExperimentChangesRequestSchema;
     output: typeof WatchExperimentChangesResponseSchema;
+  },
+  /**
+   * Assigns a visitor to a group of every experiment of the organization that
+   * applies at `at` in the room: one assignment per such experiment, by the
+   * deterministic algorithm of the README ("Visitor assignment"), which any
+   * client can run itself from the experiments' `buckets` and agree.
+   *
+   * An experiment applies when it is published, `starts_at` <= `at`, `at` <
+   * `ends_at` (if it has an end), and its `room_ids` is empty or holds
+   * `room_id` (without `room_id`, only experiments of every room apply).
+   * Drafts are never assigned. The answer is computed from memory: a write
+   * acknowledged by any server is reflected within a second (and at once on
+   * the server process that made it).
+   *
+   * Needs the same access as GetExperiment. Returns UNAUTHENTICATED,
+   * PERMISSION_DENIED (no access to the organization, no active
+   * subscription), or INVALID_ARGUMENT naming `visitor_id` (missing, or more
+   * than 255 characters), `room_id` (not a UUID) or `at` (outside the API's
+   * times).
+   *
+   * @generated from rpc experiments.v5.ExperimentService.AssignVisitor
+   */
+  assignVisitor: {
+    methodKind: "unary";
+    input: typeof AssignVisitorRequestSchema;
+    output: typeof AssignVisitorResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_experiments_v5_experiments, 0);
