@@ -15,12 +15,10 @@ from server.adapters.database import (
     write_deadline,
     writer_lock_for,
 )
-from server.adapters.principal_cache import CachingPrincipalRepository, PrincipalCache
-from server.adapters.repository import (
-    SqlAlchemyExperimentRepository,
-    SqlAlchemyIdempotencyKeyRepository,
-    SqlAlchemyPrincipalRepository,
-)
+from server.adapters.repositories.experiments import SqlAlchemyExperimentRepository
+from server.adapters.repositories.idempotency_keys import SqlAlchemyIdempotencyKeyRepository
+from server.adapters.repositories.principal_cache import CachingPrincipalRepository, PrincipalCache
+from server.adapters.repositories.principals import SqlAlchemyPrincipalRepository
 from server.adapters.revisions import SqlAlchemyRevisions
 from server.adapters.views import Renderer, SqlAlchemyExperimentViews
 from server.service_layer.ports import (

@@ -22,7 +22,7 @@ from server.adapters.orm import (
     ExperimentRoomRecord,
     OrganizationRecord,
 )
-from server.adapters.repository import SqlAlchemyExperimentRepository
+from server.adapters.repositories.experiments import SqlAlchemyExperimentRepository
 from server.domain.access import hash_api_key
 from server.domain.model import (
     Experiment,
