@@ -158,6 +158,9 @@ class SqlAlchemyUnitOfWork:
         if time.monotonic() >= self._deadline:
             raise WriteTimedOut("before its commit")  # rolled back on exit
         connection.commit()
+        # The transaction is over: the next writer goes now, not once this one has also told
+        # its follower and answered (a woken thread may take the GIL for a while first).
+        self._release_writer_lock()
 
     def _require_connection(self) -> Connection:
         if self._connection is None:
