@@ -554,9 +554,7 @@ def _references(
     goal_ids, room_ids = referenced_ids(data)
     known_goals = {current.goal.id: current.goal} if current and current.goal else {}
     known_rooms = {room.id: room for room in current.rooms} if current else {}
-    goal_ids -= known_goals.keys()
-    room_ids -= known_rooms.keys()
-    return References(
-        goals=known_goals | uow.experiments.goals(organization, goal_ids),
-        rooms=known_rooms | uow.experiments.rooms(organization, room_ids),
+    found = uow.experiments.references(
+        organization, goal_ids - known_goals.keys(), room_ids - known_rooms.keys()
     )
+    return References(goals=known_goals | dict(found.goals), rooms=known_rooms | dict(found.rooms))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -407,7 +408,7 @@ def test_group_type_may_be_null_but_not_missing_when_published(client: Client) -
 # server/adapters/views.py, _RawSelect.)
 
 
-def _count_queries(call: object) -> int:
+def _queries(call: object) -> list[str]:
     statements: list[str] = []
     background = {"feed-follower", "access-checks"}  # they poll on their own clock
 
@@ -420,7 +421,11 @@ def _count_queries(call: object) -> int:
         call()  # type: ignore[operator]
     finally:
         event.remove(Engine, "before_cursor_execute", record)
-    return len(statements)
+    return statements
+
+
+def _count_queries(call: object) -> int:
+    return len(_queries(call))
 
 
 def test_a_list_page_costs_the_same_queries_whatever_the_table_size(client: Client) -> None:
@@ -432,6 +437,12 @@ def test_a_list_page_costs_the_same_queries_whatever_the_table_size(client: Clie
     assert _count_queries(lambda: _list(client)) == few
     cursor = _cursor_of(_list(client, 5).next)
     assert _count_queries(lambda: _list(client, cursor=cursor)) == few
+
+
+def test_a_create_looks_up_its_goal_and_rooms_in_one_statement(client: Client) -> None:
+    statements = _queries(lambda: _create(client, published(client.world)))
+    lookups = [s for s in statements if re.search(r"FROM (goals|rooms)\b", s)]
+    assert len(lookups) == 1, lookups
 
 
 # --- server behaviour ---------------------------------------------------------------------------

@@ -28,8 +28,10 @@ from sqlalchemy import (
     func,
     insert,
     literal_column,
+    null,
     select,
     type_coerce,
+    union_all,
     update,
 )
 from sqlalchemy.sql.expression import BindParameter, FromClause
@@ -47,6 +49,7 @@ from server.domain.model import (
     Room,
     User,
 )
+from server.domain.rules import References
 
 # The columns of an organization and of a user, in the order their domain classes take them.
 _ORGANIZATION = ("id", "name", "has_active_subscription")
@@ -211,9 +214,12 @@ _DELETE_ROOM_LINKS = delete(tables.experiment_rooms).where(
     tables.experiment_rooms.c.experiment_id == _of_experiment
 )
 
-_ids: BindParameter[Any] = bindparam("ids", expanding=True)
-_GOALS = (
+_of_organization: BindParameter[Any] = bindparam("organization_id")
+# The goals and rooms a write refers to, in one statement: a row per goal (with its
+# organization) and per room (whose organization columns but the id are NULL).
+_REFERENCES = union_all(
     select(
+        literal_column("1").label("is_goal"),
         tables.goals.c.id,
         tables.goals.c.name,
         *_prefixed(tables.organizations, "organization", _ORGANIZATION),
@@ -224,11 +230,20 @@ _GOALS = (
         tables.organizations.c.id == tables.goals.c.organization_id,
     )
     .where(
-        tables.goals.c.organization_id == bindparam("organization_id"), tables.goals.c.id.in_(_ids)
-    )
-)
-_ROOMS = select(tables.rooms.c.id, tables.rooms.c.name, tables.rooms.c.organization_id).where(
-    tables.rooms.c.organization_id == bindparam("organization_id"), tables.rooms.c.id.in_(_ids)
+        tables.goals.c.organization_id == _of_organization,
+        tables.goals.c.id.in_(bindparam("goal_ids", expanding=True)),
+    ),
+    select(
+        literal_column("0"),
+        tables.rooms.c.id,
+        tables.rooms.c.name,
+        tables.rooms.c.organization_id,
+        null(),
+        null(),
+    ).where(
+        tables.rooms.c.organization_id == _of_organization,
+        tables.rooms.c.id.in_(bindparam("room_ids", expanding=True)),
+    ),
 )
 
 
@@ -314,25 +329,32 @@ class SqlAlchemyExperimentRepository:
             result = self._connection.execute(_DELETE_EXPERIMENT_IF_VERSION, params)
         return result.rowcount > 0
 
-    def goals(self, organization_id: UUID, ids: set[UUID]) -> dict[UUID, Goal]:
-        return {
-            row.id: Goal(row.id, row.name, _organization_of(row._mapping, "organization"))
-            for row in self._matching(_GOALS, organization_id, ids)
+    def references(
+        self, organization_id: UUID, goal_ids: set[UUID], room_ids: set[UUID]
+    ) -> References:
+        if not goal_ids and not room_ids:
+            return References()
+        params = {
+            "organization_id": organization_id,
+            "goal_ids": list(goal_ids),
+            "room_ids": list(room_ids),
         }
+        goals: dict[UUID, Goal] = {}
+        rooms: dict[UUID, Room] = {}
+        for row in self._connection.execute(_REFERENCES, params):
+            if row.is_goal:
+                goals[row.id] = Goal(
+                    row.id, row.name, _organization_of(row._mapping, "organization")
+                )
+            else:
+                rooms[row.id] = Room(row.id, row.name, row.organization_id)
+        return References(goals, rooms)
+
+    def goals(self, organization_id: UUID, ids: set[UUID]) -> dict[UUID, Goal]:
+        return dict(self.references(organization_id, ids, set()).goals)
 
     def rooms(self, organization_id: UUID, ids: set[UUID]) -> dict[UUID, Room]:
-        return {
-            row.id: Room(row.id, row.name, row.organization_id)
-            for row in self._matching(_ROOMS, organization_id, ids)
-        }
-
-    def _matching(
-        self, statement: Select[Any], organization_id: UUID, ids: set[UUID]
-    ) -> Sequence[Row[Any]]:
-        if not ids:
-            return ()
-        params = {"organization_id": organization_id, "ids": list(ids)}
-        return self._connection.execute(statement, params).all()
+        return dict(self.references(organization_id, set(), ids).rooms)
 
 
 def _insert_groups(connection: Connection, experiment_id: UUID, groups: Sequence[Group]) -> None:
