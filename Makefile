@@ -98,6 +98,11 @@ run: $(STAMP) ## Set up, migrate, serve gRPC and REST (Envoy), then seed demo da
 	@echo "OpenAPI 3.1 document of the REST API: $(CURDIR)/openapi/experiments.v5.yaml"
 	@$(PY) -m gateway.run
 
+INSTANCES ?= 3
+.PHONY: run-cluster
+run-cluster: $(STAMP) ## Several instances on EXPERIMENTS_DATABASE_URL (PostgreSQL) behind experiments-gateway; INSTANCES=3
+	@$(PY) -m gateway.cluster --instances $(INSTANCES)
+
 .PHONY: buf-build
 buf-build: $(BUF) ## Build the contract with buf alone (vendored googleapis, no network)
 	$(BUF) build
