@@ -53,7 +53,7 @@ def main() -> int:
         shown = ",".join(f"{u.host}:{u.port}" for u in instances)
         print(
             f"experiments-gateway: REST and gRPC on {settings.http_host}:{envoy.http_port}, "
-            f"in front of {shown}",
+            f"in front of {shown}; Envoy's admin interface (stats, health) on {envoy.admin}",
             flush=True,
         )
         # SIGCHLD too: Envoy exiting on its own ends the gateway (exit code 1).

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from tests.e2e import go_client
+from tests.e2e import go_client, phases
 from tests.fuzz.tally import write_summary
 from tests.integration.databases import postgres_status
 
@@ -44,5 +44,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     # Here rather than in tests/fuzz: with pytest-xdist only this conftest is sure to be loaded
     # in the process that writes the summary.
     write_summary(terminalreporter)
+    phases.write_summary(terminalreporter)
     for line in _coverage():
         terminalreporter.write_line(line)
