@@ -20,8 +20,10 @@ import grpc
 import pytest
 from experiments.v5 import experiments_pb2 as pb
 from experiments.v5 import experiments_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import func, select
 
+from server.adapters.admin import revoke_api_key
 from server.adapters.database import make_engine
 from server.adapters.orm import ExperimentRecord
 from tests.e2e.cluster import ADDRESSES, Cluster
@@ -43,15 +45,21 @@ WRITE_DEADLINE_SECONDS = 60.0
 # Between two tries of a failed create or watch: a client's backoff, not synchronisation.
 CLIENT_BACKOFF_SECONDS = 0.05
 KILLED, STOPPED = ADDRESSES[1], ADDRESSES[2]
+# EXPERIMENTS_AUTH_CACHE_SECONDS of the revocation test: short, so that it waits little.
+AUTH_CACHE_SECONDS = 2.0
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
+def _running_cluster(workdir: Path, env: dict[str, str] | None = None) -> Iterator[Cluster]:
     server = postgres_server_url()
     if server is None:
         pytest.skip("needs PostgreSQL (EXPERIMENTS_TEST_POSTGRES_URL)")
     with temporary_postgres_database(server) as url:
-        yield from Cluster(tmp_path, url).running()
+        yield from Cluster(workdir, url, env=env).running()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    yield from _running_cluster(tmp_path)
 
 
 def _metadata(world: World, **extra: str) -> tuple[tuple[str, str | bytes], ...]:
@@ -344,3 +352,89 @@ def _experiment_names(database_url: str) -> Counter[str]:
             return Counter({str(name): int(count) for name, count in rows})
     finally:
         engine.dispose()
+
+
+def _instance_stub(cluster: Cluster, address: str) -> experiments_pb2_grpc.ExperimentServiceStub:
+    channel = grpc.insecure_channel(f"{address}:{cluster.port}")
+    return experiments_pb2_grpc.ExperimentServiceStub(channel)
+
+
+def _health(cluster: Cluster, address: str) -> int | None:
+    with grpc.insecure_channel(f"{address}:{cluster.port}") as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=TIMEOUT
+            )
+        except grpc.RpcError:
+            return None
+    return int(reply.status)
+
+
+def test_a_stopping_instance_serves_as_not_serving_until_the_gateway_has_noticed(
+    cluster: Cluster,
+) -> None:
+    world = cluster.new_world()
+    stub = _instance_stub(cluster, STOPPED)
+    request = pb.ListExperimentsRequest(organization_id=world.organization_id)
+    stopping = cluster.instances.pop(STOPPED)
+
+    stopping.terminate()
+    until(
+        lambda: _health(cluster, STOPPED) == health_pb2.HealthCheckResponse.NOT_SERVING,
+        "the instance to report NOT_SERVING",
+    )
+    cluster.wait_healthy(len(ADDRESSES) - 1)
+    # The gateway has taken it out, and it still answers the calls that were on their way.
+    answered = stub.ListExperiments(request, metadata=_metadata(world), timeout=TIMEOUT)
+    assert stopping.poll() is None
+    assert stopping.wait(timeout=60) == 0
+
+    assert list(answered.results) == []
+
+
+@pytest.fixture
+def short_cache_cluster(tmp_path: Path) -> Iterator[Cluster]:
+    yield from _running_cluster(
+        tmp_path, {"EXPERIMENTS_AUTH_CACHE_SECONDS": f"{AUTH_CACHE_SECONDS:g}"}
+    )
+
+
+def test_a_revoked_key_is_refused_by_every_instance_within_the_key_cache_bound(
+    short_cache_cluster: Cluster,
+) -> None:
+    cluster = short_cache_cluster
+    world = cluster.new_world()
+    stubs = {address: _instance_stub(cluster, address) for address in ADDRESSES}
+    request = pb.ListExperimentsRequest(organization_id=world.organization_id)
+    # Every instance has the key in its cache.
+    for stub in stubs.values():
+        stub.ListExperiments(request, metadata=_metadata(world), timeout=TIMEOUT)
+
+    engine = make_engine(cluster.database_url)
+    with engine.begin() as connection:
+        revoke_api_key(connection, world.tokens.settings)
+    engine.dispose()
+    revoked_at = time.monotonic()
+
+    # Each instance is asked until it refuses; every answer given after the bound must be a
+    # refusal.
+    answers_after_bound: list[str] = []
+    refused: set[str] = set()
+
+    def ask_all() -> bool:
+        for address, stub in stubs.items():
+            asked_at = time.monotonic()
+            try:
+                stub.ListExperiments(request, metadata=_metadata(world), timeout=TIMEOUT)
+                answer = "OK"
+            except grpc.RpcError as error:
+                answer = error.code().name
+            if answer == "UNAUTHENTICATED":
+                refused.add(address)
+            if asked_at - revoked_at > AUTH_CACHE_SECONDS:
+                answers_after_bound.append(f"{address}: {answer}")
+        return refused == set(ADDRESSES)
+
+    until(ask_all, "every instance to refuse the revoked key")
+
+    assert [a for a in answers_after_bound if not a.endswith("UNAUTHENTICATED")] == []

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from gateway import idempotent, launcher, upstreams
 from server.config import ConfigError
 
 SERVICE = "/experiments.v5.ExperimentService/"
+SERVICE_CONFIG = Path(__file__).resolve().parents[2] / "clients" / "grpc-service-config.json"
 
 
 def test_upstreams_are_host_port_entries_and_a_name_needs_dns() -> None:
@@ -37,3 +41,14 @@ def test_only_reads_and_keyed_creates_are_retried_on_another_instance() -> None:
     assert creates == [SERVICE + "CreateExperiment"]
     for write in ("CreateExperiment", "UpdateExperiment", "DeleteExperiment"):
         assert SERVICE + write not in reads
+
+
+def test_the_documented_service_config_retries_exactly_the_reads() -> None:
+    config = json.loads(SERVICE_CONFIG.read_text())
+    (retried,) = [method for method in config["methodConfig"] if "retryPolicy" in method]
+    named = {f"/{name['service']}/{name['method']}" for name in retried["name"]}
+    reads = set(idempotent.idempotent_paths(launcher.DESCRIPTOR)) - {idempotent.HEALTH_CHECK}
+
+    assert named == reads
+    assert retried["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE"]
+    assert config["loadBalancingConfig"] == [{"round_robin": {}}]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from server.adapters.database import DatabaseUnusable, make_engine
 from server.config import DEFAULT_DATABASE_URL, ConfigError, Settings
 
 
@@ -94,3 +95,8 @@ def test_pool_sizes_follow_the_threads_unless_set() -> None:
 def test_a_pool_size_or_drain_that_cannot_be_used_is_named(variable: str, value: str) -> None:
     with pytest.raises(ConfigError, match=variable):
         Settings.from_env({variable: value})
+
+
+def test_a_prepare_threshold_in_the_database_url_that_is_not_none_or_a_number_is_named() -> None:
+    with pytest.raises(DatabaseUnusable, match="prepare_threshold"):
+        make_engine("postgresql+psycopg://postgres@127.0.0.1/db?prepare_threshold=soon")
