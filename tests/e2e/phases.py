@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 PHASES_PROPERTY = "cluster_phases"
+# Failures quoted in the summary, per test (the counts hold them all).
+MAX_FAILURES_SHOWN = 10
 
 
 class PhaseTally:
@@ -46,11 +48,13 @@ class PhaseTally:
                 [test, phase, client, n, self.failed[(phase, client)]]
                 for (phase, client), n in self.calls.items()
             ]
-        return PHASES_PROPERTY, {"rows": rows}
+            failures = self.failures[:MAX_FAILURES_SHOWN]
+        return PHASES_PROPERTY, {"rows": rows, "failures": [[test, f] for f in failures]}
 
 
 def write_summary(terminalreporter: pytest.TerminalReporter) -> None:
     rows: list[list[Any]] = []
+    failures: list[list[str]] = []
     for reports in terminalreporter.stats.values():
         for report in reports:
             if getattr(report, "when", None) != "teardown":
@@ -58,11 +62,24 @@ def write_summary(terminalreporter: pytest.TerminalReporter) -> None:
             for name, value in getattr(report, "user_properties", ()):
                 if name == PHASES_PROPERTY:
                     rows.extend(value["rows"])
+                    failures.extend(value["failures"])
     if not rows:
         return
     terminalreporter.section("cluster phases")
     terminalreporter.write_line(
-        "calls per phase and client; a watch's calls are its streams, failed: ended by an error"
+        "calls/failed per phase and client (a watch's calls are its streams, failed: ended by "
+        "an error and resumed; a write's failed tries were tried again with the same key)"
     )
-    for test, phase, client, calls, failed in rows:
-        terminalreporter.write_line(f"{test} | {phase} | {client}: {calls} calls, {failed} failed")
+    for test in sorted({row[0] for row in rows}):
+        mine = [row for row in rows if row[0] == test]
+        clients = sorted({row[2] for row in mine})
+        terminalreporter.write_line(f"{test}:")
+        terminalreporter.write_line("| phase | " + " | ".join(clients) + " |")
+        terminalreporter.write_line("| --- " * (len(clients) + 1) + "|")
+        for phase in sorted({row[1] for row in mine}):
+            cells = {row[2]: f"{row[3]}/{row[4]}" for row in mine if row[1] == phase}
+            terminalreporter.write_line(
+                f"| {phase} | " + " | ".join(cells.get(c, "0/0") for c in clients) + " |"
+            )
+        for _, failure in (f for f in failures if f[0] == test):
+            terminalreporter.write_line(f"  failed: {failure}")
