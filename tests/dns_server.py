@@ -23,12 +23,16 @@ TTL_SECONDS = 1
 class DnsServer:
     def __init__(self, name: str, addresses: Sequence[str]) -> None:
         self.name = name.rstrip(".").lower()
-        self.addresses = [ipaddress.IPv4Address(address).packed for address in addresses]
+        self.answer_with(addresses)
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._socket.bind(("127.0.0.1", 0))
         self.port: int = self._socket.getsockname()[1]
         self._thread = threading.Thread(target=self._serve, name="dns", daemon=True)
         self._thread.start()
+
+    def answer_with(self, addresses: Sequence[str]) -> None:
+        """From now on, the name stands for these addresses."""
+        self.addresses = [ipaddress.IPv4Address(address).packed for address in addresses]
 
     def close(self) -> None:
         self._socket.close()

@@ -109,7 +109,14 @@ class Cluster:
 
     def healthy_instances(self) -> int | None:
         """How many instances both of the gateway's clusters take for healthy."""
-        page = self.envoy.admin_get("/stats?format=json&filter=membership_healthy")
+        return self._membership("healthy")
+
+    def known_instances(self) -> int | None:
+        """How many instances both of the gateway's clusters know of (healthy or not)."""
+        return self._membership("total")
+
+    def _membership(self, which: str) -> int | None:
+        page = self.envoy.admin_get(f"/stats?format=json&filter=membership_{which}$")
         if page is None:
             return None
         values = [int(stat.get("value", 0)) for stat in json.loads(page)["stats"]]

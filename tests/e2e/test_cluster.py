@@ -23,6 +23,7 @@ from experiments.v5 import experiments_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import func, select
 
+from gateway import launcher
 from server.adapters.admin import revoke_api_key
 from server.adapters.database import make_engine
 from server.adapters.orm import ExperimentRecord
@@ -438,3 +439,17 @@ def test_a_revoked_key_is_refused_by_every_instance_within_the_key_cache_bound(
     until(ask_all, "every instance to refuse the revoked key")
 
     assert [a for a in answers_after_bound if not a.endswith("UNAUTHENTICATED")] == []
+
+
+def test_the_gateway_follows_the_addresses_of_the_instances_name(cluster: Cluster) -> None:
+    assert cluster.gateway is not None
+    gateway = cluster.gateway
+    cluster.dns.answer_with(ADDRESSES[:2])
+    launcher.poll(
+        lambda: True if cluster.known_instances() == 2 else None,
+        what="the gateway to drop the address the name lost",
+        process=gateway,
+    )
+
+    cluster.dns.answer_with(ADDRESSES)
+    cluster.wait_healthy(len(ADDRESSES))
