@@ -8,12 +8,7 @@ import { test } from "node:test";
 import net from "node:net";
 import { ConnectError } from "@connectrpc/connect";
 import { grpcClient, watchChanges } from "../src/client.js";
-
-function env(name: string): string {
-  const value = process.env[name];
-  assert.ok(value, `${name} is not set: run this through make test`);
-  return value;
-}
+import { env } from "./live.js";
 
 const key = env("EXPERIMENTS_KEY");
 const org = env("EXPERIMENTS_ORG");
