@@ -58,6 +58,16 @@ $(CHROMIUM):
 		echo "The e2e browser test needs Debian's chromium: sudo apt-get install chromium" >&2; exit 1; \
 	fi
 
+# tests/integration/test_pgbouncer.py runs the service through Debian's PgBouncer.
+PGBOUNCER := /usr/sbin/pgbouncer
+$(PGBOUNCER):
+	@if [ "$$(id -u)" = 0 ]; then \
+		echo "Installing Debian's pgbouncer (for the PgBouncer integration test)..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null; \
+	else \
+		echo "The PgBouncer integration test needs Debian's pgbouncer: sudo apt-get install pgbouncer" >&2; exit 1; \
+	fi
+
 # The Go client test's toolchain, from Debian: tests/e2e/go_client.py names the packages (and why
 # golang/protobuf 1.5 is named explicitly). Installed when run as root, as chromium is; otherwise,
 # or if apt-get fails, the Go client test is not run and one line says so (pytest repeats it).
@@ -98,6 +108,11 @@ run: $(STAMP) ## Set up, migrate, serve gRPC and REST (Envoy), then seed demo da
 	@echo "OpenAPI 3.1 document of the REST API: $(CURDIR)/openapi/experiments.v5.yaml"
 	@$(PY) -m gateway.run
 
+INSTANCES ?= 3
+.PHONY: run-cluster
+run-cluster: $(STAMP) ## Several instances on EXPERIMENTS_DATABASE_URL (PostgreSQL) behind experiments-gateway; INSTANCES=3
+	@$(PY) -m gateway.cluster --instances $(INSTANCES)
+
 .PHONY: buf-build
 buf-build: $(BUF) ## Build the contract with buf alone (vendored googleapis, no network)
 	$(BUF) build
@@ -135,7 +150,7 @@ test-typescript: $(STAMP) $(NODE_STAMP) ## The TypeScript client against the rea
 	$(BIN)/pytest -q tests/e2e/test_typescript_client.py tests/e2e/test_typescript_assignment.py
 
 .PHONY: test
-test: $(STAMP) $(NODE_STAMP) $(PLAYWRIGHT) $(CHROMIUM) go-toolchain check-generated lint buf-build buf-breaking check-ts-generated check-openapi ## Set up, then run every test (unit, integration, e2e, contract, fuzz)
+test: $(STAMP) $(NODE_STAMP) $(PLAYWRIGHT) $(CHROMIUM) $(PGBOUNCER) go-toolchain check-generated lint buf-build buf-breaking check-ts-generated check-openapi ## Set up, then run every test (unit, integration, e2e, contract, fuzz)
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist worksteal
 
 .PHONY: test-unit

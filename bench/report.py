@@ -14,6 +14,8 @@ from pathlib import Path
 from bench.abuse import WITHIN_SECONDS
 from bench.abuse import Report as AbuseReport
 from bench.phases import Measurement
+from bench.watchers import LAG_P99_MS, UNARY_RATIO
+from bench.watchers import Figures as WatchFigures
 
 # The issue's targets (issue 10), as ratios to the echo ceiling of the same run.
 GET_RATIO = 0.5
@@ -236,6 +238,24 @@ def abuse_targets(abused: AbuseReport) -> list[Verdict]:
             peak < ABUSE_RSS_MB,
             f"abuse: peak RSS per worker < {ABUSE_RSS_MB:g} MB",
             f"{peak:.0f} MB",
+        ),
+    ]
+
+
+def watch_targets(watched: WatchFigures) -> list[Verdict]:
+    lag = watched.lag
+    return [
+        Verdict(
+            watched.lag_met,
+            f"watch lag p99 <= {LAG_P99_MS:g} ms at every watcher",
+            f"p99 {lag.percentile(0.99):.0f} ms over {watched.plan.watchers:,} watches",
+            f"{lag.missing} missing, {lag.duplicates} duplicated",
+        ),
+        Verdict(
+            watched.ratio >= UNARY_RATIO,
+            f"Get with the watches open >= {UNARY_RATIO:.0%} of without",
+            f"{watched.ratio:.2f}x",
+            f"{watched.with_watches.rps:,.0f} against {watched.without.rps:,.0f} req/s",
         ),
     ]
 

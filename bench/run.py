@@ -28,7 +28,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from bench import abuse, loadgen, phases, report, seed, stack
+from bench import abuse, loadgen, phases, report, seed, stack, watchers
 from gateway import launcher
 from server.adapters.database import make_engine
 from server.adapters.schema import upgrade
@@ -48,6 +48,7 @@ class Options:
     sizes: tuple[int, ...]
     keep: bool
     command: str
+    watch: watchers.Plan | None  # the watch phase; None: skipped
 
     @property
     def backend(self) -> str:
@@ -102,19 +103,35 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         help="e.g. 1000,100000: only Get and List, at each table size, and whether p50 stays flat",
     )
     parser.add_argument(
+        "--watchers",
+        type=int,
+        default=int(env.get("BENCH_WATCHERS", watchers.Plan.watchers)),
+        help="watches open in the watch phase (default 1,000; 0 skips the phase)",
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep the database (the run folder keeps the logs)"
     )
     args = parser.parse_args(argv)
     sizes = tuple(int(size.replace("_", "")) for size in args.sizes.split(",") if size.strip())
+    duration = args.duration or (3.0 if args.quick else 10.0)
+    warmup = args.warmup or (1.0 if args.quick else 2.0)
+    # The watch phase: 1,000 watches either way; a quick run writes 20 times rather than 50.
+    watch = watchers.Plan(
+        watchers=args.watchers,
+        writes=20 if args.quick else watchers.Plan.writes,
+        duration=duration,
+        warmup=warmup,
+    )
     return Options(
-        duration=args.duration or (3.0 if args.quick else 10.0),
-        warmup=args.warmup or (1.0 if args.quick else 2.0),
+        duration=duration,
+        warmup=warmup,
         workers=args.workers,
         experiments=args.experiments or (1_000 if args.quick else 10_000),
         database_url=args.database_url,
         sizes=sizes,
         keep=args.keep,
         command=" ".join(["python -m bench.run", *(sys.argv[1:] if argv is None else argv)]),
+        watch=watch if args.watchers > 0 else None,
     )
 
 
@@ -202,6 +219,9 @@ def full_run(options: Options, workdir: Path) -> tuple[str, bool]:
                 target = rest_target if phase.rest else grpc_target
                 measurements.append(run_phase(phase, target, options, workdir))
             abused = run_abuse(server, envoy, world, options)
+            watched = None
+            if options.watch is not None:
+                watched = watchers.fan_out(grpc_target, world, options.watch, workdir)
         finally:
             if envoy is not None:
                 envoy.stop()
@@ -214,6 +234,18 @@ def full_run(options: Options, workdir: Path) -> tuple[str, bool]:
         f"Abuse ({abused.seconds:.0f} s; bench/abuse.py, after the phases above):",
         *(f"  {line}" for line in abused.lines()),
         "",
+    ]
+    if watched is not None:
+        # Their calls are verified like every phase's (finish); the table keeps the main Get.
+        measurements += [watched.without, watched.with_watches]
+        verdicts += report.watch_targets(watched)
+        text += [
+            "Watches (bench/watchers.py, after the abuse phase; gRPC Get measured again just"
+            " before the watches open and while they are):",
+            *(f"  {line}" for line in watched.lines()),
+            "",
+        ]
+    text += [
         f"Targets ({options.backend}, {options.experiments:,} experiments, "
         f"{options.workers} workers):",
         *(v.line() for v in verdicts),

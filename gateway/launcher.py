@@ -29,7 +29,8 @@ from typing import IO, Any, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gateway import path_fields, rest_statuses
+from gateway import idempotent, path_fields, rest_statuses
+from gateway.upstreams import Upstream, discovery, lb_endpoints
 from server.domain import limits
 from server.entrypoints import processes
 
@@ -117,8 +118,10 @@ def render_config(
     *,
     http_host: str,
     http_port: int,
-    grpc_host: str,
-    grpc_port: int,
+    grpc_host: str = "",
+    grpc_port: int = 0,
+    upstreams: Sequence[Upstream] = (),
+    dns_resolver: Upstream | None = None,
     admin_port: int = 0,
     descriptor: Path = DESCRIPTOR,
     cors_origins: Sequence[str] = (),
@@ -126,14 +129,21 @@ def render_config(
     connection_limits: ConnectionLimits = DEFAULT_CONNECTION_LIMITS,
 ) -> str:
     """gateway/envoy.yaml with its placeholders filled in; a missing one is an error.
+    The instances are `upstreams`, else the one server at grpc_host:grpc_port (a name there is
+    resolved once, here: make run's server is local); names in `upstreams` are resolved by
+    Envoy, asking `dns_resolver` if given.
     `rest_deadline_seconds` other than the default is for tests (Envoy then waits 10 s more)."""
     if not descriptor.is_file():
         raise StartupError(f"{descriptor} is missing: run `make generate`")
+    if not upstreams:
+        upstreams = (Upstream(connectable_host(grpc_host), grpc_port),)
     return Template(TEMPLATE.read_text()).substitute(
         HTTP_HOST=http_host.strip("[]"),
         HTTP_PORT=http_port,
-        GRPC_HOST=connectable_host(grpc_host),
-        GRPC_PORT=grpc_port,
+        UPSTREAM_DISCOVERY=discovery(upstreams, dns_resolver),
+        UPSTREAM_ENDPOINTS=lb_endpoints(upstreams),
+        IDEMPOTENT_PATHS=idempotent.path_regex(idempotent.idempotent_paths(descriptor)),
+        KEYED_CREATE_PATHS=idempotent.path_regex(idempotent.create_paths(descriptor)),
         ADMIN_PORT=admin_port,
         DESCRIPTOR=descriptor,
         CORS_POLICY=json.dumps(cors_policy(cors_origins)),

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
@@ -33,7 +34,7 @@ ORGANIZATION_PLACEHOLDER = "<organization_id>"
 GOAL_PLACEHOLDER = "<goal_id>"
 
 
-class _Stop(Exception):
+class Stop(Exception):
     """Raised in the main thread by SIGINT, SIGTERM or SIGHUP."""
 
 
@@ -44,19 +45,23 @@ def main() -> int:
         print(f"make run: {error}", file=sys.stderr)
         return 1
     # SIGHUP too: the children do not get the terminal's hangup and must not be left behind.
-    _raise_on(signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    raise_on(signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     server: subprocess.Popen[str] | None = None
     envoy: launcher.Envoy | None = None
     workdir = tempfile.TemporaryDirectory(prefix="experiments-gateway-")
     try:
-        _step(f"Migrating the database ({_shown(settings.database_url)})")
-        _admin("migrate")
+        step(f"Migrating the database ({shown(settings.database_url)})")
+        admin("migrate")
         # Before the server starts, so that a busy port is the last line printed.
         _check_http_port_free(settings.http_host, settings.http_port)
-        _step(f"Starting the gRPC server on {settings.grpc_host}:{settings.grpc_port}")
-        server = launcher.spawn([launcher.console_script("experiments-server")])
+        step(f"Starting the gRPC server on {settings.grpc_host}:{settings.grpc_port}")
+        # One instance: no other to take its calls, so a stop need not drain unless asked to.
+        server = launcher.spawn(
+            [launcher.console_script("experiments-server")],
+            env={"EXPERIMENTS_DRAIN_SECONDS": "0", **os.environ},
+        )
         launcher.wait_for_grpc(settings.grpc_host, settings.grpc_port, server)
-        _step(f"Starting Envoy (REST) on {settings.http_host}:{settings.http_port}")
+        step(f"Starting Envoy (REST) on {settings.http_host}:{settings.http_port}")
         config = launcher.render_config(
             http_host=settings.http_host,
             http_port=settings.http_port,
@@ -69,10 +74,10 @@ def main() -> int:
         # Only now, with the service up, so that the keys are not lost above a startup error.
         demo = _demo_world()
         _print_usage(settings, demo)
-        exited = _wait_for_exit(server, envoy.process)
+        exited = wait_for_exit({"the gRPC server": server, "Envoy": envoy.process})
         print(f"{exited} stopped unexpectedly; stopping the rest", file=sys.stderr)
         return 1
-    except _Stop:
+    except Stop:
         return 0
     except launcher.StartupError as error:
         if server is not None and envoy is None and server.poll() is not None:
@@ -85,9 +90,7 @@ def main() -> int:
         # The command printed its own one-line reason.
         return error.returncode or 1
     finally:
-        # Once stopping, a second Ctrl-C must not cut the graceful stop short.
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, signal.SIG_IGN)
+        ignore_stop_signals()
         # The server first, so that its in-flight calls still have Envoy to answer through.
         if server is not None:
             launcher.stop(server, timeout=settings.grace_seconds + launcher.STOP_TIMEOUT)
@@ -96,32 +99,40 @@ def main() -> int:
         workdir.cleanup()
 
 
-def _raise_on(*signals: signal.Signals) -> None:
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def ignore_stop_signals() -> None:
+    """Once stopping, a second Ctrl-C must not cut the graceful stop short."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def raise_on(*signals: signal.Signals) -> None:
     def handler(_signum: int, _frame: FrameType | None) -> NoReturn:
-        raise _Stop
+        raise Stop
 
     for signum in signals:
         signal.signal(signum, handler)
 
 
-def _wait_for_exit(server: subprocess.Popen[str], envoy: subprocess.Popen[str]) -> str:
-    """Blocks until one of the two processes exits (or a signal raises _Stop); names it."""
+def wait_for_exit(processes: Mapping[str, subprocess.Popen[str]]) -> str:
+    """Blocks until one of the processes exits (or a signal raises Stop); returns its name."""
     child_exited = threading.Event()
     signal.signal(signal.SIGCHLD, lambda _signum, _frame: child_exited.set())
     while True:
         child_exited.clear()
-        if server.poll() is not None:
-            return "the gRPC server"
-        if envoy.poll() is not None:
-            return "Envoy"
+        for name, process in processes.items():
+            if process.poll() is not None:
+                return name
         child_exited.wait()
 
 
-def _step(what: str) -> None:
-    print(f"make run: {what}...", flush=True)
+def step(what: str, command: str = "make run") -> None:
+    print(f"{command}: {what}...", flush=True)
 
 
-def _shown(url: str) -> str:
+def shown(url: str) -> str:
     """The database URL without its password."""
     try:
         return engine_url(url).render_as_string(hide_password=True)
@@ -129,7 +140,7 @@ def _shown(url: str) -> str:
         return "EXPERIMENTS_DATABASE_URL"
 
 
-def _admin(*args: str) -> str:
+def admin(*args: str) -> str:
     """Runs experiments-admin; its stderr (a one-line reason on failure) goes to the terminal."""
     result = subprocess.run(
         [launcher.console_script("experiments-admin"), *args],
@@ -159,7 +170,7 @@ def _check_http_port_free(host: str, port: int) -> None:
 
 def _demo_world() -> dict[str, Any] | None:
     """The demo world just created in an empty database, or None if it had data already."""
-    output = _admin("demo", "--if-empty")
+    output = admin("demo", "--if-empty")
     if not output.strip():
         return None
     demo: dict[str, Any] = json.loads(output)

@@ -50,6 +50,18 @@ class Settings:
     auth_cache_seconds: float = 5.0
     # How long a stopping server lets calls in flight finish before it cancels them.
     grace_seconds: float = 10.0
+    # How long a server that got SIGTERM keeps serving while it reports NOT_SERVING, before it
+    # stops taking calls: long enough for the gateway's health check (every second, and a
+    # NOT_SERVING answer counts at once) and clients' health watches to send traffic elsewhere.
+    drain_seconds: float = 4.0
+    # Database connections each worker process keeps open: the reads' pool (a read thread or a
+    # write thread preparing a create holds one), the writes' pool (one per write thread), and
+    # the overflow each of those two may open beyond its pool under a burst. None: as many as
+    # the threads that use them (threads + write_threads; write_threads). README, "Connection
+    # budget", adds them up against PostgreSQL's max_connections.
+    database_pool_size: int | None = None
+    database_write_pool_size: int | None = None
+    database_max_overflow: int = 10
     # A watch sends a heartbeat when it has sent nothing for this long: below the gateway's
     # idle timeout for watches (gateway/envoy.yaml), so that no proxy cuts a quiet stream.
     watch_heartbeat_seconds: float = 15.0
@@ -60,6 +72,25 @@ class Settings:
     worker_affinity: bool = False
     # Browser origins (scheme://host[:port]) allowed to call the REST gateway; none: no CORS.
     cors_origins: tuple[str, ...] = ()
+    # experiments-gateway's instances: comma-separated host:port (gateway/upstreams.py).
+    upstreams: str = ""
+    # The DNS server (an address and port) experiments-gateway asks for the names in
+    # `upstreams`; empty: the system's resolvers.
+    upstreams_resolver: str = ""
+
+    @property
+    def read_pool_size(self) -> int:
+        """Connections of a worker's read pool (EXPERIMENTS_DATABASE_POOL_SIZE)."""
+        if self.database_pool_size is not None:
+            return self.database_pool_size
+        return self.threads + self.write_threads
+
+    @property
+    def write_pool_size(self) -> int:
+        """Connections of a worker's write pool (EXPERIMENTS_DATABASE_WRITE_POOL_SIZE)."""
+        if self.database_write_pool_size is not None:
+            return self.database_write_pool_size
+        return self.write_threads
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -86,6 +117,12 @@ class Settings:
                 env, "EXPERIMENTS_AUTH_CACHE_SECONDS", default.auth_cache_seconds
             ),
             grace_seconds=_number(env, "EXPERIMENTS_GRACE_SECONDS", default.grace_seconds),
+            drain_seconds=_at_least_zero(env, "EXPERIMENTS_DRAIN_SECONDS", default.drain_seconds),
+            database_pool_size=_optional_count(env, "EXPERIMENTS_DATABASE_POOL_SIZE"),
+            database_write_pool_size=_optional_count(env, "EXPERIMENTS_DATABASE_WRITE_POOL_SIZE"),
+            database_max_overflow=_at_least_zero(
+                env, "EXPERIMENTS_DATABASE_MAX_OVERFLOW", default.database_max_overflow
+            ),
             watch_heartbeat_seconds=_within(
                 env,
                 "EXPERIMENTS_WATCH_HEARTBEAT_SECONDS",
@@ -99,6 +136,10 @@ class Settings:
                 MAX_FEED_POLL_SECONDS,
             ),
             cors_origins=cors_origins(env.get("EXPERIMENTS_CORS_ORIGINS", "")),
+            upstreams=env.get("EXPERIMENTS_UPSTREAMS", default.upstreams),
+            upstreams_resolver=env.get(
+                "EXPERIMENTS_UPSTREAMS_RESOLVER", default.upstreams_resolver
+            ),
             worker_affinity=_flag(env, "EXPERIMENTS_WORKER_AFFINITY", default.worker_affinity),
         )
 
@@ -148,6 +189,23 @@ def _within(env: Mapping[str, str], name: str, default: float, maximum: float) -
     value = _number(env, name, default)
     if not 0 < value <= maximum:
         raise ConfigError(f"{name} must be more than 0 and at most {maximum:g}, got {value:g}")
+    return value
+
+
+def _at_least_zero(env: Mapping[str, str], name: str, default: _Number) -> _Number:
+    value = _number(env, name, default)
+    if value < 0:
+        raise ConfigError(f"{name} must be 0 or more, got {value:g}")
+    return value
+
+
+def _optional_count(env: Mapping[str, str], name: str) -> int | None:
+    """A number of connections of at least 1, or None when the variable is not set."""
+    if not env.get(name):
+        return None
+    value = _number(env, name, 0)
+    if value < 1:
+        raise ConfigError(f"{name} must be 1 or more, got {value}")
     return value
 
 

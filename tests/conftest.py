@@ -3,11 +3,17 @@ what was fuzzed."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from tests.e2e import go_client
+from tests.e2e import go_client, phases
 from tests.fuzz.tally import write_summary
 from tests.integration.databases import postgres_status
+
+# The servers the tests start stop at once on SIGTERM, without the drain a server behind a
+# gateway needs (EXPERIMENTS_DRAIN_SECONDS); tests/e2e/test_cluster.py sets it where it is tested.
+os.environ.setdefault("EXPERIMENTS_DRAIN_SECONDS", "0")
 
 
 def _coverage() -> list[str]:
@@ -38,5 +44,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     # Here rather than in tests/fuzz: with pytest-xdist only this conftest is sure to be loaded
     # in the process that writes the summary.
     write_summary(terminalreporter)
+    phases.write_summary(terminalreporter)
     for line in _coverage():
         terminalreporter.write_line(line)

@@ -63,14 +63,10 @@ from server.domain.model import GroupType, ResetInterval  # noqa: E402
 from server.entrypoints import rest_statuses  # noqa: E402
 
 DESCRIPTOR_SET = ROOT / "generated" / "experiments" / "v5" / "experiments.pb"
-# RPCs served but left out of the document until it describes them as the gateway serves them
-# (issue 15: the watch is a newline-delimited JSON stream, which schemathesis cannot call as a
-# plain GET; their 405s, and the OUT_OF_RANGE 400s). Remove a name once it is described.
-NOT_YET_DESCRIBED = {
-    "ListExperimentRevisions",
-    "ListExperimentChanges",
-    "WatchExperimentChanges",
-}
+# RPCs taking a feed position (`after`): their 400 is INVALID_ARGUMENT for a malformed one, or
+# OUT_OF_RANGE for one older than the history kept (README, "History, the change feed and
+# watches").
+FEED_POSITION_RPCS = {"ListExperimentChanges", "WatchExperimentChanges"}
 OUTPUT = ROOT / "openapi" / "experiments.v5.yaml"
 SERVICE = "experiments.v5.ExperimentService"
 Json = dict[str, Any]
@@ -85,6 +81,8 @@ FIELD_RULES: dict[str, Json] = {
     "experiments.v5.Group.name": {"maxLength": limits.NAME_MAX_LENGTH},
     "experiments.v5.Group.percentage": {"minimum": 0, "maximum": 100},
     "experiments.v5.ListExperimentsRequest.page_size": {"minimum": 0},
+    "experiments.v5.ListExperimentRevisionsRequest.page_size": {"minimum": 0},
+    "experiments.v5.ListExperimentChangesRequest.page_size": {"minimum": 0},
     "experiments.v5.AssignVisitorRequest.visitor_id": {
         "minLength": 1,
         "maxLength": limits.VISITOR_ID_MAX_LENGTH,
@@ -136,6 +134,9 @@ ALWAYS_RETURNED: set[str] = {
     "experiments.v5.Group.group_type",
     "experiments.v5.Goal.organization",
     "experiments.v5.Assignment.group_type",
+    "experiments.v5.ExperimentRevision.user",
+    "experiments.v5.ExperimentRevision.created_at",
+    "experiments.v5.ExperimentRevision.experiment",
 }
 # The suffix of a message's request schema when it comes back in responses too: what a client
 # sends has no output-only fields and other required ones (ExperimentInput, GroupInput).
@@ -492,8 +493,6 @@ class Builder:
             raise SystemExit(f"HEADERS names RPCs the service does not have: {sorted(unknown)}")
         paths: Json = {}
         for i, method in enumerate(service.method):
-            if method.name in NOT_YET_DESCRIBED:
-                continue
             rule = method.options.Extensions[annotations_pb2.http]
             verb, template = _binding(rule)
             paths.setdefault(template, {})[verb] = self.operation(
@@ -583,13 +582,12 @@ class Builder:
         has_body: bool,
     ) -> Json:
         responses: Json = {}
-        if method.server_streaming or method.client_streaming:
-            # The hook for a streaming RPC: describe the gateway's stream format here (with the
-            # transcoder's stream_newline_delimited, one JSON message per line:
-            # application/x-ndjson) before the document can state it.
-            raise Unsupported(f"{method.name} streams; its REST form is not described yet")
+        if method.client_streaming:
+            raise Unsupported(f"{method.name} streams requests; REST has no form for that")
         status = str(rest_statuses.success(method.name))
-        if int(status) in rest_statuses.WITHOUT_BODY:
+        if method.server_streaming:
+            responses[status] = self.stream(method)
+        elif int(status) in rest_statuses.WITHOUT_BODY:
             responses[status] = {"description": "Done: no body."}
         else:
             success: Json = {"description": "Created." if status == "201" else "OK."}
@@ -618,7 +616,68 @@ class Builder:
         for status, error in ERRORS.items():
             if wanted.get(status, True):
                 responses[status] = {"$ref": f"#/components/responses/{error.name}"}
-        return responses
+        if method.name in FEED_POSITION_RPCS:
+            responses["400"] = self.feed_position_error()
+        if method.server_streaming:
+            responses["429"] = self.too_many_streams()
+        return dict(sorted(responses.items()))
+
+    def stream(self, method: descriptor_pb2.MethodDescriptorProto) -> Json:
+        """A server stream over REST: the transcoder's stream_newline_delimited (gateway/envoy.yaml)
+        writes one JSON message per line as each arrives, labelled application/json (Envoy sets
+        no other type), chunked over HTTP/1.1. OpenAPI 3.1 has no keyword for a stream of items,
+        so the schema is that of one line, and the description says so."""
+        message, _, _ = self.contract.messages[method.output_type]
+        members = [
+            field.name
+            for field in message.field
+            if field.HasField("oneof_index") and not field.proto3_optional
+        ]
+        line: Json = {"allOf": [self.ref(method.output_type)]}
+        if members:
+            # Each message sets exactly one member of its oneof.
+            line["oneOf"] = [{"required": [name]} for name in members]
+        return {
+            "description": "OK: a stream that stays open, newline-delimited JSON (NDJSON, as"
+            " `application/x-ndjson` would be, though the gateway labels it `application/json`):"
+            f" one {_short(method.output_type)} object per line, each written as it happens, the"
+            " schema below being that of one line. The body never ends by itself: any end"
+            " (the connection dropped, the server stopped, an error after the first line, which"
+            " HTTP/1.1 has no trailer to report) means reconnect with `after` set to the last"
+            " `cursor` received; an error that persists is then answered as an ordinary error"
+            " response. Read it with a streaming reader (`fetch` and `response.body` in a"
+            " browser; `EventSource` cannot send the `Authorization` header), splitting on"
+            " `\\n`.",
+            "content": {"application/json": {"schema": line}},
+        }
+
+    def feed_position_error(self) -> Json:
+        status = self.ref(".google.rpc.Status")
+        return {
+            "description": f"{ERRORS['400'].description} Or OUT_OF_RANGE (code 11): `after` is"
+            " older than the history kept (`experiments-admin prune-history`); list the"
+            " experiments again, then continue from a new position.",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "allOf": [status],
+                        "properties": {"code": {"enum": [ERRORS["400"].code, 11]}},
+                    }
+                }
+            },
+        }
+
+    def too_many_streams(self) -> Json:
+        status = self.ref(".google.rpc.Status")
+        return {
+            "description": "RESOURCE_EXHAUSTED: the server already holds as many streams as it"
+            " allows (EXPERIMENTS_MAX_STREAMS); retry later, on another server or with backoff.",
+            "content": {
+                "application/json": {
+                    "schema": {"allOf": [status], "properties": {"code": {"const": 8}}}
+                }
+            },
+        }
 
     def links(self) -> Json:
         """What a client does next with a created experiment: the stateful phase of schemathesis

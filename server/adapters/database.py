@@ -126,6 +126,30 @@ def _connection_problem(url: URL, driver_message: str) -> str:
     )
 
 
+# psycopg's own connection parameter, which EXPERIMENTS_DATABASE_URL may carry as
+# ?prepare_threshold=none (behind PgBouncer in transaction pooling mode: a statement prepared on
+# one server connection is not there on the next) or =N; libpq's connection string has no such
+# parameter, so it is taken out of the URL and given to psycopg.
+PREPARE_THRESHOLD: Final = "prepare_threshold"
+
+
+def _psycopg_arguments(parsed: URL) -> tuple[URL, dict[str, Any]]:
+    """The URL without prepare_threshold, and psycopg's connect arguments it asked for."""
+    value = parsed.query.get(PREPARE_THRESHOLD)
+    if value is None:
+        return parsed, {}
+    parsed = parsed.difference_update_query([PREPARE_THRESHOLD])
+    text_value = (value if isinstance(value, str) else value[-1]).strip().lower()
+    if text_value in ("none", ""):
+        return parsed, {PREPARE_THRESHOLD: None}
+    if text_value.isdigit():
+        return parsed, {PREPARE_THRESHOLD: int(text_value)}
+    raise DatabaseUnusable(
+        f"EXPERIMENTS_DATABASE_URL: {PREPARE_THRESHOLD} must be none (never prepare, behind "
+        f"PgBouncer in transaction pooling mode) or a number of executions, got {text_value!r}"
+    )
+
+
 def make_engine(
     url: str, *, pool_size: int = 5, max_overflow: int = 10, read_only: bool = False
 ) -> Engine:
@@ -139,17 +163,17 @@ def make_engine(
     parsed = engine_url(url)
     # hide_parameters: an error's text (logged) never carries the values a client sent.
     if parsed.get_backend_name() != "sqlite":
+        parsed, connect_args = _psycopg_arguments(parsed)
         options: dict[str, Any] = {}
         if read_only:
-            options = {
-                "isolation_level": "AUTOCOMMIT",
-                "connect_args": {"options": "-c default_transaction_read_only=on"},
-            }
+            options = {"isolation_level": "AUTOCOMMIT"}
+            connect_args["options"] = "-c default_transaction_read_only=on"
         engine = create_engine(
             parsed,
             pool_size=pool_size,
             max_overflow=max_overflow,
             hide_parameters=True,
+            connect_args=connect_args,
             **options,
         )
         event.listen(engine, "handle_error", _invalidate_the_pool_when_the_server_ends_sessions)

@@ -96,12 +96,17 @@ class RunningServer:
 
 def build_server(settings: Settings, *, reuse_port: bool = False) -> RunningServer:
     """Builds and starts a server on settings.grpc_host:grpc_port (0 picks a free port)."""
-    engine = make_engine(settings.database_url, pool_size=settings.write_threads)
+    engine = make_engine(
+        settings.database_url,
+        pool_size=settings.write_pool_size,
+        max_overflow=settings.database_max_overflow,
+    )
     # Reads get their own pool, whose connections refuse writes (see make_engine); a Create
     # prepares on it too, from a write thread.
     read_engine = make_engine(
         settings.database_url,
-        pool_size=settings.threads + settings.write_threads,
+        pool_size=settings.read_pool_size,
+        max_overflow=settings.database_max_overflow,
         read_only=True,
     )
     # The feed's reads (the follower, watches catching up, their key checks) get a small pool
@@ -228,6 +233,13 @@ def _serve_until_signalled(settings: Settings, *, reuse_port: bool) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     stop.wait()
+    if settings.drain_seconds > 0:
+        # Still serving, as NOT_SERVING: the gateway's health check and clients' health watches
+        # move new calls to other instances meanwhile. A second signal cuts the drain short.
+        running.health.enter_graceful_shutdown()
+        log.info("draining for %g s before stopping", settings.drain_seconds)
+        stop.clear()
+        stop.wait(settings.drain_seconds)
     running.stop()
     log.info("stopped")
 

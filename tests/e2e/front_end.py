@@ -66,10 +66,12 @@ def browser_missing() -> str | None:
     return None
 
 
-def run_in_browser(page: str, gateway: str, organization: str, token: str) -> Any:
-    """Opens `page` in headless Chromium and, from it, lists and creates experiments through
-    the gateway with fetch(), then deletes what it created; returns what the page saw (see
-    browser.mjs)."""
+def run_in_browser(
+    page: str, gateway: str, organization: str, token: str, scenario: str = "crud"
+) -> Any:
+    """Opens `page` in headless Chromium and, from it, calls the gateway with fetch(): lists and
+    creates experiments, then deletes what it created ("crud"), or follows the REST watch while
+    creating one ("watch"); returns what the page saw (see browser.mjs)."""
     with tempfile.TemporaryDirectory(prefix="experiments-chromium-") as profile:
         result = subprocess.run(
             ["node", str(SCRIPT)],
@@ -81,6 +83,7 @@ def run_in_browser(page: str, gateway: str, organization: str, token: str) -> An
                     "gateway": gateway,
                     "organization": organization,
                     "token": token,
+                    "scenario": scenario,
                 }
             ),
             capture_output=True,

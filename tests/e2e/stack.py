@@ -119,10 +119,14 @@ class Stack:
             self.envoy.stop()
 
     def new_world(self) -> World:
-        """A fresh demo world, as `experiments-admin demo` makes it."""
-        engine = make_engine(self.database_url)
-        try:
-            with engine.begin() as connection:
-                return World.from_json(create_demo_world(connection).to_json())
-        finally:
-            engine.dispose()
+        return new_world(self.database_url)
+
+
+def new_world(database_url: str) -> World:
+    """A fresh demo world, as `experiments-admin demo` makes it."""
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            return World.from_json(create_demo_world(connection).to_json())
+    finally:
+        engine.dispose()

@@ -1,6 +1,7 @@
 """What browsers and plain HTTP clients get beyond the JSON: CORS for the allowed front ends
-(headers, and a real headless Chromium), Location on a 201, WWW-Authenticate on a 401, the
-client's own method in the access log, and list links that ignore a forged Host."""
+(headers, and a real headless Chromium, which also follows the REST watch), Location on a 201,
+WWW-Authenticate on a 401, the client's own method in the access log, and list links that ignore a
+forged Host."""
 
 from __future__ import annotations
 
@@ -120,6 +121,31 @@ def test_a_page_from_an_allowed_origin_lists_and_creates_in_a_real_browser(
         f"{world.experiments}/{seen['create']['body']['id']}"
     )
     assert seen["remove"]["status"] == 204, seen
+
+
+@pytest.mark.skipif(browser_missing() is not None, reason=browser_missing() or "")
+def test_a_page_follows_the_rest_watch_with_a_streaming_fetch_in_a_real_browser(
+    stack: Stack, fresh_world: World, allowed_front_end: FrontEnd
+) -> None:
+    world = fresh_world
+    seen = run_in_browser(
+        allowed_front_end.page,
+        stack.base_url,
+        world.organization_id,
+        world.tokens.settings,
+        scenario="watch",
+    )
+
+    assert seen["status"] == 200, seen
+    assert seen["timedOut"] is False, seen
+    first, *rest = seen["lines"]
+    assert set(first) == {"heartbeat"}, seen
+    # The page created the experiment only after the first line had arrived, and the stream
+    # brought its change while the fetch was still open: nothing buffered it.
+    [change] = [line["change"] for line in rest if "change" in line]
+    assert change["experiment_id"] == seen["created"]["id"]
+    assert change["action"] == "created"
+    assert change["experiment"]["name"] == "Watched in a browser"
 
 
 @pytest.mark.skipif(browser_missing() is not None, reason=browser_missing() or "")

@@ -16,7 +16,7 @@ import pytest
 
 from gateway import launcher
 from tests.e2e.rest import HTTP_1_1, RestClient
-from tests.ports import unused_port
+from tests.ports import alive, unused_port
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_LINE = "Press Ctrl-C to stop."
@@ -39,14 +39,6 @@ def _descendants(pid: int) -> set[int]:
             found.add(child)
             pending.append(child)
     return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"  # a zombie has exited; only its parent's wait is missing
 
 
 class MakeRun:
@@ -97,8 +89,8 @@ def _stopped_by(run: subprocess.Popen[str], signum: signal.Signals) -> None:
     run.send_signal(signum)
     run.wait(TIMEOUT)
     deadline = time.monotonic() + TIMEOUT
-    while any(_alive(pid) for pid in children):
-        left = [pid for pid in children if _alive(pid)]
+    while any(alive(pid) for pid in children):
+        left = [pid for pid in children if alive(pid)]
         assert time.monotonic() < deadline, f"{signum.name} left {left} behind"
         time.sleep(launcher.POLL_INTERVAL)
 

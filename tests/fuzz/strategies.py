@@ -60,6 +60,26 @@ def forged_cursors() -> st.SearchStrategy[str]:
     return st.one_of(encoded, TEXT, st.binary(max_size=30).map(lambda b: b.hex()))
 
 
+def feed_positions() -> st.SearchStrategy[str]:
+    """Feed cursors (`after`) as a client might forge them: the cursor format (base64url of a
+    format byte and 8 bytes) naming positions at and beyond the edges of the server's signed
+    64-bit sequence, base64url of any bytes, a list page's cursor, and text."""
+    position = st.one_of(
+        st.sampled_from([0, 1, 2**31, 2**63 - 1, 2**63, 2**64 - 1]), st.integers(0, 2**64 - 1)
+    )
+    cursor_format = position.map(lambda n: _base64url(bytes([1]) + n.to_bytes(8, "big")))
+    return st.one_of(
+        cursor_format,
+        cursor_format.map(lambda text: text + "=="),
+        st.binary(max_size=12).map(_base64url),
+        forged_cursors(),
+    )
+
+
+def _base64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
 def experiment_dicts(goal_ids: list[str], room_ids: list[str]) -> st.SearchStrategy[dict[str, Any]]:
     """An experiment as JSON, each attribute present or not, valid or not."""
     group = st.fixed_dictionaries(

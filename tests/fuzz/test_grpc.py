@@ -28,7 +28,12 @@ METHODS = [
     "CreateExperiment",
     "UpdateExperiment",
     "AssignVisitor",
+    "ListExperimentRevisions",
+    "ListExperimentChanges",
+    "WatchExperimentChanges",
 ]
+# Server streams: the first message is read, then the call is cancelled (a watch never ends).
+STREAMS = {"WatchExperimentChanges"}
 WRITES = {"CreateExperiment", "UpdateExperiment", "DeleteExperiment"}
 NEVER = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 
@@ -119,6 +124,21 @@ def calls(draw: st.DrawFn, client: Client, known: tuple[str, ...]) -> tuple[str,
         )
     elif method == "GetExperiment":
         request = pb.GetExperimentRequest(organization_id=organization, experiment_id=experiment_id)
+    elif method == "ListExperimentRevisions":
+        request = pb.ListExperimentRevisionsRequest(
+            organization_id=organization,
+            experiment_id=experiment_id,
+            page_size=draw(fs.INT32),
+            cursor=draw(st.one_of(fs.forged_cursors(), fs.feed_positions())),
+        )
+    elif method == "ListExperimentChanges":
+        request = pb.ListExperimentChangesRequest(
+            organization_id=organization, after=draw(fs.feed_positions()), page_size=draw(fs.INT32)
+        )
+    elif method == "WatchExperimentChanges":
+        request = pb.WatchExperimentChangesRequest(
+            organization_id=organization, after=draw(fs.feed_positions())
+        )
     elif method == "AssignVisitor":
         request = pb.AssignVisitorRequest(
             organization_id=organization,
@@ -153,6 +173,23 @@ def calls(draw: st.DrawFn, client: Client, known: tuple[str, ...]) -> tuple[str,
     return method, payload
 
 
+def _call(client: Client, method: str, payload: bytes, who: str) -> bytes:
+    """The answer to a unary call, or the first message of a stream (then cancelled)."""
+    if method not in STREAMS:
+        rpc: grpc.UnaryUnaryMultiCallable[bytes, bytes] = client.channel.unary_unary(
+            SERVICE + method
+        )
+        return rpc(payload, metadata=client.metadata(who), timeout=30)
+    stream: grpc.UnaryStreamMultiCallable[bytes, bytes] = client.channel.unary_stream(
+        SERVICE + method
+    )
+    messages = stream(payload, metadata=client.metadata(who), timeout=30)
+    try:
+        return next(messages)
+    finally:
+        messages.cancel()
+
+
 def _seed(client: Client) -> list[str]:
     """Experiments for updates and deletes to hit: drafts, scheduled, started (fixed, so the
     strategies do not depend on what earlier examples created)."""
@@ -185,10 +222,7 @@ def test_no_grpc_request_gets_internal_or_writes_when_refused(
             before = snapshot(engine)
             tally.sent("gRPC", backend)
             try:
-                rpc: grpc.UnaryUnaryMultiCallable[bytes, bytes] = client.channel.unary_unary(
-                    SERVICE + method
-                )
-                answer = rpc(payload, metadata=client.metadata(who), timeout=30)
+                answer = _call(client, method, payload, who)
             except grpc.RpcError as error:
                 tally.answered("gRPC", backend, error.code().name, failed=error.code() in NEVER)
                 assert error.code() not in NEVER, (method, error.code(), error.details())

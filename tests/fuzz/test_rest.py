@@ -7,17 +7,18 @@ nothing in the database.
 
 from __future__ import annotations
 
+import http.client
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.e2e.payloads import upcoming
-from tests.e2e.rest import HTTP_1_1, RestClient
+from tests.e2e.rest import HTTP_1_1, Response, RestClient
 from tests.e2e.stack import Stack, World
 from tests.fuzz import strategies as fs
 from tests.fuzz.conftest import FUZZ_SETTINGS, engine_for, snapshot
@@ -44,6 +45,40 @@ SEGMENT = st.one_of(
 )
 
 
+# The read-only paths beside the experiments (templated), and the query parameters each takes.
+PATHS = {
+    "revisions": "/api/v5/orgs/{organization}/experiments/{experiment}/revisions",
+    "changes": "/api/v5/orgs/{organization}/changes",
+    "watch": "/api/v5/orgs/{organization}/changes/watch",
+    "assignments": "/api/v5/orgs/{organization}/assignments",
+}
+QUERY_PARAMETERS = {
+    "revisions": ["page_size", "cursor"],
+    "changes": ["after", "page_size"],
+    "watch": ["after"],
+    "assignments": ["visitor_id", "room_id", "at"],
+}
+# Parameters none of them takes (or another one's), which the gateway refuses before the server.
+STRAY_PARAMETERS = ["after", "cursor", "page_size", "visitorid", "x"]
+
+
+def _parameter_values(world: World) -> dict[str, st.SearchStrategy[str]]:
+    """What a query parameter of those paths may hold: plausible values and garbage."""
+    number = st.one_of(fs.INT32.map(str), fs.TEXT)
+    return {
+        "after": fs.feed_positions(),
+        "cursor": st.one_of(fs.forged_cursors(), fs.feed_positions()),
+        "page_size": number,
+        "visitor_id": fs.TEXT,
+        "visitorid": fs.TEXT,
+        "room_id": st.one_of(st.sampled_from(world.room_ids), fs.UUIDISH),
+        "at": st.one_of(
+            st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat()), fs.TEXT
+        ),
+        "x": number,
+    }
+
+
 @st.composite
 def requests(
     draw: st.DrawFn, world: World, known: tuple[str, ...]
@@ -56,33 +91,51 @@ def requests(
             [("POST", "collection")] * 6
             + [("PUT", "item")] * 6
             + [("GET", "collection"), ("GET", "item"), ("GET", "collection"), ("DELETE", "item")]
+            + [("GET", shape) for shape in PATHS] * 2
             + [("random", "random")] * 4
         )
     )
     if method == "random":
         method = draw(st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"]))
-        shape = draw(st.sampled_from(["collection", "item", "other"]))
+        shape = draw(st.sampled_from(["collection", "item", *PATHS, "other"]))
     organization = world.organization_id if draw(st.integers(0, 7)) else draw(SEGMENT)
     collection = f"/api/v5/orgs/{organization}/experiments"
+    experiment = draw(st.sampled_from(known)) if draw(st.integers(0, 5)) else draw(SEGMENT)
     if shape == "collection":
         path = collection
     elif shape == "item":
-        experiment = draw(st.sampled_from(known)) if draw(st.integers(0, 5)) else draw(SEGMENT)
         path = f"{collection}/{experiment}"
+    elif shape in PATHS:
+        path = PATHS[shape].format(organization=organization, experiment=experiment)
     else:
         path = "/" + "/".join(draw(st.lists(SEGMENT, max_size=5)))
-    query = draw(
-        st.one_of(
-            st.just(""),
-            st.just(""),
-            st.dictionaries(
-                st.sampled_from(["page_size", "cursor", "pagesize", "x"]),
-                st.one_of(fs.TEXT, fs.INT32.map(str), fs.forged_cursors()),
-                max_size=3,
-            ).map(urlencode),
-            st.sampled_from(["page_size=%ZZ", "cursor=%FF", "page_size=99999999999", "&&=="]),
+    if shape in PATHS:
+        # Mostly the path's own parameters, each present or not, so that requests reach the
+        # server; sometimes a stray one too, or garbage.
+        values = _parameter_values(world)
+        own = {name: values[name] for name in QUERY_PARAMETERS[shape]}
+        stray = st.sampled_from(STRAY_PARAMETERS).flatmap(
+            lambda name: st.fixed_dictionaries({name: values[name]})
         )
-    )
+        parameters = draw(st.fixed_dictionaries({}, optional=own))
+        if draw(st.integers(0, 4)) == 0:
+            parameters.update(draw(stray))
+        query = urlencode(parameters)
+        if draw(st.integers(0, 9)) == 0:
+            query = draw(st.sampled_from(["after=%FF", "page_size=99999999999", "at=%ZZ", "&&=="]))
+    else:
+        query = draw(
+            st.one_of(
+                st.just(""),
+                st.just(""),
+                st.dictionaries(
+                    st.sampled_from(["page_size", "cursor", "pagesize", "x"]),
+                    st.one_of(fs.TEXT, fs.INT32.map(str), fs.forged_cursors()),
+                    max_size=3,
+                ).map(urlencode),
+                st.sampled_from(["page_size=%ZZ", "cursor=%FF", "page_size=99999999999", "&&=="]),
+            )
+        )
     target = f"{path}?{query}" if query else path
     body: bytes | None = None
     if method in ("POST", "PUT", "PATCH"):
@@ -128,13 +181,17 @@ def test_no_rest_request_gets_a_5xx_or_writes_when_refused(
         method, target, body = request
         before = snapshot(engine)
         tally.sent("REST", backend)
-        response = rest.request(
-            method,
-            target,
-            token=getattr(world.tokens, who),
-            content=body,
-            headers={"Content-Type": "application/json"} if body is not None else None,
-        )
+        token = getattr(world.tokens, who)
+        if method == "GET" and urlsplit(target).path.endswith("/changes/watch"):
+            response = _first_line(stack.base_url, target, token)
+        else:
+            response = rest.request(
+                method,
+                target,
+                token=token,
+                content=body,
+                headers={"Content-Type": "application/json"} if body is not None else None,
+            )
         tally.answered("REST", backend, str(response.status), failed=response.status >= 500)
         assert response.status < 500, (method, target, body, response.status, response.body)
         if response.status >= 400 and method in WRITES:
@@ -145,6 +202,20 @@ def test_no_rest_request_gets_a_5xx_or_writes_when_refused(
     finally:
         rest.close()
         engine.dispose()
+
+
+def _first_line(base_url: str, target: str, token: str) -> Response:
+    """A watch's status and its first line (an error's whole body), then the connection closed:
+    an accepted watch never ends by itself."""
+    parts = urlsplit(base_url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+    try:
+        connection.request("GET", target, headers={"Authorization": f"Token {token}"})
+        response = connection.getresponse()
+        body = response.readline() if response.status == 200 else response.read()
+        return Response(response.status, dict(response.getheaders()), body, HTTP_1_1)
+    finally:
+        connection.close()
 
 
 def _seed(rest: RestClient, world: World) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from server.adapters.database import DatabaseUnusable, make_engine
 from server.config import DEFAULT_DATABASE_URL, ConfigError, Settings
 
 
@@ -65,3 +66,37 @@ def test_heartbeats_and_polls_may_be_set_within_their_bounds() -> None:
 
     assert (settings.watch_heartbeat_seconds, settings.feed_poll_seconds) == (50.0, 0.05)
     assert (Settings().watch_heartbeat_seconds, Settings().feed_poll_seconds) == (15.0, 0.1)
+
+
+def test_pool_sizes_follow_the_threads_unless_set() -> None:
+    derived = Settings.from_env({"EXPERIMENTS_THREADS": "6", "EXPERIMENTS_WRITE_THREADS": "2"})
+    explicit = Settings.from_env(
+        {
+            "EXPERIMENTS_DATABASE_POOL_SIZE": "3",
+            "EXPERIMENTS_DATABASE_WRITE_POOL_SIZE": "1",
+            "EXPERIMENTS_DATABASE_MAX_OVERFLOW": "0",
+        }
+    )
+
+    assert (derived.read_pool_size, derived.write_pool_size) == (8, 2)
+    assert (explicit.read_pool_size, explicit.write_pool_size) == (3, 1)
+    assert explicit.database_max_overflow == 0
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("EXPERIMENTS_DATABASE_POOL_SIZE", "0"),
+        ("EXPERIMENTS_DATABASE_WRITE_POOL_SIZE", "many"),
+        ("EXPERIMENTS_DATABASE_MAX_OVERFLOW", "-1"),
+        ("EXPERIMENTS_DRAIN_SECONDS", "-2"),
+    ],
+)
+def test_a_pool_size_or_drain_that_cannot_be_used_is_named(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        Settings.from_env({variable: value})
+
+
+def test_a_prepare_threshold_in_the_database_url_that_is_not_none_or_a_number_is_named() -> None:
+    with pytest.raises(DatabaseUnusable, match="prepare_threshold"):
+        make_engine("postgresql+psycopg://postgres@127.0.0.1/db?prepare_threshold=soon")

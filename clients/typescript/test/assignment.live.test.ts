@@ -21,12 +21,7 @@ import {
   type AssignableExperiment,
   type ResetInterval,
 } from "../src/assignment.js";
-
-function env(name: string): string {
-  const value = process.env[name];
-  assert.ok(value, `${name} is not set: run this through make test`);
-  return value;
-}
+import { env } from "./live.js";
 
 const key = env("EXPERIMENTS_KEY");
 const org = env("EXPERIMENTS_ORG");

@@ -14,12 +14,7 @@ import {
 } from "../src/gen/experiments/v5/experiments_pb.js";
 import { BadRequestSchema } from "../src/gen/google/rpc/error_details_pb.js";
 import { grpcClient, RestClient, RestError } from "../src/client.js";
-
-function env(name: string): string {
-  const value = process.env[name];
-  assert.ok(value, `${name} is not set: run this through make test-typescript`);
-  return value;
-}
+import { env } from "./live.js";
 
 const key = env("EXPERIMENTS_KEY");
 const org = env("EXPERIMENTS_ORG");
