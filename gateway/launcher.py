@@ -29,7 +29,7 @@ from typing import IO, Any, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gateway import idempotent, path_fields
+from gateway import idempotent, path_fields, rest_statuses
 from gateway.upstreams import Upstream, discovery, lb_endpoints
 from server.domain import limits
 from server.entrypoints import processes
@@ -156,6 +156,9 @@ def render_config(
         MAX_HEADER_BYTES=limits.MAX_HEADER_BYTES,
         PATH_FIELDS=path_fields.lua_table(descriptor),
         PATH_FIELDS_REPLY_HEAD=path_fields.lua_reply_head(),
+        REST_SUCCESS=rest_statuses.lua_success(descriptor),
+        REST_ERRORS=rest_statuses.lua_errors(),
+        REST_WITHOUT_BODY=rest_statuses.lua_without_body(),
     )
 
 

@@ -34,7 +34,7 @@ def from_descriptor(descriptor: Path) -> dict[str, dict[str, str]]:
                 rule = method.options.Extensions[annotations_pb2.http]
                 fields: dict[str, str] = {}
                 for binding in (rule, *rule.additional_bindings):
-                    for path in re.findall(r"{([^}=]+)", _template(binding)):
+                    for path in re.findall(r"{([^}=]+)", template(binding)):
                         spellings = _spellings(messages_by_name, method.input_type, path.split("."))
                         fields.update(dict.fromkeys(spellings, path))
                 if fields:
@@ -45,7 +45,7 @@ def from_descriptor(descriptor: Path) -> dict[str, dict[str, str]]:
 def lua_table(descriptor: Path) -> str:
     """from_descriptor as a Lua table, each field as its google.rpc.BadRequest violation (JSON),
     which rest_path_fields puts in its 400 as it is."""
-    return _lua(
+    return lua_literal(
         {
             method: {spelling: _violation(field) for spelling, field in fields.items()}
             for method, fields in from_descriptor(descriptor).items()
@@ -61,10 +61,10 @@ def lua_reply_head() -> str:
         "message": messages.INVALID_REQUEST,
         "details": [{"@type": "type.googleapis.com/google.rpc.BadRequest", "field_violations": []}],
     }
-    return _lua(json.dumps(status, separators=(",", ":")).removesuffix("]}]}"))
+    return lua_literal(json.dumps(status, separators=(",", ":")).removesuffix("]}]}"))
 
 
-def _template(binding: http_pb2.HttpRule) -> str:
+def template(binding: http_pb2.HttpRule) -> str:
     pattern = binding.WhichOneof("pattern")
     if pattern is None:
         return ""  # no REST binding
@@ -113,10 +113,12 @@ def _violation(field: str) -> str:
     )
 
 
-def _lua(value: str | Mapping[str, Any]) -> str:
+def lua_literal(value: str | Mapping[str, Any]) -> str:
     """A Lua literal, on one line: a string, or a table of string keys."""
     if isinstance(value, Mapping):
-        entries = [f"[{_lua(key)}] = {_lua(item)}" for key, item in sorted(value.items())]
+        entries = [
+            f"[{lua_literal(key)}] = {lua_literal(item)}" for key, item in sorted(value.items())
+        ]
         return "{" + ", ".join(entries) + "}"
     # A JSON string literal is a Lua one as long as it holds no \u escapes (ASCII only).
     assert value.isascii(), value

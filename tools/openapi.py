@@ -17,9 +17,10 @@ what the gateway really does:
   timestamps and lists nullable in requests (null clears them), 64-bit integers as strings.
   The canonical forms only: Envoy also takes "42" for an integer or "true" for a boolean, which
   the document does not advertise;
-- 201 for Create and 204 with no body for an RPC returning google.protobuf.Empty (the server sets
-  them through the gateway), and errors as google.rpc.Status JSON with google.rpc.BadRequest,
-  each HTTP status with the google.rpc.Code its body carries;
+- each RPC's success status as server/entrypoints/rest_statuses.py gives it (the table the
+  gateway applies: 201 for Create, 204 with no body for Delete), and errors as
+  google.rpc.Status JSON with google.rpc.BadRequest, each HTTP status with the google.rpc.Code
+  its body carries;
 - the optional headers of conditional requests and idempotent creates (If-Match, If-None-Match,
   Idempotency-Key) and what they bring: ETag, Location, 304, 412; the gateway's own answers
   (413 for a body over 256 KiB, 415 for a gRPC content type, 431 for headers over the limit,
@@ -59,6 +60,7 @@ from server.domain.concurrency import (  # noqa: E402
     IDEMPOTENCY_KEY_MAX_LENGTH,
 )
 from server.domain.model import GroupType, ResetInterval  # noqa: E402
+from server.entrypoints import rest_statuses  # noqa: E402
 
 DESCRIPTOR_SET = ROOT / "generated" / "experiments" / "v5" / "experiments.pb"
 # RPCs taking a feed position (`after`): their 400 is INVALID_ARGUMENT for a malformed one, or
@@ -582,12 +584,12 @@ class Builder:
         responses: Json = {}
         if method.client_streaming:
             raise Unsupported(f"{method.name} streams requests; REST has no form for that")
+        status = str(rest_statuses.success(method.name))
         if method.server_streaming:
-            responses["200"] = self.stream(method)
-        elif method.output_type == ".google.protobuf.Empty":
-            responses["204"] = {"description": "Done: no body."}
+            responses[status] = self.stream(method)
+        elif int(status) in rest_statuses.WITHOUT_BODY:
+            responses[status] = {"description": "Done: no body."}
         else:
-            status = "201" if method.name.startswith("Create") else "200"
             success: Json = {"description": "Created." if status == "201" else "OK."}
             if method.output_type == EXPERIMENT:
                 success["headers"] = {"ETag": ETAG_HEADER}

@@ -40,7 +40,7 @@ from server.adapters.orm import (
     ExperimentRevisionRecord,
     RevisionLogRecord,
 )
-from server.adapters.repository import SqlAlchemyExperimentRepository
+from server.adapters.repositories.experiments import SqlAlchemyExperimentRepository
 from server.domain.model import Experiment
 from server.service_layer.ports import Change, FeedBounds, RevisionRecord
 

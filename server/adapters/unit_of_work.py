@@ -15,12 +15,10 @@ from server.adapters.database import (
     write_deadline,
     writer_lock_for,
 )
-from server.adapters.principal_cache import CachingPrincipalRepository, PrincipalCache
-from server.adapters.repository import (
-    SqlAlchemyExperimentRepository,
-    SqlAlchemyIdempotencyKeyRepository,
-    SqlAlchemyPrincipalRepository,
-)
+from server.adapters.repositories.experiments import SqlAlchemyExperimentRepository
+from server.adapters.repositories.idempotency_keys import SqlAlchemyIdempotencyKeyRepository
+from server.adapters.repositories.principal_cache import CachingPrincipalRepository, PrincipalCache
+from server.adapters.repositories.principals import SqlAlchemyPrincipalRepository
 from server.adapters.revisions import SqlAlchemyRevisions
 from server.adapters.views import Renderer, SqlAlchemyExperimentViews
 from server.service_layer.ports import (
@@ -160,6 +158,9 @@ class SqlAlchemyUnitOfWork:
         if time.monotonic() >= self._deadline:
             raise WriteTimedOut("before its commit")  # rolled back on exit
         connection.commit()
+        # The transaction is over: the next writer goes now, not once this one has also told
+        # its follower and answered (a woken thread may take the GIL for a while first).
+        self._release_writer_lock()
 
     def _require_connection(self) -> Connection:
         if self._connection is None:

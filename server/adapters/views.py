@@ -51,7 +51,7 @@ from server.adapters.orm import (
     RevisionLogRecord,
     UtcDateTime,
 )
-from server.adapters.repository import SqlAlchemyExperimentRepository
+from server.adapters.repositories.experiments import SqlAlchemyExperimentRepository
 from server.domain.model import Experiment
 from server.domain.pagination import Position
 from server.service_layer.ports import ExperimentView, RunningViews

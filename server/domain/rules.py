@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 from uuid import UUID
 
 from server.domain import limits, messages
@@ -31,9 +31,6 @@ from server.domain.model import (
     Room,
     Treatment,
 )
-
-_S = TypeVar("_S")
-_T = TypeVar("_T")
 
 NAME_MAX_LENGTH: Final = limits.NAME_MAX_LENGTH
 MAX_GROUPS: Final = limits.MAX_GROUPS
@@ -116,6 +113,76 @@ class References:
         return goal, tuple(self.rooms[room_id] for room_id in state.room_ids)
 
 
+@dataclass(frozen=True)
+class ReadOnly:
+    """An attribute that cannot change once the experiment has started: omitted, it keeps its
+    current value; sent with another value, it is refused (`message`, formatted with the
+    current value as `count`). A value that fails its own check is refused for that alone."""
+
+    field: str
+    # What the client sent (from an ExperimentInput or a GroupInput), comparable with
+    # `comparable(current)`; MISSING when omitted.
+    sent: Callable[[Any], object]
+    # The stored value (from an Experiment or a Group).
+    current: Callable[[Any], Any]
+    comparable: Callable[[Any], object] = lambda value: value
+    message: str = messages.READ_ONLY_AFTER_START
+
+
+def _omitted_if_none(value: object) -> object:
+    return MISSING if value is None else value
+
+
+# Every rule of "read-only after start", of the experiment, then of each of its groups.
+READ_ONLY_AFTER_START: Final = {
+    row.field: row
+    for row in (
+        ReadOnly(
+            "goal_id",
+            lambda data: MISSING if data.goal_id is None else parse_uuid(data.goal_id),
+            lambda experiment: experiment.goal_id,
+        ),
+        ReadOnly(
+            "starts_at",
+            lambda data: _omitted_if_none(data.starts_at),
+            lambda experiment: experiment.starts_at,
+        ),
+        ReadOnly(
+            "group_reset_interval",
+            lambda data: _omitted_if_none(data.group_reset_interval),
+            lambda experiment: experiment.group_reset_interval,
+        ),
+        # In any order; proto3 cannot tell an omitted list from an empty one: empty keeps them.
+        ReadOnly(
+            "room_ids",
+            lambda data: frozenset(map(parse_uuid, data.room_ids)) if data.room_ids else MISSING,
+            lambda experiment: experiment.room_ids,
+            comparable=frozenset,
+        ),
+        # Groups are matched by position: none can be added or removed.
+        ReadOnly(
+            "groups",
+            lambda data: len(data.groups),
+            lambda experiment: experiment.groups,
+            comparable=len,
+            message=messages.GROUPS_FIXED_AFTER_START,
+        ),
+    )
+}
+GROUP_READ_ONLY_AFTER_START: Final = {
+    row.field: row
+    for row in (
+        # Omitted (MISSING) keeps it; null is a value (no type).
+        ReadOnly("group_type", lambda group: group.group_type, lambda group: group.group_type),
+        ReadOnly(
+            "treatment",
+            lambda group: _omitted_if_none(group.treatment),
+            lambda group: group.treatment,
+        ),
+    )
+}
+
+
 def parse_uuid(value: str) -> UUID | None:
     try:
         return UUID(value.strip())
@@ -172,6 +239,24 @@ class _Check:
     def fail(self, field: str, description: str) -> None:
         self.violations.append(FieldViolation(field, description))
 
+    def _kept(self, rule: ReadOnly, sent: object, current: object, prefix: str = "") -> Any:
+        """The current value of a read-only attribute of a started experiment (or group), and
+        a violation if another value was sent (unless the value failed a check of its own)."""
+        field = prefix + rule.field
+        value = rule.current(current)
+        sent_value = rule.sent(sent)
+        if (
+            sent_value is not MISSING
+            and sent_value != rule.comparable(value)
+            and all(v.field != field for v in self.violations)
+        ):
+            self.fail(field, rule.message.format(count=rule.comparable(value)))
+        return value
+
+    def _experiment_kept(self, field: str) -> Any:
+        assert self.current is not None
+        return self._kept(READ_ONLY_AFTER_START[field], self.data, self.current)
+
     def run(self) -> ExperimentState:
         self._check_is_draft()
         state = ExperimentState(
@@ -213,8 +298,9 @@ class _Check:
 
     def _goal_id(self) -> UUID | None:
         sent = self.data.goal_id
-        if self.current is not None and self.started:
-            return self._unchanged("goal_id", sent, self.current.goal_id, parse_uuid)
+        if self.started:
+            kept: UUID | None = self._experiment_kept("goal_id")
+            return kept
         if sent is None:
             if self.published:
                 self.fail("goal_id", messages.REQUIRED_WHEN_PUBLISHED)
@@ -238,10 +324,9 @@ class _Check:
 
     def _starts_at(self) -> datetime | None:
         sent, valid = self._time("starts_at", self.data.starts_at)
-        if self.current is not None and self.started:
-            if not valid:
-                return self.current.starts_at
-            return self._unchanged("starts_at", sent, self.current.starts_at, lambda v: v)
+        if self.started:
+            kept: datetime | None = self._experiment_kept("starts_at")
+            return kept
         if sent is None and valid and self.published:
             self.fail("starts_at", messages.REQUIRED_WHEN_PUBLISHED)
         return sent
@@ -261,23 +346,20 @@ class _Check:
             except ValueError:
                 self.fail("group_reset_interval", messages.RESET_INTERVAL_CHOICES)
                 return DEFAULT_RESET_INTERVAL
-        if self.current is not None and self.started:
-            current = self.current.group_reset_interval
-            self._unchanged("group_reset_interval", interval, current, lambda v: v)
-            return current
+        if self.started:
+            kept: ResetInterval = self._experiment_kept("group_reset_interval")
+            return kept
         return interval or DEFAULT_RESET_INTERVAL
 
     def _room_ids(self) -> tuple[UUID, ...]:
         sent = self.data.room_ids
         if len(sent) > limits.MAX_ROOMS:
             self.fail("room_ids", messages.TOO_MANY_ROOMS.format(limit=limits.MAX_ROOMS))
-            return self.current.room_ids if self.current is not None and self.started else ()
-        if self.current is not None and self.started:
-            current = self.current.room_ids
-            # proto3 cannot tell an omitted list from an empty one: empty keeps the rooms.
-            if sent and {parse_uuid(r) for r in sent} != set(current):
-                self.fail("room_ids", messages.READ_ONLY_AFTER_START)
-            return current
+        if self.started:
+            kept: tuple[UUID, ...] = self._experiment_kept("room_ids")
+            return kept
+        if len(sent) > limits.MAX_ROOMS:
+            return ()
         room_ids: list[UUID] = []
         for index, raw in enumerate(sent):
             field = f"room_ids[{index}]"
@@ -299,8 +381,8 @@ class _Check:
             return ()
         # Groups are matched by position: the group at index i updates the existing one of order i.
         existing: tuple[Group, ...] = self.current.groups if self.current is not None else ()
-        if self.started and len(sent) != len(existing):
-            self.fail("groups", messages.GROUPS_FIXED_AFTER_START.format(count=len(existing)))
+        if self.started:
+            self._experiment_kept("groups")
         groups = tuple(
             self._group(index, group, existing[index] if index < len(existing) else None)
             for index, group in enumerate(sent)
@@ -319,6 +401,9 @@ class _Check:
             self.fail(f"{prefix}.percentage", messages.PERCENTAGE_RANGE)
         group_type = self._group_type(f"{prefix}.group_type", sent.group_type, existing)
         treatment = self._treatment(f"{prefix}.treatment", sent.treatment, existing)
+        if self.started and existing is not None:
+            for rule in GROUP_READ_ONLY_AFTER_START.values():
+                self._kept(rule, sent, existing, prefix=f"{prefix}.")
         return GroupState(name, percentage, group_type, treatment)
 
     def _group_type(
@@ -338,8 +423,6 @@ class _Check:
             except ValueError:
                 self.fail(field, messages.GROUP_TYPE_CHOICES)
                 return None
-        if self.started and existing is not None and group_type != existing.group_type:
-            self.fail(field, messages.READ_ONLY_AFTER_START)
         return group_type
 
     def _treatment(
@@ -355,8 +438,6 @@ class _Check:
         problem = treatment_problem(sent)
         if problem is not None:
             self.fail(field, problem)
-        elif self.started and existing is not None and sent != existing.treatment:
-            self.fail(field, messages.READ_ONLY_AFTER_START)
         return sent
 
     def _check_total(self, groups: Iterable[GroupState]) -> None:
@@ -366,14 +447,6 @@ class _Check:
         total = sum(p for p in percentages if p is not None)
         if total != 100:
             self.fail("groups", messages.PERCENTAGES_TOTAL.format(total=total))
-
-    def _unchanged(
-        self, field: str, sent: _S | None, current: _T | None, parse: Callable[[_S], _T | None]
-    ) -> _T | None:
-        """A read-only attribute: omitted or equal keeps the current value, else a violation."""
-        if sent is not None and parse(sent) != current:
-            self.fail(field, messages.READ_ONLY_AFTER_START)
-        return current
 
 
 def treatment_problem(treatment: Treatment) -> str | None:

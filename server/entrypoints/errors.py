@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
@@ -23,16 +21,13 @@ from server.domain.errors import (
     UnreadableRequest,
 )
 
-# Read by the gateway's Lua filter: the REST status to answer when it is not the one Envoy
-# derives from the gRPC status (201/204/304 on success, 412 for ABORTED).
-HTTP_CODE_HEADER = "x-http-code"
-
 STATUS_OF: dict[type[DomainError], grpc.StatusCode] = {
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     NotFound: grpc.StatusCode.NOT_FOUND,
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
-    # A stale If-Match: a concurrency conflict that the client resolves by reading again.
+    # A stale If-Match: a concurrency conflict that the client resolves by reading again (REST
+    # 412, see rest_statuses.py).
     PreconditionFailed: grpc.StatusCode.ABORTED,
     # Not RESOURCE_EXHAUSTED, which means "retry later" (REST 429): this request never fits.
     RequestTooLarge: grpc.StatusCode.INVALID_ARGUMENT,
@@ -44,8 +39,6 @@ STATUS_OF: dict[type[DomainError], grpc.StatusCode] = {
     # The server is stopping: the client resumes elsewhere (REST 503).
     Unavailable: grpc.StatusCode.UNAVAILABLE,
 }
-# REST statuses that differ from Envoy's mapping of the gRPC code (ABORTED would be 409).
-HTTP_CODE_OF: dict[type[DomainError], str] = {PreconditionFailed: "412"}
 
 # Not the client's mistake and not a bug: the database is unreachable or restarting, and a
 # retry will do (UNAVAILABLE, REST 503). Everything else unexpected is INTERNAL.
@@ -75,21 +68,4 @@ def rich_status(error: DomainError) -> grpc.Status:
         detail = any_pb2.Any()
         detail.Pack(bad_request)
         status.details.append(detail)
-    converted = rpc_status.to_status(status)
-    http_code = HTTP_CODE_OF.get(type(error))
-    if http_code is None:
-        return converted
-    return _Status(
-        converted.code,
-        converted.details,
-        (*converted.trailing_metadata, (HTTP_CODE_HEADER, http_code)),
-    )
-
-
-@dataclass(frozen=True)
-class _Status(grpc.Status):
-    """A grpc.Status (an interface without a public implementation), as grpc_status builds it."""
-
-    code: grpc.StatusCode
-    details: str
-    trailing_metadata: tuple[tuple[str, str | bytes], ...]
+    return rpc_status.to_status(status)

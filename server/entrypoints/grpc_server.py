@@ -30,7 +30,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from server.adapters.database import DatabaseUnusable, check_database, make_engine
-from server.adapters.principal_cache import PrincipalCache
+from server.adapters.repositories.principal_cache import PrincipalCache
 from server.adapters.unit_of_work import SqlAlchemyReadUnitOfWork, SqlAlchemyUnitOfWork
 from server.config import ConfigError, Settings
 from server.domain import limits

@@ -17,9 +17,9 @@ from google.protobuf import empty_pb2
 
 from server.domain.concurrency import IDEMPOTENCY_KEY, IF_MATCH, IF_NONE_MATCH, not_modified
 from server.domain.pagination import Cursor, Position, encode_cursor, encode_revision_cursor
+from server.entrypoints import rest_statuses
 from server.entrypoints.assignments import assignments_response, at_of
 from server.entrypoints.authentication import AUTHORIZATION, api_key_from_header
-from server.entrypoints.errors import HTTP_CODE_HEADER
 from server.entrypoints.translate import (
     changes_response,
     experiment_input,
@@ -68,8 +68,8 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
         view = self._service.get(_api_key(context), request.organization_id, request.experiment_id)
         metadata: tuple[tuple[str, str], ...] = (_etag(view),)
         if not_modified(_header(context, IF_NONE_MATCH), view):
-            # REST answers 304 without a body; gRPC ignores it and gets the experiment.
-            metadata += ((HTTP_CODE_HEADER, "304"),)
+            # REST answers 304 without a body; gRPC gets the experiment (rest_statuses.py).
+            metadata += ((rest_statuses.HEADER, str(rest_statuses.NOT_MODIFIED)),)
         context.send_initial_metadata(metadata)
         return view.message
 
@@ -83,9 +83,7 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
             _header(context, IDEMPOTENCY_KEY),
         )
         location = f"{self._collection_url(str(view.organization_id))}/{view.id}"
-        context.send_initial_metadata(
-            ((HTTP_CODE_HEADER, "201"), (LOCATION_HEADER, location), _etag(view))
-        )
+        context.send_initial_metadata(((LOCATION_HEADER, location), _etag(view)))
         return view.message
 
     def UpdateExperiment(  # type: ignore[override]
@@ -110,7 +108,6 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
             request.experiment_id,
             _header(context, IF_MATCH),
         )
-        context.send_initial_metadata(((HTTP_CODE_HEADER, "204"),))
         return empty_pb2.Empty()
 
     def ListExperimentRevisions(  # type: ignore[override]

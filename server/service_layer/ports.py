@@ -12,6 +12,7 @@ from uuid import UUID
 from server.domain.concurrency import IdempotentRequest
 from server.domain.model import Experiment, Goal, Principal, Room, etag_of
 from server.domain.pagination import Position
+from server.domain.rules import References
 
 
 class ExperimentReader(Protocol):
@@ -25,6 +26,12 @@ class ExperimentReader(Protocol):
 
         `for_update` (in a write transaction): no other transaction can write it until this
         one ends (PostgreSQL locks the row; SQLite's writer already excludes every other)."""
+
+    def references(
+        self, organization_id: UUID, goal_ids: set[UUID], room_ids: set[UUID]
+    ) -> References:
+        """Those of `goal_ids` that are goals of the organization and those of `room_ids` that
+        are its rooms (one round trip)."""
 
     def goals(self, organization_id: UUID, ids: set[UUID]) -> dict[UUID, Goal]:
         """Those of `ids` that are goals of the organization."""

@@ -18,7 +18,7 @@ from sqlalchemy import select, text, update
 
 from server.adapters import database
 from server.adapters.orm import ExperimentRecord, ExperimentViewRecord, GoalRecord, UserRecord
-from server.adapters.repository import SqlAlchemyExperimentRepository
+from server.adapters.repositories.experiments import SqlAlchemyExperimentRepository
 from server.entrypoints import admin
 from server.entrypoints.translate import RENDERER
 from tests.integration.grpc_client import Client, published, running_client

@@ -22,7 +22,7 @@ from server.adapters.orm import (
     ExperimentRoomRecord,
     OrganizationRecord,
 )
-from server.adapters.repository import SqlAlchemyExperimentRepository
+from server.adapters.repositories.experiments import SqlAlchemyExperimentRepository
 from server.domain.access import hash_api_key
 from server.domain.model import (
     Experiment,
@@ -749,3 +749,24 @@ def test_an_organization_exists_once_one_is_created(
         admin.create_organization(connection, "First")
         assert admin.any_organization_exists(connection) is True
         assert connection.execute(select(func.count(OrganizationRecord.id))).scalar_one() == 1
+
+
+def test_the_next_writer_may_begin_as_soon_as_a_write_has_committed(
+    engine: Engine, world: World
+) -> None:
+    # What a write does after its commit (telling the feed follower, answering) must not keep
+    # the other writers waiting: SQLite's one writer is let go at the commit.
+    began: list[bool] = []
+
+    def next_writer() -> None:
+        with unit_of_work(engine) as uow:
+            began.append(True)
+            uow.commit()
+
+    with unit_of_work(engine) as uow:
+        uow.experiments.add(_new(uow, world.organization_id, _draft(), world.user_id))
+        uow.commit()
+        other = threading.Thread(target=next_writer)
+        other.start()
+        other.join(timeout=10)
+        assert began == [True]  # before this block ends

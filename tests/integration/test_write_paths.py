@@ -20,7 +20,7 @@ from server.adapters.orm import (
     ExperimentRevisionRecord,
     ExperimentViewRecord,
 )
-from server.adapters.repository import SqlAlchemyExperimentRepository
+from server.adapters.repositories.experiments import SqlAlchemyExperimentRepository
 from server.domain.model import (
     DEFAULT_RESET_INTERVAL,
     ExperimentState,

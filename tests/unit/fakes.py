@@ -27,6 +27,7 @@ from server.domain.model import (
 )
 from server.domain.pagination import Position
 from server.domain.revisions import Revision
+from server.domain.rules import References
 from server.service_layer.ports import (
     Change,
     ExperimentReader,
@@ -182,6 +183,13 @@ class FakeExperimentRepository:
         del self._store.experiments[experiment_id]
         self._store.views.pop(experiment_id, None)  # as the foreign key cascades
         return True
+
+    def references(
+        self, organization_id: UUID, goal_ids: set[UUID], room_ids: set[UUID]
+    ) -> References:
+        return References(
+            self.goals(organization_id, goal_ids), self.rooms(organization_id, room_ids)
+        )
 
     def goals(self, organization_id: UUID, ids: set[UUID]) -> dict[UUID, Goal]:
         goals = self._store.goals

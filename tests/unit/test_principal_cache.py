@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from server.adapters.principal_cache import CachingPrincipalRepository, PrincipalCache
+from server.adapters.repositories.principal_cache import CachingPrincipalRepository, PrincipalCache
 from server.domain.model import Organization, Principal, User
 
 
