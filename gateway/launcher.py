@@ -157,6 +157,7 @@ def render_config(
         PATH_FIELDS=path_fields.lua_table(descriptor),
         PATH_FIELDS_REPLY_HEAD=path_fields.lua_reply_head(),
         REST_SUCCESS=rest_statuses.lua_success(descriptor),
+        REST_STREAMS=rest_statuses.lua_streams(descriptor),
         REST_ERRORS=rest_statuses.lua_errors(),
         REST_WITHOUT_BODY=rest_statuses.lua_without_body(),
     )

@@ -36,6 +36,29 @@ def success_patterns(descriptor: Path) -> dict[str, dict[str, str]]:
     return found
 
 
+def stream_patterns(descriptor: Path) -> dict[str, dict[str, str]]:
+    """By HTTP method: a Lua pattern of each bound path whose RPC streams its answers (server
+    streaming) -> "1". Their 200 is newline-delimited JSON, labelled application/x-ndjson."""
+    files = descriptor_pb2.FileDescriptorSet.FromString(descriptor.read_bytes())
+    found: dict[str, dict[str, str]] = {}
+    for file in files.file:
+        for service in file.service:
+            for method in service.method:
+                if not method.server_streaming:
+                    continue
+                rule = method.options.Extensions[annotations_pb2.http]
+                for binding in (rule, *rule.additional_bindings):
+                    verb = binding.WhichOneof("pattern")
+                    if verb is None or verb == "custom":
+                        continue
+                    found.setdefault(verb.upper(), {})[lua_pattern(template(binding))] = "1"
+    return found
+
+
+def lua_streams(descriptor: Path) -> str:
+    return lua_literal(stream_patterns(descriptor))
+
+
 def lua_pattern(path_template: str) -> str:
     """A Lua pattern matching the paths of `path_template`: each {variable} one or more
     characters other than `/`, a trailing `/` allowed, anchored at both ends."""

@@ -624,9 +624,10 @@ class Builder:
 
     def stream(self, method: descriptor_pb2.MethodDescriptorProto) -> Json:
         """A server stream over REST: the transcoder's stream_newline_delimited (gateway/envoy.yaml)
-        writes one JSON message per line as each arrives, labelled application/json (Envoy sets
-        no other type), chunked over HTTP/1.1. OpenAPI 3.1 has no keyword for a stream of items,
-        so the schema is that of one line, and the description says so."""
+        writes one JSON message per line as each arrives, chunked over HTTP/1.1; rest_status
+        labels a 200 application/x-ndjson (an error before the first line stays application/json).
+        OpenAPI 3.1 has no keyword for a stream of items, so the schema is that of one line, and
+        the description says so."""
         message, _, _ = self.contract.messages[method.output_type]
         members = [
             field.name
@@ -638,8 +639,8 @@ class Builder:
             # Each message sets exactly one member of its oneof.
             line["oneOf"] = [{"required": [name]} for name in members]
         return {
-            "description": "OK: a stream that stays open, newline-delimited JSON (NDJSON, as"
-            " `application/x-ndjson` would be, though the gateway labels it `application/json`):"
+            "description": "OK: a stream that stays open, newline-delimited JSON"
+            " (`application/x-ndjson`):"
             f" one {_short(method.output_type)} object per line, each written as it happens, the"
             " schema below being that of one line. The body never ends by itself: any end"
             " (the connection dropped, the server stopped, an error after the first line, which"
@@ -648,7 +649,7 @@ class Builder:
             " response. Read it with a streaming reader (`fetch` and `response.body` in a"
             " browser; `EventSource` cannot send the `Authorization` header), splitting on"
             " `\\n`.",
-            "content": {"application/json": {"schema": line}},
+            "content": {"application/x-ndjson": {"schema": line}},
         }
 
     def feed_position_error(self) -> Json:

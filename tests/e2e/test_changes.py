@@ -100,7 +100,8 @@ def test_a_watch_streams_each_message_as_a_json_line_as_it_happens(
     path = f"{_changes(fresh_world)}/watch"
     with watching(stack, protocol, path, fresh_world.tokens.settings) as watch:
         assert watch.status == 200
-        assert watch.headers["content-type"].startswith("application/json")
+        # Labelled as what it is, so that a client does not parse the endless body as one JSON.
+        assert watch.headers["content-type"] == "application/x-ndjson"
         # The first line arrives while the stream is open: neither Envoy nor a filter buffers it.
         start = watch.next()
         created = client.post(
@@ -135,6 +136,7 @@ def test_a_watch_refused_before_its_first_line_is_an_ordinary_json_error(
     response = http1.get(path, token=world.tokens.settings)
 
     assert assert_error(response, status, code)["message"] == message
+    assert response.headers["content-type"].startswith("application/json")
     if code == INVALID_ARGUMENT:
         assert field_violations(response.json()) == {"after": messages.INVALID_FEED_CURSOR}
     anonymous = http1.get(path)

@@ -201,7 +201,7 @@ def test_the_document_describes_the_history_the_feed_and_the_watch() -> None:
     # The watch: newline-delimited JSON, each line a change or a heartbeat.
     streamed = watch["responses"]["200"]
     assert "newline-delimited JSON" in streamed["description"]
-    line = streamed["content"]["application/json"]["schema"]
+    line = streamed["content"]["application/x-ndjson"]["schema"]
     assert line["allOf"] == [{"$ref": "#/components/schemas/WatchExperimentChangesResponse"}]
     assert line["oneOf"] == [{"required": ["change"]}, {"required": ["heartbeat"]}]
     schemas = document["components"]["schemas"]
