@@ -20,6 +20,7 @@ from server.domain.pagination import Cursor, Position, encode_cursor, encode_rev
 from server.entrypoints import rest_statuses
 from server.entrypoints.assignments import assignments_response, at_of
 from server.entrypoints.authentication import AUTHORIZATION, api_key_from_header
+from server.entrypoints.response_headers import send_with_response
 from server.entrypoints.translate import (
     changes_response,
     experiment_input,
@@ -70,7 +71,7 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
         if not_modified(_header(context, IF_NONE_MATCH), view):
             # REST answers 304 without a body; gRPC gets the experiment (rest_statuses.py).
             metadata += ((rest_statuses.HEADER, str(rest_statuses.NOT_MODIFIED)),)
-        context.send_initial_metadata(metadata)
+        send_with_response(context, metadata)
         return view.message
 
     def CreateExperiment(  # type: ignore[override]
@@ -83,7 +84,7 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
             _header(context, IDEMPOTENCY_KEY),
         )
         location = f"{self._collection_url(str(view.organization_id))}/{view.id}"
-        context.send_initial_metadata(((LOCATION_HEADER, location), _etag(view)))
+        send_with_response(context, ((LOCATION_HEADER, location), _etag(view)))
         return view.message
 
     def UpdateExperiment(  # type: ignore[override]
@@ -96,7 +97,7 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
             experiment_input(request.experiment),
             _header(context, IF_MATCH),
         )
-        context.send_initial_metadata((_etag(view),))
+        send_with_response(context, (_etag(view),))
         return view.message
 
     def DeleteExperiment(
