@@ -7,6 +7,7 @@ failed answers' statuses by gRPC code.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from google.api import annotations_pb2
@@ -19,39 +20,39 @@ from server.entrypoints import rest_statuses
 def success_patterns(descriptor: Path) -> dict[str, dict[str, str]]:
     """By HTTP method: a Lua pattern of each bound path (query string removed) whose RPC does
     not answer 200 -> that status."""
+
+    def status(method: descriptor_pb2.MethodDescriptorProto) -> str | None:
+        code = rest_statuses.success(method.name)
+        return None if code == 200 else str(code)
+
+    return _bound_patterns(descriptor, status)
+
+
+def stream_patterns(descriptor: Path) -> dict[str, dict[str, str]]:
+    """By HTTP method: a Lua pattern of each bound path whose RPC streams its answers (server
+    streaming) -> "1". Their 200 is newline-delimited JSON, labelled application/x-ndjson."""
+    return _bound_patterns(descriptor, lambda method: "1" if method.server_streaming else None)
+
+
+def _bound_patterns(
+    descriptor: Path, value: Callable[[descriptor_pb2.MethodDescriptorProto], str | None]
+) -> dict[str, dict[str, str]]:
+    """By HTTP method: a Lua pattern of each path bound to an RPC whose `value` is not None
+    -> that value."""
     files = descriptor_pb2.FileDescriptorSet.FromString(descriptor.read_bytes())
     found: dict[str, dict[str, str]] = {}
     for file in files.file:
         for service in file.service:
             for method in service.method:
-                status = rest_statuses.success(method.name)
-                if status == 200:
+                found_value = value(method)
+                if found_value is None:
                     continue
                 rule = method.options.Extensions[annotations_pb2.http]
                 for binding in (rule, *rule.additional_bindings):
                     verb = binding.WhichOneof("pattern")
                     if verb is None or verb == "custom":
                         continue  # no such bindings in the API; a custom verb would need its own
-                    found.setdefault(verb.upper(), {})[lua_pattern(template(binding))] = str(status)
-    return found
-
-
-def stream_patterns(descriptor: Path) -> dict[str, dict[str, str]]:
-    """By HTTP method: a Lua pattern of each bound path whose RPC streams its answers (server
-    streaming) -> "1". Their 200 is newline-delimited JSON, labelled application/x-ndjson."""
-    files = descriptor_pb2.FileDescriptorSet.FromString(descriptor.read_bytes())
-    found: dict[str, dict[str, str]] = {}
-    for file in files.file:
-        for service in file.service:
-            for method in service.method:
-                if not method.server_streaming:
-                    continue
-                rule = method.options.Extensions[annotations_pb2.http]
-                for binding in (rule, *rule.additional_bindings):
-                    verb = binding.WhichOneof("pattern")
-                    if verb is None or verb == "custom":
-                        continue
-                    found.setdefault(verb.upper(), {})[lua_pattern(template(binding))] = "1"
+                    found.setdefault(verb.upper(), {})[lua_pattern(template(binding))] = found_value
     return found
 
 

@@ -624,7 +624,7 @@ class Builder:
 
     def stream(self, method: descriptor_pb2.MethodDescriptorProto) -> Json:
         """A server stream over REST: the transcoder's stream_newline_delimited (gateway/envoy.yaml)
-        writes one JSON message per line as each arrives, chunked over HTTP/1.1; rest_status
+        writes one JSON message per line as each arrives, chunked over HTTP/1.1; rest_empty_body
         labels a 200 application/x-ndjson (an error before the first line stays application/json).
         OpenAPI 3.1 has no keyword for a stream of items, so the schema is that of one line, and
         the description says so."""

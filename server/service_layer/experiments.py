@@ -167,8 +167,8 @@ class ExperimentService:
             principal = self._principal(reader, api_key)
             authorize(principal, organization_id, Action.WRITE)
             experiment = self._new_experiment(reader, principal, uuid4(), data)
-        view = self._render(experiment)  # before the transaction too, with its revision
-        record = self._record(revisions.creation(experiment), view.message)
+        # Before the transaction too, with its revision.
+        view, record = self._rendered(experiment, revisions.creation(experiment))
         with self._unit_of_work() as uow:
             return self._add(uow, experiment, view, record)
 
@@ -198,8 +198,7 @@ class ExperimentService:
                     raise NotFound(messages.EXPERIMENT_NOT_FOUND)
                 return view
             experiment = self._new_experiment(uow, principal, experiment_id, data, now)
-            view = self._render(experiment)
-            record = self._record(revisions.creation(experiment), view.message)
+            view, record = self._rendered(experiment, revisions.creation(experiment))
             return self._add(uow, experiment, view, record)
 
     def _add(
@@ -210,6 +209,13 @@ class ExperimentService:
         uow.views.store(view)
         self._commit(uow, [record])
         return view
+
+    def _rendered(
+        self, experiment: Experiment, revision: Revision
+    ) -> tuple[ExperimentView, RevisionRecord]:
+        """The experiment's view, and the revision's record holding that view."""
+        view = self._render(experiment)
+        return view, self._record(revision, view.message)
 
     def _commit(self, uow: UnitOfWork, records: Sequence[RevisionRecord]) -> None:
         """Appends the write's revisions, the last statement before the commit (on PostgreSQL
@@ -264,54 +270,64 @@ class ExperimentService:
         prepare twice, bench/README.md).
         """
         with self._read_unit_of_work() as reader:
-            principal = self._principal(reader, api_key)
-            organization = _authorized_organization(principal, organization_id, Action.WRITE)
-            current = self._existing(reader, organization, experiment_id)
-            check_if_match(if_match, current)
-            experiment = self._changed_experiment(reader, principal, current, data)
-            revision = revisions.update(current, experiment)
+            organization, current, experiment, revision = self._prepared_update(
+                reader, api_key, organization_id, experiment_id, data, if_match
+            )
             if revision is None:
                 # Nothing changes: no write, no revision; the same etag and updated_at.
                 view = reader.views.get(organization, current.id)
                 if view is not None and view.version == current.version:
                     return view
-        prepared = None
-        if revision is not None:
-            view = self._render(experiment)
-            prepared = view, self._record(revision, view.message)
+        prepared = None if revision is None else self._rendered(experiment, revision)
         with self._unit_of_work() as uow:
-            if prepared is not None and uow.experiments.update(current, experiment):
-                view, record = prepared
-                uow.views.store(view)
-                self._commit(uow, [record])
-                return view
-            return self._update_locked(uow, api_key, organization_id, experiment_id, data, if_match)
+            if prepared is not None and self._stored_update(uow, current, experiment, *prepared):
+                return prepared[0]
+            # Another write came in between: the update again, on the experiment locked.
+            organization, current, experiment, revision = self._prepared_update(
+                uow, api_key, organization_id, experiment_id, data, if_match, for_update=True
+            )
+            if revision is None:
+                return uow.views.get(organization, current.id) or self._render(current)
+            view, record = self._rendered(experiment, revision)
+            if not self._stored_update(uow, current, experiment, view, record):
+                raise RuntimeError("a locked experiment changed")  # the lock forbids it
+            return view
 
-    def _update_locked(
+    def _prepared_update(
         self,
-        uow: UnitOfWork,
+        uow: ReadUnitOfWork,
         api_key: str | None,
         organization_id: str,
         experiment_id: str,
         data: ExperimentInput,
         if_match: str | None,
-    ) -> ExperimentView:
-        """The update, all in the write transaction, on the experiment locked as it is."""
+        *,
+        for_update: bool = False,
+    ) -> tuple[UUID, Experiment, Experiment, Revision | None]:
+        """The organization, the experiment as it is and as the update makes it, and the
+        update's revision (None when it changes nothing)."""
         principal = self._principal(uow, api_key)
         organization = _authorized_organization(principal, organization_id, Action.WRITE)
-        current = self._existing(uow, organization, experiment_id, for_update=True)
+        current = self._existing(uow, organization, experiment_id, for_update=for_update)
         check_if_match(if_match, current)
         experiment = self._changed_experiment(uow, principal, current, data)
-        revision = revisions.update(current, experiment)
-        if revision is None:
-            return uow.views.get(organization, current.id) or self._render(current)
-        view = self._render(experiment)
-        record = self._record(revision, view.message)
+        return organization, current, experiment, revisions.update(current, experiment)
+
+    def _stored_update(
+        self,
+        uow: UnitOfWork,
+        current: Experiment,
+        experiment: Experiment,
+        view: ExperimentView,
+        record: RevisionRecord,
+    ) -> bool:
+        """Writes the update if the experiment is still the version `current` (a compare-and-
+        set), with its view and revision, and commits; False if another write came first."""
         if not uow.experiments.update(current, experiment):
-            raise RuntimeError("a locked experiment changed")  # the lock forbids it
+            return False
         uow.views.store(view)
         self._commit(uow, [record])
-        return view
+        return True
 
     def delete(
         self,
