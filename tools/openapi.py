@@ -215,6 +215,23 @@ HEADERS: dict[str, list[Json]] = {
     "UpdateExperiment": [IF_MATCH],
     "DeleteExperiment": [IF_MATCH],
 }
+# The headers that come with an error answer, by HTTP status.
+ERROR_HEADERS: dict[str, Json] = {
+    "401": {
+        "WWW-Authenticate": {
+            "description": "The scheme to authenticate with.",
+            "required": True,
+            "schema": {"type": "string", "const": "Token"},
+        }
+    },
+    "429": {
+        "Retry-After": {
+            "description": "Seconds to wait before retrying (today always 1).",
+            "required": True,
+            "schema": {"type": "string", "pattern": "^[0-9]+$"},
+        }
+    },
+}
 ETAG_HEADER: Json = {
     "description": 'The experiment\'s `etag`, quoted as HTTP wants: `"3"`.',
     "required": True,
@@ -274,6 +291,14 @@ ERRORS: dict[str, Error] = {
         "A gRPC content type (`application/grpc`, `application/grpc-web`, ...) on a REST path:"
         " gRPC clients call /experiments.v5.ExperimentService/<method> on the same port. Nothing"
         " is written.",
+    ),
+    "429": Error(
+        "Busy",
+        8,
+        "RESOURCE_EXHAUSTED: the server that got the call already holds as many calls as it"
+        " allows (EXPERIMENTS_MAX_CALLS reads and as many writes per worker process;"
+        " EXPERIMENTS_MAX_STREAMS streams); the call was not started and nothing is written."
+        " Retry after `Retry-After` seconds, perhaps on another server.",
     ),
     "431": Error(
         "HeadersTooLarge",
@@ -618,8 +643,6 @@ class Builder:
                 responses[status] = {"$ref": f"#/components/responses/{error.name}"}
         if method.name in FEED_POSITION_RPCS:
             responses["400"] = self.feed_position_error()
-        if method.server_streaming:
-            responses["429"] = self.too_many_streams()
         return dict(sorted(responses.items()))
 
     def stream(self, method: descriptor_pb2.MethodDescriptorProto) -> Json:
@@ -668,18 +691,6 @@ class Builder:
             },
         }
 
-    def too_many_streams(self) -> Json:
-        status = self.ref(".google.rpc.Status")
-        return {
-            "description": "RESOURCE_EXHAUSTED: the server already holds as many streams as it"
-            " allows (EXPERIMENTS_MAX_STREAMS); retry later, on another server or with backoff.",
-            "content": {
-                "application/json": {
-                    "schema": {"allOf": [status], "properties": {"code": {"const": 8}}}
-                }
-            },
-        }
-
     def links(self) -> Json:
         """What a client does next with a created experiment: the stateful phase of schemathesis
         follows these too, sending the etag it got back as If-Match."""
@@ -702,14 +713,8 @@ class Builder:
             if error.code is not None:
                 schema = {"allOf": [status], "properties": {"code": {"const": error.code}}}
             answer: Json = {"description": error.description}
-            if code == "401":
-                answer["headers"] = {
-                    "WWW-Authenticate": {
-                        "description": "The scheme to authenticate with.",
-                        "required": True,
-                        "schema": {"type": "string", "const": "Token"},
-                    }
-                }
+            if code in ERROR_HEADERS:
+                answer["headers"] = ERROR_HEADERS[code]
             answer["content"] = {"application/json": {"schema": schema}}
             result[error.name] = answer
         return result

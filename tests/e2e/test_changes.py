@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,7 +27,7 @@ from tests.e2e.payloads import upcoming
 from tests.e2e.rest import HTTP_1_1, RestClient, assert_error, field_violations
 from tests.e2e.stack import Stack, World
 
-INVALID_ARGUMENT, NOT_FOUND, OUT_OF_RANGE, UNAUTHENTICATED = 3, 5, 11, 16
+INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED, OUT_OF_RANGE, UNAUTHENTICATED = 3, 5, 8, 11, 16
 TIMEOUT = 30.0
 
 
@@ -157,6 +158,31 @@ def test_an_http1_watch_cut_by_a_stopping_server_simply_ends(own_stack: Stack) -
 
     assert watch.status == 200
     assert rest == b""
+
+
+@pytest.fixture
+def one_stream_stack(tmp_path: Path) -> Iterator[Stack]:
+    """A stack whose one worker holds one stream at most."""
+    stack = Stack(tmp_path)
+    stack.env.update(EXPERIMENTS_MAX_STREAMS="1")
+    yield from stack.running()
+
+
+def test_a_watch_beyond_the_streams_a_server_holds_is_429_with_retry_after(
+    one_stream_stack: Stack,
+) -> None:
+    # The second watch is refused before its first line, as the OpenAPI document's 429 says
+    # (code 8, Retry-After), rather than left waiting.
+    world = one_stream_stack.new_world()
+    path = f"{_changes(world)}/watch"
+    with watching(one_stream_stack, HTTP_1_1, path, world.tokens.settings) as first:
+        assert set(first.next()) == {"heartbeat"}
+        refused = RestClient(one_stream_stack.base_url, HTTP_1_1).get(
+            path, token=world.tokens.settings
+        )
+
+    assert assert_error(refused, 429, RESOURCE_EXHAUSTED)["message"] == messages.BUSY
+    assert refused.headers["retry-after"] == "1"
 
 
 def test_the_changes_and_the_revisions_in_the_documented_json(

@@ -150,7 +150,7 @@ def test_the_document_lists_every_status_each_operation_can_get_with_its_body() 
     document, _ = read_from_filename(str(DOCUMENT))
     collection = document["paths"]["/api/v5/orgs/{organization_id}/experiments"]
     one = document["paths"]["/api/v5/orgs/{organization_id}/experiments/{experiment_id}"]
-    errors = {"400", "401", "403", "415", "431", "503", "5XX"}
+    errors = {"400", "401", "403", "415", "429", "431", "503", "5XX"}
 
     assert set(collection["get"]["responses"]) == {"200", *errors}
     assert set(collection["post"]["responses"]) == {"201", "413", *errors}
@@ -166,6 +166,7 @@ def test_the_document_lists_every_status_each_operation_can_get_with_its_body() 
         "412": 10,
         "413": 3,
         "415": 3,
+        "429": 8,
         "431": 3,
         "503": 14,
     }
@@ -175,6 +176,8 @@ def test_the_document_lists_every_status_each_operation_can_get_with_its_body() 
                 response = _response(document, operation["responses"][status])
                 schema = response["content"]["application/json"]["schema"]
                 assert schema["properties"]["code"] == {"const": code}, (status, schema)
+    busy = _response(document, one["get"]["responses"]["429"])
+    assert busy["headers"]["Retry-After"]["required"] is True
     unauthenticated = _response(document, one["get"]["responses"]["401"])
     assert unauthenticated["headers"]["WWW-Authenticate"]["schema"]["const"] == "Token"
     too_large = _response(document, one["put"]["responses"]["413"])
@@ -187,11 +190,11 @@ def test_the_document_describes_the_history_the_feed_and_the_watch() -> None:
     revisions = paths["/api/v5/orgs/{organization_id}/experiments/{experiment_id}/revisions"]["get"]
     changes = paths["/api/v5/orgs/{organization_id}/changes"]["get"]
     watch = paths["/api/v5/orgs/{organization_id}/changes/watch"]["get"]
-    errors = {"400", "401", "403", "415", "431", "503", "5XX"}
+    errors = {"400", "401", "403", "415", "429", "431", "503", "5XX"}
 
     assert set(revisions["responses"]) == {"200", "404", *errors}
     assert set(changes["responses"]) == {"200", *errors}
-    assert set(watch["responses"]) == {"200", "429", *errors}
+    assert set(watch["responses"]) == {"200", *errors}
     assert {p["name"] for p in changes["parameters"]} == {"organization_id", "after", "page_size"}
     assert {p["name"] for p in watch["parameters"]} == {"organization_id", "after"}
     # A position older than the history kept is OUT_OF_RANGE (code 11) on a 400.
