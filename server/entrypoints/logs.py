@@ -26,15 +26,17 @@ class _Formatter(logging.Formatter):
     parser's complaint), so a logged traceback keeps the frames and exception types only.
     """
 
-    _second = -1
-    _rendered = ""
+    # The second last rendered and its text, swapped as one: threads format concurrently, and
+    # two separate attributes let a thread pair one second's milliseconds with another's text.
+    _cached: tuple[int, str] = (-1, "")
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         second = int(record.created)
-        if second != self._second:
-            self._rendered = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
-            self._second = second
-        return f"{self._rendered},{int(record.msecs):03d}"
+        cached = self._cached
+        if cached[0] != second:
+            cached = (second, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second)))
+            self._cached = cached
+        return f"{cached[1]},{int(record.msecs):03d}"
 
     def formatException(self, ei: Any) -> str:
         chain: list[BaseException] = []
