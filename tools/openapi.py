@@ -61,6 +61,7 @@ from server.domain.concurrency import (  # noqa: E402
 )
 from server.domain.model import GroupType, ResetInterval  # noqa: E402
 from server.entrypoints import rest_statuses  # noqa: E402
+from server.entrypoints.interceptors import RETRY_AFTER_SECONDS  # noqa: E402
 
 DESCRIPTOR_SET = ROOT / "generated" / "experiments" / "v5" / "experiments.pb"
 # RPCs taking a feed position (`after`): their 400 is INVALID_ARGUMENT for a malformed one, or
@@ -226,7 +227,7 @@ ERROR_HEADERS: dict[str, Json] = {
     },
     "429": {
         "Retry-After": {
-            "description": "Seconds to wait before retrying (today always 1).",
+            "description": f"Seconds to wait before retrying (today always {RETRY_AFTER_SECONDS}).",
             "required": True,
             "schema": {"type": "string", "pattern": "^[0-9]+$"},
         }
