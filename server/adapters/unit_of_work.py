@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeVar, cast
 
 from sqlalchemy import Connection, Engine
 
@@ -21,6 +22,7 @@ from server.adapters.repositories.principal_cache import CachingPrincipalReposit
 from server.adapters.repositories.principals import SqlAlchemyPrincipalRepository
 from server.adapters.revisions import SqlAlchemyRevisions
 from server.adapters.views import Renderer, SqlAlchemyExperimentViews
+from server.domain.model import Principal
 from server.service_layer.ports import (
     ExperimentReader,
     ExperimentRepository,
@@ -38,6 +40,9 @@ def _principals(connection: Connection, cache: PrincipalCache | None) -> Princip
     return principals if cache is None else CachingPrincipalRepository(principals, cache)
 
 
+_R = TypeVar("_R")
+
+
 class SqlAlchemyReadUnitOfWork:
     """Implements server.service_layer.ports.ReadUnitOfWork on a connection of a read-only
     engine (database.make_engine(read_only=True)).
@@ -49,25 +54,58 @@ class SqlAlchemyReadUnitOfWork:
     no ORM Session is needed. A write prepares here (loads, checks, renders) before its
     transaction: reading the experiment twice in separate statements is fine there, since
     the write that follows is a compare-and-set on the version read.
-    """
 
-    experiments: ExperimentReader
-    views: ExperimentViewReader
-    principals: PrincipalRepository
-    revisions: RevisionReader
+    The connection is taken from the pool when a repository first reads, not on entering:
+    a call whose API key the principal cache knows and that reads nothing else (an
+    assignment, served from memory) takes none. Under load a checkout and its return cost
+    a worker about a quarter of an assignment's throughput (bench/README.md).
+    """
 
     def __init__(self, engine: Engine, *, principal_cache: PrincipalCache | None = None) -> None:
         self._engine = engine
         self._principal_cache = principal_cache
         self._connection: Connection | None = None
+        self._repositories: dict[str, object] = {}
+
+    @property
+    def experiments(self) -> ExperimentReader:
+        return self._repository("experiments", SqlAlchemyExperimentRepository)
+
+    @property
+    def views(self) -> ExperimentViewReader:
+        return self._repository(
+            "views", lambda connection: SqlAlchemyExperimentViews(connection, None)
+        )
+
+    @property
+    def revisions(self) -> RevisionReader:
+        return self._repository("revisions", SqlAlchemyRevisions)
+
+    @property
+    def principals(self) -> PrincipalRepository:
+        principals = self._repositories.get("principals")
+        if principals is None:
+            database = _PrincipalsOnFirstRead(self)
+            principals = self._repositories["principals"] = (
+                database
+                if self._principal_cache is None
+                else CachingPrincipalRepository(database, self._principal_cache)
+            )
+        return cast(PrincipalRepository, principals)
+
+    def connection(self) -> Connection:
+        """The unit's connection, taken from the pool on first use."""
+        if self._connection is None:
+            self._connection = self._engine.connect()
+        return self._connection
+
+    def _repository(self, name: str, make: Callable[[Connection], _R]) -> _R:
+        repository = self._repositories.get(name)
+        if repository is None:
+            repository = self._repositories[name] = make(self.connection())
+        return cast(_R, repository)
 
     def __enter__(self) -> Self:
-        connection = self._engine.connect()
-        self._connection = connection
-        self.experiments = SqlAlchemyExperimentRepository(connection)
-        self.views = SqlAlchemyExperimentViews(connection, None)
-        self.principals = _principals(connection, self._principal_cache)
-        self.revisions = SqlAlchemyRevisions(connection)
         return self
 
     def __exit__(
@@ -76,9 +114,23 @@ class SqlAlchemyReadUnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._repositories.clear()
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+
+
+class _PrincipalsOnFirstRead:
+    """The database's principals, read on the unit's connection, taken only when asked."""
+
+    def __init__(self, unit: SqlAlchemyReadUnitOfWork) -> None:
+        self._unit = unit
+
+    def by_key_hash(self, key_hash: str) -> Principal | None:
+        return SqlAlchemyPrincipalRepository(self._unit.connection()).by_key_hash(key_hash)
+
+    def trusted_for(self, key_hash: str) -> float:
+        return 0.0
 
 
 class SqlAlchemyUnitOfWork:

@@ -23,6 +23,8 @@ from server.adapters.orm import (
     OrganizationRecord,
 )
 from server.adapters.repositories.experiments import SqlAlchemyExperimentRepository
+from server.adapters.repositories.principal_cache import PrincipalCache
+from server.adapters.unit_of_work import SqlAlchemyReadUnitOfWork
 from server.domain.access import hash_api_key
 from server.domain.model import (
     Experiment,
@@ -615,6 +617,32 @@ def test_principal_is_found_by_the_hash_of_its_key_with_its_organization(
     assert principal.organization.name == "Company Inc."
     assert principal.can_manage_settings
     assert by_key_itself is None  # only the hash is stored
+
+
+def test_a_read_whose_key_the_cache_knows_takes_no_connection(
+    engine: Engine, read_engine: Engine, world: World
+) -> None:
+    """The read unit of work takes its connection when a repository first reads: an
+    assignment (served from memory) with a remembered key never touches the pool."""
+    with engine.begin() as connection:
+        key_hash = hash_api_key(admin.create_api_key(connection, world.editor_id))
+    checkouts: list[object] = []
+    event.listen(read_engine, "checkout", lambda *args: checkouts.append(args))
+    cache = PrincipalCache(ttl_seconds=60)
+
+    with SqlAlchemyReadUnitOfWork(read_engine, principal_cache=cache) as uow:
+        first = uow.principals.by_key_hash(key_hash)
+    assert first is not None and len(checkouts) == 1  # not remembered yet: read
+
+    with SqlAlchemyReadUnitOfWork(read_engine, principal_cache=cache) as uow:
+        again = uow.principals.by_key_hash(key_hash)
+    assert again == first and len(checkouts) == 1  # remembered: no connection taken
+
+    with SqlAlchemyReadUnitOfWork(read_engine, principal_cache=cache) as uow:
+        uow.principals.by_key_hash(key_hash)
+        assert uow.views.get(world.organization_id, uuid4()) is None
+        uow.experiments.get(world.organization_id, uuid4())
+    assert len(checkouts) == 2  # the views and experiments share one
 
 
 def test_demo_world_keys_authenticate_the_documented_principals(
