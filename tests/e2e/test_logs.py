@@ -20,6 +20,7 @@ from tests.e2e.stack import Stack, World
 HEADERS = ["authorization", "idempotency-key", "if-match", "if-none-match", "x-custom"]
 CREATE = "/experiments.v5.ExperimentService/CreateExperiment"
 LIST = "/experiments.v5.ExperimentService/ListExperiments"
+GET = "/experiments.v5.ExperimentService/GetExperiment"
 
 
 def malformed(marker: bytes) -> list[list[tuple[bytes, bytes]]]:
@@ -54,6 +55,7 @@ def test_no_header_value_reaches_the_server_or_gateway_logs(stack: Stack, world:
         _send_everywhere(stack, world, headers)
 
     _wait_for_the_access_log(stack)
+    _wait_for_the_server_log(stack, world, token)
     for log in (stack.workdir / "server.log", stack.envoy_log):
         assert marker not in log.read_bytes(), f"{log.name} quotes a request value"
 
@@ -80,6 +82,25 @@ def _send_everywhere(stack: Stack, world: World, headers: list[tuple[bytes, byte
             h2c.grpc_call(
                 "127.0.0.1", stack.grpc_port, method, request.SerializeToString(), headers
             )
+
+
+def _wait_for_the_server_log(stack: Stack, world: World, token: tuple[bytes, bytes]) -> None:
+    """Until a last call's line is in the server's log (written at most
+    logs.WRITE_INTERVAL_SECONDS after the call), so that every line before it is too: the
+    only Get of the test, of an experiment that does not exist."""
+    assert stack.server is not None
+    log = stack.workdir / "server.log"
+    line = f"rpc method={GET} status=NOT_FOUND".encode()
+    before = log.read_bytes().count(line)
+    get = pb.GetExperimentRequest(
+        organization_id=world.organization_id, experiment_id=str(uuid.uuid4())
+    )
+    h2c.grpc_call("127.0.0.1", stack.grpc_port, GET, get.SerializeToString(), [token])
+    launcher.poll(
+        lambda: True if log.read_bytes().count(line) > before else None,
+        what="the server log's last line",
+        process=stack.server,
+    )
 
 
 def _wait_for_the_access_log(stack: Stack) -> None:
