@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -237,6 +237,21 @@ def echo_phase(port: int, world: seed.World) -> Phase:
     """The ceiling: the GetExperiment request's bytes echoed back by a bare gRPC server."""
     request = get_request(world)
     return grpc_phase("echo", "echo ceiling (gRPC)", port, "/bench.Echo/Echo", request, world)
+
+
+def assign_floor_phase(port: int, world: seed.World) -> Phase:
+    """AssignVisitor's work alone on the echo's server (bench/echo_server.py --assign-from):
+    the assignment phase's request, answered by the same functions, without the service."""
+    phase = grpc_phase(
+        "assign-floor",
+        f"AssignVisitor's work alone, echo's server ({seed.ASSIGNING_EXPERIMENTS} experiments)",
+        port,
+        f"/{SERVICE}/AssignVisitor",
+        assign_request(world),
+        world,
+        api_key=world.assigning_api_key,
+    )
+    return replace(phase, method=None)  # not the service: no log to verify, no RSS target
 
 
 def get_request(world: seed.World) -> bytes:

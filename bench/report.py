@@ -154,6 +154,17 @@ def _ratio(
     return Verdict(ratio >= goal, text, f"{ratio:.2f}x", note)
 
 
+def _floor_note(floor: Measurement | None, echo_rps: float, echo_p99: float) -> str:
+    """What the call's own work alone served on the echo's server (bench/echo_server.py)."""
+    if floor is None or not echo_rps:
+        return ""
+    p99 = floor.result.percentile_ms(0.99)
+    return (
+        f"its work alone on the echo's server: {floor.rps / echo_rps:.2f}x, "
+        f"p99 {p99 / echo_p99:.1f}x the echo's"
+    )
+
+
 def targets(
     measurements: Sequence[Measurement], echo_rps: float, backend: str, experiments: int
 ) -> list[Verdict]:
@@ -200,7 +211,12 @@ def targets(
         ),
         p99_within("mixed", MIXED_P99_X_ECHO, f"mixed p99 <= {MIXED_P99_X_ECHO:g}x echo p99"),
         _ratio(
-            found, "grpc-assign", echo_rps, ASSIGN_RATIO, f"gRPC Assign >= {ASSIGN_RATIO}x echo"
+            found,
+            "grpc-assign",
+            echo_rps,
+            ASSIGN_RATIO,
+            f"gRPC Assign >= {ASSIGN_RATIO}x echo",
+            _floor_note(found.get("assign-floor"), echo_rps, echo_p99),
         ),
         p99_within(
             "grpc-assign", ASSIGN_P99_X_ECHO, f"gRPC Assign p99 <= {ASSIGN_P99_X_ECHO:g}x echo p99"

@@ -184,6 +184,25 @@ def measure_echo(options: Options, world: seed.World, workdir: Path) -> phases.M
         echo.stop()
 
 
+def measure_assign_floor(
+    options: Options, world: seed.World, workdir: Path, database: str
+) -> phases.Measurement:
+    """AssignVisitor's own work alone (no key, interceptor, log line or admission) on the
+    echo's server, pinned like it: the most any implementation of the call on this process
+    model could serve, beside which the assignment target is read (bench/README.md)."""
+    floor = stack.start_echo(
+        options.workers,
+        ECHO_THREADS,
+        affinity=True,
+        assign_from=(database, world.assigning_organization_id),
+    )
+    try:
+        target = phases.Target(floor.processes, floor.workers, floor.port)
+        return run_phase(phases.assign_floor_phase(floor.port, world), target, options, workdir)
+    finally:
+        floor.stop()
+
+
 def run_phase(
     phase: phases.Phase, target: phases.Target, options: Options, workdir: Path, name: str = ""
 ) -> phases.Measurement:
@@ -205,7 +224,7 @@ def full_run(options: Options, workdir: Path) -> tuple[str, bool]:
         world = prepare(database, options.experiments)
         db_processes = database_processes(options)
         echo = measure_echo(options, world, workdir)
-        measurements = [echo]
+        measurements = [echo, measure_assign_floor(options, world, workdir, database)]
         server = stack.start_server(database, options.workers, workdir, "server")
         envoy: launcher.Envoy | None = None
         try:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from uuid import UUID
 
 from sqlalchemy.engine import make_url
 
@@ -63,8 +64,11 @@ class Echo:
         launcher.stop(self.process)
 
 
-def start_echo(workers: int, threads: int, *, affinity: bool) -> Echo:
-    """The echo ceiling; returns once every worker serves."""
+def start_echo(
+    workers: int, threads: int, *, affinity: bool, assign_from: tuple[str, UUID] | None = None
+) -> Echo:
+    """The echo ceiling; returns once every worker serves. With `assign_from` (a database URL
+    and an organization), it serves AssignVisitor's work alone too (bench/echo_server.py)."""
     process = subprocess.Popen(
         [
             sys.executable,
@@ -73,6 +77,11 @@ def start_echo(workers: int, threads: int, *, affinity: bool) -> Echo:
             f"--workers={workers}",
             f"--threads={threads}",
             *(["--affinity"] if affinity else []),
+            *(
+                [f"--assign-from={assign_from[0]}", f"--organization={assign_from[1]}"]
+                if assign_from
+                else []
+            ),
         ],
         stdout=subprocess.PIPE,
         text=True,
