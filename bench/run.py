@@ -347,6 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = RESULTS / time.strftime("%Y%m%d-%H%M%S")
     workdir.mkdir(parents=True, exist_ok=True)
     machine = report.machine()
+    pinned = Settings.from_env(stack.service_environment()).worker_affinity
     header = [
         f"Machine: {machine['nproc']} CPUs, {machine['cpu']}, Python {machine['python']}, "
         f"Linux {machine['kernel']}, SQLite {machine['sqlite']}, h2load {machine['h2load']}",
@@ -356,8 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{phases.GRPC_STREAMS} streams; REST: {phases.IN_FLIGHT} HTTP/1.1 connections), "
         f"{options.workers} server workers; database: {options.backend}",
         f"Echo ceiling: {ECHO_THREADS} threads per worker, each worker pinned to a core; the "
-        f"service's workers pinned: {'yes' if Settings.from_env().worker_affinity else 'no'} "
-        "(EXPERIMENTS_WORKER_AFFINITY)",
+        f"service's workers pinned: {'yes' if pinned else 'no'} (EXPERIMENTS_WORKER_AFFINITY; "
+        "the bench pins them unless it is set)",
         "",
     ]
     say(f"run folder: {workdir.relative_to(ROOT)}")

@@ -165,12 +165,21 @@ class Server:
         return launcher.stop(self.process)
 
 
+def service_environment() -> dict[str, str]:
+    """The environment the bench runs experiments-server in: the caller's, with each worker
+    pinned to a CPU of its own as the echo ceiling's are (EXPERIMENTS_WORKER_AFFINITY=1)
+    unless the caller set EXPERIMENTS_WORKER_AFFINITY: the service is compared with the
+    ceiling on the same process model, as on a machine of its own. The service's own default
+    stays unpinned (README, "Configuration")."""
+    return {"EXPERIMENTS_WORKER_AFFINITY": "1", **os.environ}
+
+
 def start_server(database: str, workers: int, workdir: Path, label: str) -> Server:
     """experiments-server with `workers` processes on a port the kernel picks; returns once
     each of them serves."""
     log_path = workdir / f"{label}.server.log"
     env = {
-        **os.environ,
+        **service_environment(),
         "EXPERIMENTS_DATABASE_URL": database,
         "EXPERIMENTS_GRPC_HOST": HOST,
         "EXPERIMENTS_GRPC_PORT": "0",
