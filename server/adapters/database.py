@@ -393,11 +393,21 @@ def writer_lock_for(engine: Engine) -> WriterLock | None:
     with _writer_locks_guard:
         lock = _writer_locks.get(engine)
         if lock is None:
-            database = engine.url.database or ""
-            on_disk = database not in ("", ":memory:") and not database.startswith("file:")
-            lock = WriterLock(Path(f"{database}.writer-lock") if on_disk else None)
+            path = sqlite_file(engine)
+            lock = WriterLock(None if path is None else Path(f"{path}.writer-lock"))
             _writer_locks[engine] = lock
         return lock
+
+
+def sqlite_file(engine: Engine) -> Path | None:
+    """The file of an SQLite engine's database; None for other databases and SQLite in memory
+    or named by a URI."""
+    if engine.dialect.name != "sqlite":
+        return None
+    database = engine.url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database)
 
 
 # SET LOCAL for both, in one round trip; both end with the transaction.

@@ -29,6 +29,7 @@ from experiments.v5 import experiments_pb2, experiments_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from server.adapters.checkpoints import WalCheckpointer
 from server.adapters.database import DatabaseUnusable, check_database, make_engine
 from server.adapters.repositories.principal_cache import PrincipalCache
 from server.adapters.unit_of_work import SqlAlchemyReadUnitOfWork, SqlAlchemyUnitOfWork
@@ -79,7 +80,7 @@ class RunningServer:
     pools: WorkerPools
     follower: FeedFollower
     access_checks: AccessChecks
-
+    checkpointer: WalCheckpointer | None
     grace: float
 
     def stop(self, grace: float | None = None) -> None:
@@ -92,6 +93,8 @@ class RunningServer:
         self.access_checks.close()
         self.server.stop(self.grace if grace is None else grace).wait()
         self.pools.shutdown()
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
 
 
 def build_server(settings: Settings, *, reuse_port: bool = False) -> RunningServer:
@@ -101,6 +104,8 @@ def build_server(settings: Settings, *, reuse_port: bool = False) -> RunningServ
         pool_size=settings.write_pool_size,
         max_overflow=settings.database_max_overflow,
     )
+    # SQLite: the WAL is copied back into the file by a thread, not by a write holding the writer.
+    checkpointer = WalCheckpointer.for_engine(engine)
     # Reads get their own pool, whose connections refuse writes (see make_engine); a Create
     # prepares on it too, from a write thread.
     read_engine = make_engine(
@@ -180,11 +185,20 @@ def build_server(settings: Settings, *, reuse_port: bool = False) -> RunningServ
         raise PortInUse(settings.grpc_host, settings.grpc_port) from None
     follower.start()
     access_checks.start()
+    if checkpointer is not None:
+        checkpointer.start()
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return RunningServer(
-        server, port, health_servicer, pools, follower, access_checks, settings.grace_seconds
+        server,
+        port,
+        health_servicer,
+        pools,
+        follower,
+        access_checks,
+        checkpointer,
+        settings.grace_seconds,
     )
 
 
