@@ -10,12 +10,16 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.abuse import WITHIN_SECONDS
 from bench.abuse import Report as AbuseReport
 from bench.phases import Measurement
 from bench.watchers import LAG_P99_MS, UNARY_RATIO
 from bench.watchers import Figures as WatchFigures
+
+if TYPE_CHECKING:
+    from bench.write_floor import WriteFloor
 
 # The issue's targets (issue 10), as ratios to the echo ceiling of the same run.
 GET_RATIO = 0.5
@@ -165,8 +169,28 @@ def _floor_note(floor: Measurement | None, echo_rps: float, echo_p99: float) -> 
     )
 
 
+def _write_floor_note(
+    floors: Sequence[WriteFloor], key: str, workers: int, echo_rps: float, note: str
+) -> str:
+    """What the write's own work alone allows (bench/write_floor.py), beside `note`."""
+    floor = next((f for f in floors if f.key == key), None)
+    if floor is None or not echo_rps:
+        return note
+    most = floor.most_rps(workers)
+    alone = (
+        f"its work alone: {floor.cpu_us_per_call:,.0f} us of CPU per call in-process, "
+        f"so at most {most:,.0f} req/s on {workers} workers = {most / echo_rps:.2f}x"
+    )
+    return f"{note}; {alone}" if note else alone
+
+
 def targets(
-    measurements: Sequence[Measurement], echo_rps: float, backend: str, experiments: int
+    measurements: Sequence[Measurement],
+    echo_rps: float,
+    backend: str,
+    experiments: int,
+    floors: Sequence[WriteFloor] = (),
+    workers: int = 1,
 ) -> list[Verdict]:
     found = _by_key(measurements)
     echo = found.get("echo")
@@ -199,7 +223,7 @@ def targets(
             echo_rps,
             WRITE_RATIO_SQLITE,
             f"gRPC Create >= {WRITE_RATIO_SQLITE}x echo (SQLite)",
-            writes_note,
+            _write_floor_note(floors, "grpc-create", workers, echo_rps, writes_note),
         ),
         _ratio(
             found,
@@ -207,7 +231,7 @@ def targets(
             echo_rps,
             WRITE_RATIO_SQLITE,
             f"gRPC Update >= {WRITE_RATIO_SQLITE}x echo (SQLite)",
-            writes_note,
+            _write_floor_note(floors, "grpc-update", workers, echo_rps, writes_note),
         ),
         p99_within("mixed", MIXED_P99_X_ECHO, f"mixed p99 <= {MIXED_P99_X_ECHO:g}x echo p99"),
         _ratio(

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from bench import abuse, loadgen, phases, report, seed, stack, watchers
+from bench import abuse, loadgen, phases, report, seed, stack, watchers, write_floor
 from gateway import launcher
 from server.adapters.database import make_engine
 from server.adapters.schema import upgrade
@@ -203,6 +203,18 @@ def measure_assign_floor(
         floor.stop()
 
 
+def measure_write_floors(database: str, world: seed.World) -> list[write_floor.WriteFloor]:
+    """Create's and Update's own work alone, in this process: what any server around them
+    could serve at most, beside which the write targets are read (bench/write_floor.py)."""
+    floors = write_floor.measure(database, world)
+    for floor in floors:
+        say(
+            f"{floor.key}'s work alone, in-process: {floor.cpu_us_per_call:,.0f} us of CPU "
+            f"per call ({floor.calls} calls)"
+        )
+    return floors
+
+
 def run_phase(
     phase: phases.Phase, target: phases.Target, options: Options, workdir: Path, name: str = ""
 ) -> phases.Measurement:
@@ -245,7 +257,11 @@ def full_run(options: Options, workdir: Path) -> tuple[str, bool]:
             if envoy is not None:
                 envoy.stop()
             server.stop()
-    verdicts = report.targets(measurements, echo.rps, options.backend, options.experiments)
+        # Last, in this process, with the machine otherwise idle (it adds experiments).
+        floors = measure_write_floors(database, world)
+    verdicts = report.targets(
+        measurements, echo.rps, options.backend, options.experiments, floors, options.workers
+    )
     verdicts += report.abuse_targets(abused)
     text = [
         report.table(measurements, echo.rps),

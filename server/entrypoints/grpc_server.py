@@ -82,6 +82,8 @@ class RunningServer:
     access_checks: AccessChecks
     checkpointer: WalCheckpointer | None
     grace: float
+    # The use cases behind the RPCs, for callers in this process (bench/write_floor.py).
+    service: ExperimentService
 
     def stop(self, grace: float | None = None) -> None:
         """Reports NOT_SERVING, ends every watch at once (UNAVAILABLE: its client resumes from
@@ -199,6 +201,7 @@ def build_server(settings: Settings, *, reuse_port: bool = False) -> RunningServ
         access_checks,
         checkpointer,
         settings.grace_seconds,
+        service,
     )
 
 
