@@ -8,8 +8,8 @@ the interceptor (deadline, admission, the log line) and the servicer's headers. 
 CPU time per call (every thread: the feed follower's read after each write, the WAL
 checkpointer) bounds what any server around this work can serve on the machine: at most
 `workers / CPU per call` calls per second, with every worker busy on them alone, and less on
-SQLite, whose one writer takes the writes one at a time (bench/README.md, "The writes' work
-alone").
+SQLite, whose one writer takes the writes one at a time (bench/README.md, step 7 of
+"What one run does").
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ class WriteFloor:
     key: str  # the phase whose target is read against it: grpc-create, grpc-update
     calls: int
     cpu_seconds: float
-    wall_seconds: float
 
     @property
     def cpu_us_per_call(self) -> float:
@@ -90,7 +89,7 @@ def measure(database_url: str, world: seed.World, calls: int = CALLS) -> list[Wr
 def _timed(key: str, call: Callable[[], bytes], calls: int) -> WriteFloor:
     for _ in range(WARMUP_CALLS):
         call()
-    cpu, wall = time.process_time(), time.perf_counter()
+    cpu = time.process_time()
     for _ in range(calls):
         call()
-    return WriteFloor(key, calls, time.process_time() - cpu, time.perf_counter() - wall)
+    return WriteFloor(key, calls, time.process_time() - cpu)

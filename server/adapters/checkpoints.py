@@ -7,7 +7,7 @@ server/adapters/database.py) through the copy and the fsync, and every other wri
 A bench Create writes about 33 pages, so one commit in 30 took about 7 ms here instead of
 0.1 ms. With the checkpointer, over 4,500 bench creates in-process, the mean commit went from
 355 to 193 us and its p99 from 7.2 to 0.5 ms; under load, Create +7% and the mixed phase's
-p99 -20% (bench/README.md, "Checkpoints off the writer").
+p99 -20% (bench/README.md, "Issue 18, item 5, third pass").
 
 Each worker's WalCheckpointer runs a PASSIVE checkpoint on a connection of its own after every
 COMMITS_PER_CHECKPOINT commits of its process, and INTERVAL_SECONDS after fewer. PASSIVE takes

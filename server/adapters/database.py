@@ -178,12 +178,9 @@ def make_engine(
         )
         event.listen(engine, "handle_error", _invalidate_the_pool_when_the_server_ends_sessions)
         return engine
-    if (
-        parsed.database
-        and parsed.database != ":memory:"
-        and not parsed.database.startswith("file:")
-    ):
-        create_private_file(Path(parsed.database))
+    path = _on_disk(parsed.database)
+    if path is not None:
+        create_private_file(path)
         engine = create_engine(
             parsed, pool_size=pool_size, max_overflow=max_overflow, hide_parameters=True
         )
@@ -404,8 +401,12 @@ def sqlite_file(engine: Engine) -> Path | None:
     or named by a URI."""
     if engine.dialect.name != "sqlite":
         return None
-    database = engine.url.database or ""
-    if database in ("", ":memory:") or database.startswith("file:"):
+    return _on_disk(engine.url.database)
+
+
+def _on_disk(database: str | None) -> Path | None:
+    """The file an SQLite URL's database names; None in memory or for a `file:` URI."""
+    if not database or database == ":memory:" or database.startswith("file:"):
         return None
     return Path(database)
 
